@@ -1,0 +1,425 @@
+//! Wire types of dnsd's control API (`/v1/...`): status, events and operator actions.
+//!
+//! This crate holds data only, no I/O, so that the daemon and the console share one
+//! definition of what crosses the socket and the console never depends on daemon
+//! internals. Everything is plain serde; times are milliseconds since the Unix epoch.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version prefix of every path of the control API.
+pub const API_PREFIX: &str = "/v1";
+
+/// What happened, as recorded in the event log and streamed to live views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the daemon's event log, growing by one per event (0 until logged).
+    #[serde(default)]
+    pub seq: u64,
+    /// Wall-clock time of the decision, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What kind of decision or observation this is.
+    pub kind: EventKind,
+    /// The service concerned, if the event is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The member concerned, if the event is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Primary before the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_primary: Option<String>,
+    /// Primary after the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_primary: Option<String>,
+    /// The service's epoch after the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Event {
+    /// How loudly a view should show this event.
+    pub fn level(&self) -> Level {
+        self.kind.level()
+    }
+}
+
+/// The kinds of events. Views colour them by [`Level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The daemon started (or restored its state).
+    Started,
+    /// The primary went down and another member was promoted automatically.
+    Failover,
+    /// An operator moved the primary.
+    Promotion,
+    /// The preferred member took the primary back.
+    Failback,
+    /// A planned switchover (failback or promotion of a healthy primary's secondary) started.
+    SwitchoverStarted,
+    /// A planned switchover failed and was rolled back to the old primary.
+    SwitchoverFailed,
+    /// The primary is down and no member may be promoted; DNS keeps answering the old primary.
+    Stranded,
+    /// A stranded service's primary answered again.
+    Recovered,
+    /// A member stopped answering its heartbeat.
+    NodeDown,
+    /// A member answers its heartbeat again.
+    NodeUp,
+    /// Maintenance was switched on or off for a member.
+    Maintenance,
+    /// Automatic decisions were paused for a service.
+    Paused,
+    /// Automatic decisions were resumed for a service.
+    Resumed,
+    /// An operator action was refused.
+    Refused,
+    /// A mirroring pass finished.
+    SyncDone,
+    /// A mirroring pass failed.
+    SyncFailed,
+    /// A returning member was resynced; files it alone had were kept aside.
+    Resynced,
+    /// A hook or fence command ran (or failed).
+    Hook,
+    /// The state file could not be used (it was moved aside) or written.
+    State,
+}
+
+impl EventKind {
+    /// How loudly a view should show this kind.
+    pub fn level(self) -> Level {
+        match self {
+            EventKind::Failover
+            | EventKind::Stranded
+            | EventKind::NodeDown
+            | EventKind::SwitchoverFailed
+            | EventKind::SyncFailed
+            | EventKind::State => Level::Alert,
+            EventKind::Promotion
+            | EventKind::Failback
+            | EventKind::SwitchoverStarted
+            | EventKind::Maintenance
+            | EventKind::Paused
+            | EventKind::Refused
+            | EventKind::Resynced
+            | EventKind::Hook => Level::Notice,
+            EventKind::Started
+            | EventKind::Recovered
+            | EventKind::NodeUp
+            | EventKind::Resumed
+            | EventKind::SyncDone => Level::Info,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            EventKind::Started => "started",
+            EventKind::Failover => "failover",
+            EventKind::Promotion => "promotion",
+            EventKind::Failback => "failback",
+            EventKind::SwitchoverStarted => "switchover",
+            EventKind::SwitchoverFailed => "switchover-failed",
+            EventKind::Stranded => "stranded",
+            EventKind::Recovered => "recovered",
+            EventKind::NodeDown => "node-down",
+            EventKind::NodeUp => "node-up",
+            EventKind::Maintenance => "maintenance",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::Refused => "refused",
+            EventKind::SyncDone => "sync",
+            EventKind::SyncFailed => "sync-failed",
+            EventKind::Resynced => "resynced",
+            EventKind::Hook => "hook",
+            EventKind::State => "state",
+        };
+        f.write_str(s)
+    }
+}
+
+/// How loudly to show an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Notice,
+    Alert,
+}
+
+/// An operator action. Every one goes through the controller's validation and is
+/// either applied as a whole or refused with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Move the primary to the next eligible member in round-robin order.
+    Failover {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// Give the primary back to the preferred member (the first in the service's list).
+    Failback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// Make `node` the primary.
+    Promote {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        node: String,
+    },
+    /// Start a mirroring pass now (to every secondary, or to `node` only).
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Switch maintenance on or off for a member: a member in maintenance is never promoted.
+    Maintenance { node: String, on: bool },
+    /// Stop automatic decisions (one service, or all when `service` is absent).
+    Pause {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// Resume automatic decisions (one service, or all when `service` is absent).
+    Resume {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+}
+
+impl Action {
+    /// A short verb for logs and prompts.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Failover { .. } => "failover",
+            Action::Failback { .. } => "failback",
+            Action::Promote { .. } => "promote",
+            Action::Sync { .. } => "sync",
+            Action::Maintenance { .. } => "maintenance",
+            Action::Pause { .. } => "pause",
+            Action::Resume { .. } => "resume",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let svc = |s: &Option<String>| match s {
+            Some(s) => format!(" service {s}"),
+            None => String::new(),
+        };
+        match self {
+            Action::Failover { service } => write!(f, "failover{}", svc(service)),
+            Action::Failback { service } => write!(f, "failback{}", svc(service)),
+            Action::Promote { service, node } => write!(f, "promote {node}{}", svc(service)),
+            Action::Sync { service, node } => match node {
+                Some(n) => write!(f, "sync to {n}{}", svc(service)),
+                None => write!(f, "sync{}", svc(service)),
+            },
+            Action::Maintenance { node, on } => {
+                write!(f, "maintenance {node} {}", if *on { "on" } else { "off" })
+            }
+            Action::Pause { service } => write!(f, "pause{}", svc(service)),
+            Action::Resume { service } => write!(f, "resume{}", svc(service)),
+        }
+    }
+}
+
+/// A member's health according to its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Not enough probes yet to decide.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        })
+    }
+}
+
+/// A member's role in one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// DNS answers the service's name with this member.
+    Primary,
+    /// Up and holding a copy; may be promoted if in sync.
+    Secondary,
+    /// Its heartbeat says it is down.
+    Down,
+    /// Back from down, its copy being brought up to date; never promoted until done.
+    Resyncing,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+            Role::Down => "down",
+            Role::Resyncing => "resyncing",
+        })
+    }
+}
+
+/// Everything an operator view shows: `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's clock when this was taken, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// When the daemon started.
+    pub started_ms: u64,
+    /// The zone served, with its trailing dot.
+    pub zone: String,
+    /// The zone's SOA serial; grows on every role change.
+    pub serial: u32,
+    /// TTL of answers, seconds.
+    pub ttl: u32,
+    /// How members are probed.
+    pub heartbeat: HeartbeatSettings,
+    /// Every member of the pool.
+    pub nodes: Vec<NodeStatus>,
+    /// Every service.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The heartbeat configuration, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatSettings {
+    pub protocol: String,
+    pub port: u16,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// One pool member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub health: Health,
+    /// An operator put it in maintenance: it is never promoted.
+    pub maintenance: bool,
+    /// Round-trip time of the last answered probe, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
+    /// Recent probes, oldest first: RTT in microseconds, or `null` for a miss.
+    #[serde(default)]
+    pub probes: Vec<Option<u64>>,
+    /// Why the last probe failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// `<name>.<zone>`.
+    pub fqdn: String,
+    /// The member DNS answers with.
+    pub primary: String,
+    /// The first member in the service's order (failback returns to it).
+    pub preferred: String,
+    /// Grows by one on every change of primary.
+    pub epoch: u64,
+    /// Automatic decisions are paused.
+    pub paused: bool,
+    /// The primary is down and nobody can be promoted: DNS keeps answering it.
+    pub stranded: bool,
+    /// Who a failover would promote now, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// A planned switchover in progress, in words (e.g. "failback to app1: final sync").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<String>,
+    /// Members in round-robin order.
+    pub members: Vec<MemberStatus>,
+}
+
+/// A member as seen by one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub node: String,
+    pub role: Role,
+    /// Whether it could be promoted now.
+    pub eligible: bool,
+    /// Why it would be skipped by a failover, when it would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+}
+
+impl Status {
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceStatus> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+impl ServiceStatus {
+    /// This service's view of member `node`.
+    pub fn member(&self, node: &str) -> Option<&MemberStatus> {
+        self.members.iter().find(|m| m.node == node)
+    }
+}
+
+/// The daemon's answer to an [`Action`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionReply {
+    /// True when the action was applied (or, for a switchover, started).
+    pub accepted: bool,
+    /// What was done, or why it was refused.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_as_tagged_json() {
+        let a = Action::Promote {
+            service: Some("www".into()),
+            node: "app2".into(),
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            json,
+            r#"{"action":"promote","service":"www","node":"app2"}"#
+        );
+        assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), a);
+        let pause: Action = serde_json::from_str(r#"{"action":"pause"}"#).unwrap();
+        assert_eq!(pause, Action::Pause { service: None });
+    }
+
+    #[test]
+    fn event_kinds_are_snake_case_on_the_wire() {
+        let json = serde_json::to_string(&EventKind::SwitchoverFailed).unwrap();
+        assert_eq!(json, r#""switchover_failed""#);
+        assert_eq!(EventKind::Failover.level(), Level::Alert);
+    }
+}
