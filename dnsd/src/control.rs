@@ -1,0 +1,468 @@
+//! The control API: HTTP/JSON under `/v1`, on a Unix socket (mode 0600) and, only with
+//! a token, on TCP. Operator views read the status and follow the event stream;
+//! operator actions go to the driver, which runs them through the controller's rules.
+//!
+//! | method | path                  | what                                              |
+//! |--------|-----------------------|---------------------------------------------------|
+//! | GET    | `/v1/status`          | [`dnsd_api::Status`]                              |
+//! | GET    | `/v1/events?since=N`  | recent events with `seq > N`, oldest first        |
+//! | GET    | `/v1/events/stream`   | server-sent events, one [`dnsd_api::Event`] each; `?since=N` replays first |
+//! | POST   | `/v1/actions`         | an [`dnsd_api::Action`]; 200 if done, 409 with the reason if refused |
+//! | GET    | `/metrics`            | Prometheus text format                            |
+//!
+//! Every action is logged with its origin: the peer's uid and pid on the Unix socket
+//! (from `SO_PEERCRED`), the peer address on TCP, plus the operator name a client may
+//! give in the `x-dnsd-operator` header.
+
+mod metrics;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::IncomingStream;
+use axum::{Json, Router};
+use dnsd_api::{Action, ActionReply, Event};
+use futures::Stream;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::daemon::DaemonHandle;
+use crate::dns::DnsStats;
+
+/// Header a client may set to name the operator behind an action.
+pub const OPERATOR_HEADER: &str = "x-dnsd-operator";
+
+/// Why the control API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot create the directory of control socket {path}: {error}")]
+    SocketDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("control socket {path} is in use by a running process")]
+    SocketInUse { path: PathBuf },
+    #[error("cannot remove stale control socket {path}: {error}")]
+    StaleSocket {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot listen on control socket {path}: {error}")]
+    Bind {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot restrict control socket {path} to its owner: {error}")]
+    Permissions {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot listen for the control API on TCP {addr}: {error}")]
+    BindTcp {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot read control token file {path}: {error}")]
+    Token {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("control token file {path} {problem}")]
+    TokenUnsafe {
+        path: PathBuf,
+        problem: &'static str,
+    },
+}
+
+/// A bearer token. Its `Debug` does not print it.
+#[derive(Clone)]
+pub struct Token(Arc<[u8]>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(****)")
+    }
+}
+
+impl Token {
+    /// Reads a token file: it must be readable by its owner only and not empty.
+    pub fn read(path: &Path) -> Result<Token, ControlError> {
+        let meta = std::fs::metadata(path).map_err(|error| ControlError::Token {
+            path: path.to_owned(),
+            error,
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(ControlError::TokenUnsafe {
+                path: path.to_owned(),
+                problem: "is readable by others than its owner: chmod 600 it",
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| ControlError::Token {
+            path: path.to_owned(),
+            error,
+        })?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(ControlError::TokenUnsafe {
+                path: path.to_owned(),
+                problem: "holds a token shorter than 16 characters",
+            });
+        }
+        Ok(Token(Arc::from(token.as_bytes())))
+    }
+
+    /// Constant-time comparison with a presented token.
+    fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        // Lengths are not secret; contents are compared without early exit.
+        self.0.len() == presented.len() && bool::from(self.0.as_ref().ct_eq(presented))
+    }
+}
+
+/// Bound control listeners, ready to serve.
+#[derive(Debug)]
+pub struct ControlListeners {
+    unix: UnixListener,
+    socket: PathBuf,
+    tcp: Option<(TcpListener, Token)>,
+}
+
+impl ControlListeners {
+    /// Binds the Unix socket (replacing a stale one, refusing a live one) with mode
+    /// 0600, and the TCP listener if configured.
+    pub async fn bind(
+        socket: &Path,
+        tcp: Option<(SocketAddr, &Path)>,
+    ) -> Result<ControlListeners, ControlError> {
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir).map_err(|error| ControlError::SocketDir {
+                path: socket.to_owned(),
+                error,
+            })?;
+        }
+        if socket.exists() {
+            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                return Err(ControlError::SocketInUse {
+                    path: socket.to_owned(),
+                });
+            }
+            std::fs::remove_file(socket).map_err(|error| ControlError::StaleSocket {
+                path: socket.to_owned(),
+                error,
+            })?;
+        }
+        // Create the socket with no access for others from the start, then set 0600.
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(socket);
+        // SAFETY: as above; restores the previous mask.
+        unsafe { libc::umask(old) };
+        let unix = bound.map_err(|error| ControlError::Bind {
+            path: socket.to_owned(),
+            error,
+        })?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(
+            |error| ControlError::Permissions {
+                path: socket.to_owned(),
+                error,
+            },
+        )?;
+        let tcp = match tcp {
+            None => None,
+            Some((addr, token_file)) => {
+                let token = Token::read(token_file)?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| ControlError::BindTcp { addr, error })?;
+                Some((l, token))
+            }
+        };
+        Ok(ControlListeners {
+            unix,
+            socket: socket.to_owned(),
+            tcp,
+        })
+    }
+
+    /// The TCP address actually bound, if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The Unix socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    daemon: DaemonHandle,
+    dns: Arc<DnsStats>,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+enum Peer {
+    Unix { uid: Option<u32>, pid: Option<i32> },
+    Tcp(SocketAddr),
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        let cred = stream.io().peer_cred().ok();
+        Peer::Unix {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer::Tcp(*stream.remote_addr())
+    }
+}
+
+impl Peer {
+    fn describe(&self, headers: &HeaderMap) -> String {
+        let base = match self {
+            Peer::Unix { uid, pid } => format!(
+                "unix uid={} pid={}",
+                uid.map_or("?".to_owned(), |u| u.to_string()),
+                pid.map_or("?".to_owned(), |p| p.to_string())
+            ),
+            Peer::Tcp(addr) => format!("tcp {addr}"),
+        };
+        match headers.get(OPERATOR_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(name) => {
+                // Free text from the client: keep it short and printable in logs.
+                let clean: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+                format!("{clean} ({base})")
+            }
+            None => base,
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
+        .route("/v1/events/stream", get(event_stream))
+        .route("/v1/actions", post(act))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// Serves the control API until `cancel` fires.
+pub async fn serve(
+    listeners: ControlListeners,
+    daemon: DaemonHandle,
+    dns: Arc<DnsStats>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let state = AppState { daemon, dns };
+    let unix = axum::serve(
+        listeners.unix,
+        router(state.clone()).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let socket = listeners.socket.clone();
+    let result = match listeners.tcp {
+        None => unix.await,
+        Some((tcp, token)) => {
+            let guarded =
+                router(state).layer(middleware::from_fn(move |req: Request, next: Next| {
+                    let token = token.clone();
+                    async move { require_token(&token, req, next).await }
+                }));
+            let tcp = axum::serve(tcp, guarded.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(cancel.cancelled_owned());
+            let (a, b) = tokio::join!(unix, tcp);
+            a.and(b)
+        }
+    };
+    if let Err(e) = std::fs::remove_file(&socket) {
+        warn!(path = %socket.display(), error = %e, "cannot remove the control socket at shutdown");
+    }
+    result
+}
+
+async fn require_token(token: &Token, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(p) if token.matches(p) => next.run(req).await,
+        _ => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<Peer>>()
+                .map(|c| format!("{:?}", c.0));
+            warn!(peer = peer.as_deref().unwrap_or("?"), path = %req.uri().path(), "control API request without a valid token");
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(ActionReply {
+                    accepted: false,
+                    message: "a valid bearer token is required".into(),
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn unavailable(e: anyhow::Error) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(ActionReply {
+            accepted: false,
+            message: format!("{e:#}"),
+        }),
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    match s.daemon.status().await {
+        Ok(st) => Json(st).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn events(State(s): State<AppState>, Query(q): Query<Since>) -> Response {
+    match s.daemon.events().await {
+        Ok(all) => Json(
+            all.into_iter()
+                .filter(|e| e.seq > q.since)
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn event_stream(
+    State(s): State<AppState>,
+    Query(q): Query<Since>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe before reading the log, so nothing falls between the two.
+    let mut live = s.daemon.subscribe();
+    let backlog: Vec<Event> = s
+        .daemon
+        .events()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.seq > q.since)
+        .collect();
+    let stream = async_stream(move |tx| async move {
+        let mut last = q.since;
+        for e in backlog {
+            last = e.seq;
+            if tx.send(sse(&e)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) if e.seq <= last => {}
+                Ok(e) => {
+                    last = e.seq;
+                    if tx.send(sse(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let note = SseEvent::default().event("lagged").data(n.to_string());
+                    if tx.send(note).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn sse(e: &Event) -> SseEvent {
+    match SseEvent::default().id(e.seq.to_string()).json_data(e) {
+        Ok(ev) => ev,
+        Err(err) => SseEvent::default().event("error").data(err.to_string()),
+    }
+}
+
+/// A stream fed by a task through a small channel (keeps the SSE code linear).
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<SseEvent>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}
+
+async fn act(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let origin = peer.describe(&headers);
+    // Parsed whatever the content type says, so `curl -d '{...}'` works as written.
+    let action: Action = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(error) => {
+            info!(%origin, %error, "malformed operator action");
+            let reply = ActionReply {
+                accepted: false,
+                message: format!("malformed action: {error}"),
+            };
+            return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
+        }
+    };
+    match s.daemon.act(action, origin).await {
+        Ok(reply) if reply.accepted => Json(reply).into_response(),
+        Ok(reply) => (StatusCode::CONFLICT, Json(reply)).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    match s.daemon.metrics().await {
+        Ok(m) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::render(&m, &s.dns.snapshot()),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}

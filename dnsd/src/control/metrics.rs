@@ -1,0 +1,220 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::Write;
+
+use dnsd_api::{Health, Role};
+
+use crate::daemon::Metrics;
+
+/// Renders every metric. Label values come from validated configuration (names are
+/// DNS labels), but are escaped anyway.
+pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
+    let mut out = String::with_capacity(4096);
+    let s = &m.status;
+
+    family(
+        &mut out,
+        "dnsd_node_up",
+        "gauge",
+        "1 if the member answers its heartbeat, 0 if down, -1 while unknown.",
+    );
+    for n in &s.nodes {
+        let v = match n.health {
+            Health::Up => 1,
+            Health::Down => 0,
+            Health::Unknown => -1,
+        };
+        sample(&mut out, "dnsd_node_up", &[("node", &n.name)], v);
+    }
+
+    family(
+        &mut out,
+        "dnsd_node_rtt_seconds",
+        "gauge",
+        "Round-trip time of the member's last answered probe.",
+    );
+    for n in &s.nodes {
+        if let Some(us) = n.rtt_us {
+            sample_f(
+                &mut out,
+                "dnsd_node_rtt_seconds",
+                &[("node", &n.name)],
+                us as f64 / 1e6,
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_node_maintenance",
+        "gauge",
+        "1 if an operator put the member in maintenance.",
+    );
+    for n in &s.nodes {
+        sample(
+            &mut out,
+            "dnsd_node_maintenance",
+            &[("node", &n.name)],
+            i64::from(n.maintenance),
+        );
+    }
+
+    family(
+        &mut out,
+        "dnsd_role",
+        "gauge",
+        "1 for the member's current role in the service.",
+    );
+    for svc in &s.services {
+        for mbr in &svc.members {
+            for role in [Role::Primary, Role::Secondary, Role::Down, Role::Resyncing] {
+                let name = role.to_string();
+                let v = i64::from(mbr.role == role);
+                sample(
+                    &mut out,
+                    "dnsd_role",
+                    &[("service", &svc.name), ("node", &mbr.node), ("role", &name)],
+                    v,
+                );
+            }
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_service_epoch",
+        "gauge",
+        "The service's epoch; grows on every change of primary.",
+    );
+    for svc in &s.services {
+        sample(
+            &mut out,
+            "dnsd_service_epoch",
+            &[("service", &svc.name)],
+            svc.epoch as i64,
+        );
+    }
+
+    family(
+        &mut out,
+        "dnsd_service_stranded",
+        "gauge",
+        "1 if the primary is down and nobody can be promoted.",
+    );
+    for svc in &s.services {
+        sample(
+            &mut out,
+            "dnsd_service_stranded",
+            &[("service", &svc.name)],
+            i64::from(svc.stranded),
+        );
+    }
+
+    family(
+        &mut out,
+        "dnsd_service_paused",
+        "gauge",
+        "1 if automatic decisions are paused.",
+    );
+    for svc in &s.services {
+        sample(
+            &mut out,
+            "dnsd_service_paused",
+            &[("service", &svc.name)],
+            i64::from(svc.paused),
+        );
+    }
+
+    family(
+        &mut out,
+        "dnsd_failovers_total",
+        "counter",
+        "Automatic failovers since the daemon started.",
+    );
+    for svc in &s.services {
+        let n = m.failovers.get(&svc.name).copied().unwrap_or(0);
+        sample(
+            &mut out,
+            "dnsd_failovers_total",
+            &[("service", &svc.name)],
+            n as i64,
+        );
+    }
+
+    family(
+        &mut out,
+        "dnsd_zone_serial",
+        "gauge",
+        "The zone's SOA serial.",
+    );
+    sample(&mut out, "dnsd_zone_serial", &[], i64::from(s.serial));
+
+    family(
+        &mut out,
+        "dnsd_dns_responses_total",
+        "counter",
+        "DNS responses sent, by response code.",
+    );
+    for (rcode, n) in dns {
+        sample(
+            &mut out,
+            "dnsd_dns_responses_total",
+            &[("rcode", rcode)],
+            *n as i64,
+        );
+    }
+
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn labels(out: &mut String, labels: &[(&str, &str)]) {
+    if labels.is_empty() {
+        return;
+    }
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{k}=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn sample(out: &mut String, name: &str, l: &[(&str, &str)], v: i64) {
+    out.push_str(name);
+    labels(out, l);
+    let _ = writeln!(out, " {v}");
+}
+
+fn sample_f(out: &mut String, name: &str, l: &[(&str, &str)], v: f64) {
+    out.push_str(name);
+    labels(out, l);
+    let _ = writeln!(out, " {v}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, "m", &[("a", "x\"y\\z\nw")], 3);
+        assert_eq!(out, "m{a=\"x\\\"y\\\\z\\nw\"} 3\n");
+    }
+}

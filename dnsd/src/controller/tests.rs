@@ -1,0 +1,542 @@
+//! Tests of the decision core: scripted scenarios and a property test over random
+//! fault sequences. Time is simulated; nothing here sleeps.
+
+use super::*;
+use proptest::prelude::*;
+
+fn topology(nodes: usize, services: &[&[usize]]) -> Topology {
+    Topology {
+        nodes: (1..=nodes).map(|i| format!("app{i}")).collect(),
+        services: services
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("svc{i}"), m.to_vec()))
+            .collect(),
+    }
+}
+
+fn events(fx: &[Effect]) -> Vec<&Event> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(fx: &[Effect]) -> Vec<EventKind> {
+    events(fx).iter().map(|e| e.kind).collect()
+}
+
+/// A controller with three members all up.
+fn three_up() -> Controller {
+    let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2]]), None, 0);
+    for n in 0..3 {
+        c.health_changed(n, Health::Up, 1);
+    }
+    c
+}
+
+#[test]
+fn starts_on_the_preferred_member() {
+    let (c, fx) = Controller::new(&topology(3, &[&[1, 0, 2]]), None, 5);
+    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.epoch(0), 1);
+    assert_eq!(kinds(&fx), vec![EventKind::Started]);
+    assert!(fx.contains(&Effect::Publish));
+}
+
+#[test]
+fn primary_down_promotes_the_next_member_and_bumps_epoch_and_serial() {
+    let mut c = three_up();
+    let serial = c.serial();
+    let fx = c.health_changed(0, Health::Down, 100);
+    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.epoch(0), 2);
+    assert!(c.serial() > serial);
+    let failover = events(&fx)
+        .into_iter()
+        .find(|e| e.kind == EventKind::Failover)
+        .unwrap();
+    assert_eq!(failover.at_ms, 100);
+    assert_eq!(failover.service.as_deref(), Some("svc0"));
+    assert_eq!(failover.old_primary.as_deref(), Some("app1"));
+    assert_eq!(failover.new_primary.as_deref(), Some("app2"));
+    assert_eq!(failover.epoch, Some(2));
+    assert!(
+        failover.reason.contains("app1 is down"),
+        "{}",
+        failover.reason
+    );
+    assert!(fx.contains(&Effect::Publish));
+    assert!(fx.contains(&Effect::Persist));
+}
+
+#[test]
+fn round_robin_wraps_around_from_the_failed_primary() {
+    let mut c = three_up();
+    c.health_changed(0, Health::Down, 10); // app1 -> app2
+    c.health_changed(1, Health::Down, 20); // app2 -> app3
+    assert_eq!(c.primary(0), 2);
+    c.health_changed(0, Health::Up, 30); // app1 back: rejoins as secondary
+    assert_eq!(c.primary(0), 2);
+    assert_eq!(c.role(0, 0), Role::Secondary);
+    c.health_changed(2, Health::Down, 40); // app3 -> wraps to app1 (app2 is down)
+    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.epoch(0), 4);
+}
+
+#[test]
+fn skips_down_and_maintenance_members() {
+    let mut c = three_up();
+    c.act(
+        &Action::Maintenance {
+            node: "app2".into(),
+            on: true,
+        },
+        "test",
+        5,
+    )
+    .0
+    .unwrap();
+    c.health_changed(0, Health::Down, 10);
+    assert_eq!(c.primary(0), 2, "app2 is in maintenance, app3 is next");
+}
+
+#[test]
+fn member_with_unknown_health_is_not_promoted() {
+    let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2]]), None, 0);
+    c.health_changed(2, Health::Up, 1);
+    c.health_changed(0, Health::Down, 2);
+    assert_eq!(c.primary(0), 2, "app2 has not been heard from yet");
+}
+
+#[test]
+fn no_member_up_keeps_the_last_primary_and_says_so() {
+    let mut c = three_up();
+    c.health_changed(1, Health::Down, 1);
+    c.health_changed(2, Health::Down, 2);
+    let serial = c.serial();
+    let fx = c.health_changed(0, Health::Down, 3);
+    assert_eq!(c.primary(0), 0);
+    assert!(c.stranded(0));
+    assert_eq!(c.serial(), serial, "nothing moved");
+    let e = events(&fx)
+        .into_iter()
+        .find(|e| e.kind == EventKind::Stranded)
+        .unwrap();
+    assert!(
+        e.reason.contains("app2 is down, app3 is down"),
+        "{}",
+        e.reason
+    );
+    assert!(e.reason.contains("keeps answering"), "{}", e.reason);
+    // A tick while stranded does not repeat the event.
+    assert!(kinds(&c.tick(4)).is_empty());
+    // A secondary coming back is promoted.
+    let fx = c.health_changed(2, Health::Up, 5);
+    assert_eq!(c.primary(0), 2);
+    assert!(!c.stranded(0));
+    assert!(kinds(&fx).contains(&EventKind::Failover));
+}
+
+#[test]
+fn stranded_service_recovers_when_its_primary_returns() {
+    let mut c = three_up();
+    c.health_changed(1, Health::Down, 1);
+    c.health_changed(2, Health::Down, 2);
+    c.health_changed(0, Health::Down, 3);
+    let fx = c.health_changed(0, Health::Up, 4);
+    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.epoch(0), 1);
+    assert!(!c.stranded(0));
+    assert!(kinds(&fx).contains(&EventKind::Recovered));
+}
+
+#[test]
+fn paused_service_takes_no_automatic_decision_until_resumed() {
+    let mut c = three_up();
+    c.act(&Action::Pause { service: None }, "test", 1)
+        .0
+        .unwrap();
+    c.health_changed(0, Health::Down, 2);
+    c.tick(3);
+    assert_eq!(c.primary(0), 0);
+    let (r, fx) = c.act(
+        &Action::Resume {
+            service: Some("svc0".into()),
+        },
+        "test",
+        4,
+    );
+    r.unwrap();
+    assert_eq!(c.primary(0), 1, "resuming re-evaluates");
+    assert!(kinds(&fx).contains(&EventKind::Failover));
+}
+
+#[test]
+fn operator_failover_moves_to_the_next_eligible_member() {
+    let mut c = three_up();
+    let (r, fx) = c.act(&Action::Failover { service: None }, "console", 7);
+    assert_eq!(r.unwrap(), "svc0 moved from app1 to app2 (epoch 2)");
+    let e = events(&fx)
+        .into_iter()
+        .find(|e| e.kind == EventKind::Promotion)
+        .unwrap();
+    assert!(e.reason.contains("console"));
+    assert_eq!(c.primary(0), 1);
+}
+
+#[test]
+fn operator_failover_is_refused_when_nobody_can_take_over() {
+    let mut c = three_up();
+    c.health_changed(1, Health::Down, 1);
+    c.act(
+        &Action::Maintenance {
+            node: "app3".into(),
+            on: true,
+        },
+        "t",
+        2,
+    )
+    .0
+    .unwrap();
+    let before = c.clone();
+    let (r, fx) = c.act(&Action::Failover { service: None }, "t", 3);
+    assert_eq!(
+        r.unwrap_err().0,
+        "no member of svc0 can take over: app2 is down, app3 is in maintenance"
+    );
+    assert_eq!(c, before, "a refusal changes nothing");
+    assert_eq!(kinds(&fx), vec![EventKind::Refused]);
+}
+
+#[test]
+fn promote_checks_membership_and_eligibility() {
+    let (mut c, _) = Controller::new(&topology(4, &[&[0, 1, 2]]), None, 0);
+    for n in 0..4 {
+        c.health_changed(n, Health::Up, 1);
+    }
+    let promote = |node: &str| Action::Promote {
+        service: Some("svc0".into()),
+        node: node.into(),
+    };
+    assert_eq!(
+        c.act(&promote("app4"), "t", 2).0.unwrap_err().0,
+        "app4 is not a member of svc0"
+    );
+    assert_eq!(
+        c.act(&promote("nope"), "t", 2).0.unwrap_err().0,
+        "unknown node \"nope\""
+    );
+    assert_eq!(
+        c.act(&promote("app1"), "t", 2).0.unwrap_err().0,
+        "app1 is the primary"
+    );
+    c.health_changed(2, Health::Down, 3);
+    assert_eq!(
+        c.act(&promote("app3"), "t", 4).0.unwrap_err().0,
+        "app3 is down"
+    );
+    c.act(&promote("app2"), "t", 5).0.unwrap();
+    assert_eq!(c.primary(0), 1);
+}
+
+#[test]
+fn maintenance_of_a_primary_is_refused() {
+    let mut c = three_up();
+    let (r, _) = c.act(
+        &Action::Maintenance {
+            node: "app1".into(),
+            on: true,
+        },
+        "t",
+        1,
+    );
+    assert_eq!(
+        r.unwrap_err().0,
+        "app1 is the primary of svc0; fail over or promote another member first"
+    );
+    let (r, _) = c.act(
+        &Action::Maintenance {
+            node: "app2".into(),
+            on: false,
+        },
+        "t",
+        1,
+    );
+    assert_eq!(r.unwrap_err().0, "app2 is already out of maintenance");
+}
+
+#[test]
+fn leaving_maintenance_can_unstrand_a_service() {
+    let mut c = three_up();
+    c.act(
+        &Action::Maintenance {
+            node: "app2".into(),
+            on: true,
+        },
+        "t",
+        1,
+    )
+    .0
+    .unwrap();
+    c.act(
+        &Action::Maintenance {
+            node: "app3".into(),
+            on: true,
+        },
+        "t",
+        1,
+    )
+    .0
+    .unwrap();
+    c.health_changed(0, Health::Down, 2);
+    assert!(c.stranded(0));
+    c.act(
+        &Action::Maintenance {
+            node: "app3".into(),
+            on: false,
+        },
+        "t",
+        3,
+    )
+    .0
+    .unwrap();
+    assert_eq!(c.primary(0), 2);
+}
+
+#[test]
+fn service_is_required_when_there_are_several() {
+    let (mut c, _) = Controller::new(&topology(2, &[&[0, 1], &[1, 0]]), None, 0);
+    let (r, _) = c.act(&Action::Failover { service: None }, "t", 1);
+    assert_eq!(
+        r.unwrap_err().0,
+        "there are 2 services; name one (svc0, svc1)"
+    );
+}
+
+#[test]
+fn a_node_in_two_services_fails_over_both() {
+    let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2], &[0, 2, 1]]), None, 0);
+    for n in 0..3 {
+        c.health_changed(n, Health::Up, 1);
+    }
+    c.health_changed(0, Health::Down, 2);
+    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(1), 2);
+}
+
+#[test]
+fn restart_keeps_primaries_epochs_flags_and_grows_the_serial() {
+    let mut c = three_up();
+    c.health_changed(0, Health::Down, 1);
+    c.act(
+        &Action::Maintenance {
+            node: "app3".into(),
+            on: true,
+        },
+        "t",
+        2,
+    )
+    .0
+    .unwrap();
+    c.act(&Action::Pause { service: None }, "t", 3).0.unwrap();
+    let saved = c.persisted();
+    let json = serde_json::to_string(&saved).unwrap();
+    let restored: Persisted = serde_json::from_str(&json).unwrap();
+    let (r, fx) = Controller::new(&topology(3, &[&[0, 1, 2]]), Some(&restored), 10);
+    assert_eq!(r.primary(0), 1);
+    assert_eq!(r.epoch(0), 2);
+    assert!(r.paused(0));
+    assert!(r.maintenance(2));
+    assert!(r.serial() > c.serial());
+    assert!(events(&fx)[0].reason.starts_with("state restored"));
+}
+
+#[test]
+fn restore_drops_what_no_longer_fits_the_configuration() {
+    let saved = Persisted {
+        serial: 9,
+        services: vec![
+            PersistedService {
+                name: "svc0".into(),
+                primary: "app9".into(),
+                epoch: 4,
+                paused: false,
+            },
+            PersistedService {
+                name: "gone".into(),
+                primary: "app1".into(),
+                epoch: 2,
+                paused: false,
+            },
+        ],
+        maintenance: vec!["app7".into()],
+    };
+    let (c, fx) = Controller::new(&topology(2, &[&[0, 1]]), Some(&saved), 0);
+    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.epoch(0), 5, "epoch still grows");
+    let reason = &events(&fx)[0].reason;
+    assert!(reason.contains("forgot service gone"), "{reason}");
+    assert!(reason.contains("forgot maintenance of app7"), "{reason}");
+    assert!(reason.contains("app9 is no longer a member"), "{reason}");
+}
+
+#[test]
+fn election_explains_every_other_member_in_order() {
+    let mut c = three_up();
+    c.health_changed(1, Health::Down, 1);
+    let e = c.election(0);
+    assert_eq!(
+        e,
+        vec![
+            Candidate {
+                node: 1,
+                verdict: Err(Skip::Down)
+            },
+            Candidate {
+                node: 2,
+                verdict: Ok(())
+            },
+        ]
+    );
+    assert_eq!(c.next_candidate(0), Some(2));
+}
+
+// ---------------------------------------------------------------------------
+// Property test: random sequences of faults, operator actions and restarts.
+
+#[derive(Debug, Clone)]
+enum Op {
+    Health(usize, bool),
+    Act(Action),
+    Tick,
+    Restart,
+}
+
+fn op(nodes: usize, services: usize) -> impl Strategy<Value = Op> {
+    let node = 0..nodes;
+    let svc = proptest::option::of(0..services);
+    let name = |n: usize| format!("app{}", n + 1);
+    let sname = |s: Option<usize>| s.map(|s| format!("svc{s}"));
+    prop_oneof![
+        6 => (node.clone(), any::<bool>()).prop_map(|(n, up)| Op::Health(n, up)),
+        1 => svc.clone().prop_map(move |s| Op::Act(Action::Failover { service: sname(s) })),
+        1 => (svc.clone(), node.clone()).prop_map(move |(s, n)| Op::Act(Action::Promote { service: sname(s), node: name(n) })),
+        1 => (node, any::<bool>()).prop_map(move |(n, on)| Op::Act(Action::Maintenance { node: name(n), on })),
+        1 => svc.clone().prop_map(move |s| Op::Act(Action::Pause { service: sname(s) })),
+        1 => svc.prop_map(move |s| Op::Act(Action::Resume { service: sname(s) })),
+        1 => Just(Op::Tick),
+        1 => Just(Op::Restart),
+    ]
+}
+
+fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
+    (1usize..=5, 1usize..=3)
+        .prop_flat_map(|(nodes, services)| {
+            let members = proptest::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=nodes)
+                .prop_shuffle();
+            (
+                Just(nodes),
+                proptest::collection::vec(members, services),
+                proptest::collection::vec(op(nodes, services), 1..120),
+            )
+        })
+        .prop_map(|(nodes, members, ops)| {
+            let topo = Topology {
+                nodes: (1..=nodes).map(|i| format!("app{i}")).collect(),
+                services: members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| (format!("svc{i}"), m))
+                    .collect(),
+            };
+            (topo, ops)
+        })
+}
+
+/// The member a failover from `c`'s current primary must pick, computed independently
+/// of `Controller::election`: walk the member list from the primary's position.
+fn reference_next(c: &Controller, s: usize) -> Option<usize> {
+    let members = c.members(s);
+    let pos = members.iter().position(|&m| m == c.primary(s)).unwrap();
+    (1..members.len())
+        .map(|k| members[(pos + k) % members.len()])
+        .find(|&n| c.health(n) == Health::Up && !c.maintenance(n))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_sequences((topo, ops) in scenario()) {
+        let (mut c, _) = Controller::new(&topo, None, 0);
+        let mut now = 0;
+        for op in ops {
+            now += 10;
+            let before = c.clone();
+            let fx = match &op {
+                Op::Health(n, up) => c.health_changed(*n, if *up { Health::Up } else { Health::Down }, now),
+                Op::Act(a) => {
+                    let (r, fx) = c.act(a, "prop", now);
+                    if r.is_err() {
+                        prop_assert_eq!(&c, &before, "refused {:?} changed state", a);
+                    }
+                    fx
+                }
+                Op::Tick => c.tick(now),
+                Op::Restart => {
+                    let saved = c.persisted();
+                    let (mut r, fx) = Controller::new(&topo, Some(&saved), now);
+                    // Health is not persisted; the heartbeat re-reports it.
+                    for n in 0..topo.nodes.len() {
+                        let h = c.health(n);
+                        if h != Health::Unknown {
+                            r.health_changed(n, h, now);
+                        }
+                    }
+                    for s in 0..topo.services.len() {
+                        prop_assert_eq!(r.primary(s), before.primary(s), "restart moved a primary");
+                        prop_assert_eq!(r.epoch(s), before.epoch(s));
+                    }
+                    c = r;
+                    fx
+                }
+            };
+            prop_assert!(c.serial() >= before.serial(), "serial went down");
+            for s in 0..topo.services.len() {
+                // One primary, always a member; epoch monotone.
+                prop_assert!(c.members(s).contains(&c.primary(s)));
+                prop_assert!(c.epoch(s) >= before.epoch(s), "epoch went down");
+                let moved = c.primary(s) != before.primary(s);
+                prop_assert_eq!(moved, c.epoch(s) > before.epoch(s), "epoch and primary must move together");
+                if moved {
+                    prop_assert!(c.serial() > before.serial(), "serial must grow with a role change");
+                    prop_assert!(!c.maintenance(c.primary(s)), "promoted a member in maintenance");
+                    prop_assert_eq!(c.health(c.primary(s)), Health::Up, "promoted a member that was not up");
+                    prop_assert!(fx.contains(&Effect::Publish));
+                    let expected = match &op {
+                        Op::Act(Action::Promote { node, .. }) => c.node_index(node),
+                        _ => reference_next(&before_with_flags(&before, &c), s),
+                    };
+                    prop_assert_eq!(Some(c.primary(s)), expected, "not the round-robin successor");
+                    if !matches!(op, Op::Act(_)) {
+                        prop_assert!(!before.paused(s), "paused service changed by itself");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `before`, with node health and maintenance as they are in `after`: a failover
+/// decides on the flags just changed, from the primary of `before`.
+fn before_with_flags(before: &Controller, after: &Controller) -> Controller {
+    let mut c = before.clone();
+    for (i, n) in c.nodes.iter_mut().enumerate() {
+        n.health = after.health(i);
+        n.maintenance = after.maintenance(i);
+    }
+    c
+}
