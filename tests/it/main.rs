@@ -1,0 +1,9 @@
+//! The integration test binary: one binary, one module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod dns;
+mod failover;
+mod lab_failover;
+mod lab_smoke;
+mod rsync_sync;
