@@ -893,10 +893,15 @@ impl Lab {
 
     /// Starts the process that holds the host's mount namespace, in which a tmpfs of the lab's
     /// data size is mounted on `/srv` with `/srv/data` in it, and waits until the mount is there.
+    ///
+    /// The host also gets an empty home for root: sshd runs commands through root's login
+    /// shell, which would otherwise run this machine's own `~/.bashrc` (slow, noisy, and
+    /// able to leave locks behind in the machine's real home when a crash kills it).
     fn start_holder(&self, name: &str, netns: &str, host_dir: &Path) -> Result<i32, LabError> {
         let log = host_dir.join("holder.log");
         let script = format!(
             "mount -t tmpfs -o size={},mode=0755 dnsd-lab /srv && mkdir -m 0755 {DATA_DIR} \
+             && mount -t tmpfs -o size=4m,mode=0700 dnsd-lab-home /root \
              && exec sleep infinity",
             self.data_size
         );
