@@ -349,9 +349,18 @@ pub struct ServiceStatus {
     /// Who a failover would promote now, if anyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
-    /// A planned switchover in progress, in words (e.g. "failback to app1: final sync").
+    /// A primary change in progress, in words (e.g. "switchover to app1: final sync").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transition: Option<String>,
+    /// Directories mirrored from the primary to the secondaries (none: nothing to mirror).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// A member whose last complete pass is older than this is not promoted.
+    #[serde(default)]
+    pub max_lag_ms: u64,
+    /// "manual", or "auto after 30s".
+    #[serde(default)]
+    pub failback: String,
     /// Members in round-robin order.
     pub members: Vec<MemberStatus>,
 }
@@ -366,6 +375,68 @@ pub struct MemberStatus {
     /// Why it would be skipped by a failover, when it would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// Mirroring state, for services with paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+}
+
+/// A member's mirroring state in one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Start of its last complete pass: its copy holds the primary's data as of then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_ms: Option<u64>,
+    /// How old that copy is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Back from down; not promoted until its resync completes.
+    pub resyncing: bool,
+    /// The pass running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningPass>,
+    /// Consecutive failed passes.
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Earliest start of the next periodic pass.
+    pub next_due_ms: u64,
+    /// What the last complete pass moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass: Option<PassReport>,
+}
+
+/// A pass under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningPass {
+    /// "regular", "resync" or "final".
+    pub kind: String,
+    pub started_ms: u64,
+    /// Bytes moved so far and rsync's estimate of completion (of the current path).
+    pub bytes: u64,
+    pub percent: u8,
+    pub rate_bytes_per_sec: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_secs: Option<u64>,
+}
+
+/// What a complete pass moved, from rsync's `--stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassReport {
+    pub files_transferred: u64,
+    /// Bytes sent as new data.
+    pub literal_bytes: u64,
+    /// Bytes the receiver already had (delta transfer).
+    pub matched_bytes: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration_ms: u64,
+    /// Files set aside instead of deleted or overwritten, and where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_dir: Option<String>,
 }
 
 impl Status {

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::controller::{Fencing, NoCandidate};
+
 /// Prefix of the environment variables that override file keys
 /// (`DNSD_HEARTBEAT__INTERVAL=1s` overrides `heartbeat.interval`).
 pub const ENV_PREFIX: &str = "DNSD";
@@ -95,6 +97,9 @@ pub struct RawConfig {
     /// The services, each answered at `<name>.<zone>`.
     #[serde(default)]
     pub service: Vec<RawService>,
+    /// How members are reached over SSH and mirrored with rsync.
+    #[serde(default)]
+    pub mirror: Option<rsync_sync::config::MirrorConfig>,
 }
 
 /// `[dns]`.
@@ -211,6 +216,9 @@ pub struct RawNode {
     pub name: String,
     /// IPv4 or IPv6 address.
     pub address: String,
+    /// Prefix of every service path on this node (members sharing one filesystem).
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 /// One `[[service]]`.
@@ -220,6 +228,36 @@ pub struct RawService {
     pub name: String,
     /// Members in round-robin order; the first is the preferred primary.
     pub nodes: Vec<String>,
+    /// Directories mirrored from the primary to every secondary.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// A member whose last complete pass is older than this is not promoted.
+    #[serde(default)]
+    pub max_lag: Option<String>,
+    /// "manual" (operator's `failback`) or "auto" (after `failback_after`).
+    #[serde(default = "default_failback")]
+    pub failback: String,
+    /// How long the preferred member must be up and in sync before an automatic failback.
+    #[serde(default = "default_failback_after")]
+    pub failback_after: String,
+    /// When no member is eligible: "wait" or "freshest".
+    #[serde(default = "default_on_no_candidate")]
+    pub on_no_candidate: String,
+    /// Command (argv) run on a member over SSH before it becomes primary.
+    #[serde(default)]
+    pub promote: Option<Vec<String>>,
+    /// Command (argv) run on the primary over SSH to stop writes before a switchover.
+    #[serde(default)]
+    pub demote: Option<Vec<String>>,
+    /// Command (argv) run on the terminal server against a failed primary.
+    #[serde(default)]
+    pub fence: Option<Vec<String>>,
+    /// "best-effort" (promote even if `fence` fails) or "required".
+    #[serde(default = "default_fencing")]
+    pub fencing: String,
+    /// Longest a hook may run.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout: String,
 }
 
 fn default_listen() -> Vec<String> {
@@ -249,6 +287,21 @@ fn default_socket() -> String {
 fn default_state_dir() -> String {
     "/var/lib/dnsd".to_owned()
 }
+fn default_failback() -> String {
+    "manual".to_owned()
+}
+fn default_failback_after() -> String {
+    "30s".to_owned()
+}
+fn default_on_no_candidate() -> String {
+    "wait".to_owned()
+}
+fn default_fencing() -> String {
+    "best-effort".to_owned()
+}
+fn default_hook_timeout() -> String {
+    "30s".to_owned()
+}
 
 // ---------------------------------------------------------------------------
 // The validated configuration.
@@ -262,6 +315,8 @@ pub struct Config {
     pub state: StateConfig,
     pub nodes: Vec<NodeConfig>,
     pub services: Vec<ServiceConfig>,
+    /// Present when any service mirrors or has member hooks.
+    pub mirror: Option<rsync_sync::config::MirrorSettings>,
 }
 
 /// Validated `[dns]`. Names are lower case and end with a dot.
@@ -312,6 +367,8 @@ pub struct StateConfig {
 pub struct NodeConfig {
     pub name: String,
     pub address: IpAddr,
+    /// Prefix of every service path on this node.
+    pub root: Option<PathBuf>,
 }
 
 /// Validated service; `nodes` are indices into [`Config::nodes`], in round-robin order.
@@ -319,7 +376,28 @@ pub struct NodeConfig {
 pub struct ServiceConfig {
     pub name: String,
     pub nodes: Vec<usize>,
+    /// Absolute directories, without trailing slash.
+    pub paths: Vec<PathBuf>,
+    pub max_lag: Duration,
+    /// `Some(after)` for automatic failback.
+    pub failback_after: Option<Duration>,
+    pub on_no_candidate: NoCandidate,
+    pub fencing: Fencing,
+    pub hooks: Hooks,
+    pub hook_timeout: Duration,
 }
+
+/// Hook commands of a service, as argv lists. `{service}`, `{node}`, `{address}` and
+/// `{epoch}` in an argument are replaced before it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub promote: Option<Vec<String>>,
+    pub demote: Option<Vec<String>>,
+    pub fence: Option<Vec<String>>,
+}
+
+/// The placeholders a hook argument may contain.
+pub const HOOK_PLACEHOLDERS: [&str; 4] = ["{service}", "{node}", "{address}", "{epoch}"];
 
 // ---------------------------------------------------------------------------
 // Loading.
@@ -446,8 +524,44 @@ impl RawConfig {
             dir: absolute_path(&self.state.dir, "state.dir", &mut p),
         };
         let nodes = validate_nodes(&self.node, &mut p);
-        let services = validate_services(&self.service, &self.node, &mut p);
+        let mirror = match &self.mirror {
+            Some(m) => match m.validate() {
+                Ok(settings) => Some(settings),
+                Err(problems) => {
+                    p.extend(
+                        problems
+                            .into_iter()
+                            .map(|q| Problem::new(q.path, q.message)),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let default_lag = mirror
+            .as_ref()
+            .map_or(Duration::from_secs(30), |m| m.interval.saturating_mul(3));
+        let services = validate_services(&self.service, &self.node, default_lag, &mut p);
         check_name_collisions(self, &dns.zone, &mut p);
+        if self.mirror.is_none() {
+            for (i, s) in self.service.iter().enumerate() {
+                let needs = if !s.paths.is_empty() {
+                    Some("paths")
+                } else if s.promote.is_some() {
+                    Some("promote")
+                } else if s.demote.is_some() {
+                    Some("demote")
+                } else {
+                    None
+                };
+                if let Some(key) = needs {
+                    p.push(Problem::new(
+                        format!("service[{i}].{key}"),
+                        "needs a [mirror] section: how the terminal server reaches members over SSH",
+                    ));
+                }
+            }
+        }
 
         if p.is_empty() {
             Ok(Config {
@@ -457,6 +571,7 @@ impl RawConfig {
                 state,
                 nodes,
                 services,
+                mirror,
             })
         } else {
             p.sort();
@@ -706,7 +821,15 @@ fn validate_nodes(raw: &[RawNode], p: &mut Vec<Problem>) -> Vec<NodeConfig> {
                 IpAddr::from([0, 0, 0, 0])
             }
         };
-        nodes.push(NodeConfig { name, address });
+        let root = n
+            .root
+            .as_deref()
+            .map(|r| absolute_path(r, &format!("{path}.root"), p));
+        nodes.push(NodeConfig {
+            name,
+            address,
+            root,
+        });
     }
     nodes
 }
@@ -714,6 +837,7 @@ fn validate_nodes(raw: &[RawNode], p: &mut Vec<Problem>) -> Vec<NodeConfig> {
 fn validate_services(
     raw: &[RawService],
     nodes: &[RawNode],
+    default_lag: Duration,
     p: &mut Vec<Problem>,
 ) -> Vec<ServiceConfig> {
     if raw.is_empty() {
@@ -764,12 +888,160 @@ fn validate_services(
                 Some(&n) => members.push(n),
             }
         }
-        services.push(ServiceConfig {
+        services.push(validate_service_policy(
+            s,
+            &path,
             name,
-            nodes: members,
-        });
+            members,
+            default_lag,
+            p,
+        ));
     }
     services
+}
+
+fn validate_service_policy(
+    s: &RawService,
+    path: &str,
+    name: String,
+    members: Vec<usize>,
+    default_lag: Duration,
+    p: &mut Vec<Problem>,
+) -> ServiceConfig {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for (j, raw) in s.paths.iter().enumerate() {
+        let key = format!("{path}.paths[{j}]");
+        let trimmed = raw.trim_end_matches('/');
+        let dir = PathBuf::from(trimmed);
+        if !raw.starts_with('/') {
+            p.push(Problem::new(
+                key,
+                format!("{raw:?} must be an absolute path"),
+            ));
+        } else if trimmed.is_empty() {
+            p.push(Problem::new(
+                key,
+                "\"/\" cannot be mirrored: name the data directories",
+            ));
+        } else if dir
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            p.push(Problem::new(
+                key,
+                format!("{raw:?} must not contain \"..\""),
+            ));
+        } else if paths.contains(&dir) {
+            p.push(Problem::new(key, format!("{raw:?} is listed twice")));
+        } else {
+            paths.push(dir);
+        }
+    }
+    let max_lag = match &s.max_lag {
+        Some(text) => positive_duration(text, &format!("{path}.max_lag"), p).unwrap_or(default_lag),
+        None => default_lag,
+    };
+    let after = parse_duration(&s.failback_after).unwrap_or_else(|why| {
+        p.push(Problem::new(format!("{path}.failback_after"), why));
+        Duration::ZERO
+    });
+    let failback_after = match s.failback.as_str() {
+        "manual" => None,
+        "auto" => Some(after),
+        other => {
+            p.push(Problem::new(
+                format!("{path}.failback"),
+                format!("{other:?} is not a failback mode: use \"manual\" or \"auto\""),
+            ));
+            None
+        }
+    };
+    let on_no_candidate = match s.on_no_candidate.as_str() {
+        "wait" => NoCandidate::Wait,
+        "freshest" => NoCandidate::Freshest,
+        other => {
+            p.push(Problem::new(
+                format!("{path}.on_no_candidate"),
+                format!("{other:?} is not a policy: use \"wait\" or \"freshest\""),
+            ));
+            NoCandidate::Wait
+        }
+    };
+    let mut hook = |key: &str, argv: &Option<Vec<String>>| -> Option<Vec<String>> {
+        let argv = argv.as_ref()?;
+        let key = format!("{path}.{key}");
+        if argv.first().is_none_or(|a| a.trim().is_empty()) {
+            p.push(Problem::new(
+                key,
+                "a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]",
+            ));
+            return None;
+        }
+        for (k, arg) in argv.iter().enumerate() {
+            if let Some(bad) = unknown_placeholder(arg) {
+                p.push(Problem::new(
+                    format!("{key}[{k}]"),
+                    format!(
+                        "unknown placeholder {bad}; use {}",
+                        HOOK_PLACEHOLDERS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Some(argv.clone())
+    };
+    let hooks = Hooks {
+        promote: hook("promote", &s.promote),
+        demote: hook("demote", &s.demote),
+        fence: hook("fence", &s.fence),
+    };
+    let fencing = match (s.fencing.as_str(), &s.fence) {
+        ("best-effort", None) => Fencing::Off,
+        ("best-effort", Some(_)) => Fencing::BestEffort,
+        ("required", Some(_)) => Fencing::Required,
+        ("required", None) => {
+            p.push(Problem::new(
+                format!("{path}.fencing"),
+                "\"required\" needs a fence command (service.fence)",
+            ));
+            Fencing::Off
+        }
+        (other, _) => {
+            p.push(Problem::new(
+                format!("{path}.fencing"),
+                format!("{other:?} is not a fencing mode: use \"best-effort\" or \"required\""),
+            ));
+            Fencing::Off
+        }
+    };
+    let hook_timeout = positive_duration(&s.hook_timeout, &format!("{path}.hook_timeout"), p)
+        .unwrap_or(Duration::from_secs(30));
+    ServiceConfig {
+        name,
+        nodes: members,
+        paths,
+        max_lag,
+        failback_after,
+        on_no_candidate,
+        fencing,
+        hooks,
+        hook_timeout,
+    }
+}
+
+/// The first `{word}` in `arg` that is not a known placeholder.
+fn unknown_placeholder(arg: &str) -> Option<String> {
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let tail = &rest[start..];
+        let end = tail.find('}')?;
+        let token = &tail[..=end];
+        if !HOOK_PLACEHOLDERS.contains(&token) {
+            return Some(token.to_owned());
+        }
+        rest = &tail[end + 1..];
+    }
+    None
 }
 
 /// Nodes, services and in-zone name servers share the zone's names; each name may
@@ -1143,6 +1415,88 @@ mod tests {
                 "127.0.0.1:8053".parse().unwrap(),
                 PathBuf::from("/etc/dnsd/token")
             ))
+        );
+    }
+
+    const MIRROR: &str = "\n[mirror]\ninterval = \"2s\"\nidentity = \"/etc/dnsd/id\"\nknown_hosts = \"/etc/dnsd/known_hosts\"\n";
+
+    fn with_service_keys(keys: &str) -> String {
+        GOOD.replace(
+            "nodes = [\"app1\", \"app2\"]",
+            &format!("nodes = [\"app1\", \"app2\"]\n{keys}"),
+        )
+    }
+
+    #[test]
+    fn mirrored_service_with_hooks_validates() {
+        let text = with_service_keys(
+            "paths = [\"/srv/data/\", \"/etc/app\"]\nfailback = \"auto\"\nfailback_after = \"1m\"\non_no_candidate = \"freshest\"\npromote = [\"/usr/local/bin/promote\", \"{service}\", \"--epoch={epoch}\"]\nfence = [\"/usr/local/bin/fence\", \"{address}\"]\nfencing = \"required\"",
+        ) + MIRROR;
+        let cfg = parse(&text, []).unwrap().validate().unwrap();
+        let s = &cfg.services[0];
+        assert_eq!(
+            s.paths,
+            vec![PathBuf::from("/srv/data"), PathBuf::from("/etc/app")]
+        );
+        assert_eq!(
+            s.max_lag,
+            Duration::from_secs(6),
+            "3 x mirror.interval by default"
+        );
+        assert_eq!(s.failback_after, Some(Duration::from_secs(60)));
+        assert_eq!(s.on_no_candidate, NoCandidate::Freshest);
+        assert_eq!(s.fencing, Fencing::Required);
+        assert_eq!(s.hooks.promote.as_ref().unwrap()[1], "{service}");
+        assert_eq!(cfg.mirror.unwrap().interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn mirroring_problems_are_reported_with_their_paths() {
+        let text = with_service_keys(
+            "paths = [\"data\", \"/\"]\nfailback = \"sometimes\"\non_no_candidate = \"any\"\npromote = []\ndemote = [\"/bin/demote\", \"{servce}\"]\nfencing = \"required\"\nmax_lag = \"0s\"",
+        ) + MIRROR;
+        let got = problems(&text);
+        for expected in [
+            "service[0].paths[0]: \"data\" must be an absolute path",
+            "service[0].paths[1]: \"/\" cannot be mirrored: name the data directories",
+            "service[0].failback: \"sometimes\" is not a failback mode: use \"manual\" or \"auto\"",
+            "service[0].on_no_candidate: \"any\" is not a policy: use \"wait\" or \"freshest\"",
+            "service[0].demote[1]: unknown placeholder {servce}; use {service}, {node}, {address}, {epoch}",
+            "service[0].fencing: \"required\" needs a fence command (service.fence)",
+            "service[0].max_lag: must be longer than zero",
+        ] {
+            assert!(
+                got.contains(&expected.to_owned()),
+                "missing {expected:?} in {got:#?}"
+            );
+        }
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("service[0].promote: a hook is a command")),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn paths_without_a_mirror_section_are_refused() {
+        let text = with_service_keys("paths = [\"/srv/data\"]");
+        assert_problem(
+            &text,
+            "service[0].paths: needs a [mirror] section: how the terminal server reaches members over SSH",
+        );
+    }
+
+    #[test]
+    fn mirror_section_problems_come_through() {
+        let text = format!("{GOOD}\n[mirror]\ninterval = \"never\"\nconcurrency = 0\n");
+        let got = problems(&text);
+        assert!(
+            got.iter().any(|p| p.starts_with("mirror.interval")),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter().any(|p| p.starts_with("mirror.concurrency")),
+            "{got:#?}"
         );
     }
 

@@ -8,7 +8,7 @@
 //! then log and broadcast the events, so a primary that DNS has announced is always
 //! one a restart would keep.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use dnsd_api::{
-    Action, ActionReply, Event, EventKind, HeartbeatSettings, MemberStatus, NodeStatus,
-    ServiceStatus, Status,
+    Action, ActionReply, Event, EventKind, HeartbeatSettings, MemberStatus, NodeStatus, PassReport,
+    RunningPass, ServiceStatus, Status, SyncStatus,
 };
 use heartbeat::{Health, MonitorConfig, Report, Target};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -27,8 +27,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::control::{self, ControlListeners};
-use crate::controller::{Controller, Effect, Millis, Topology};
+use crate::controller::{Controller, Effect, Failback, Millis, Policy, ServiceSpec, Topology};
 use crate::dns::{self, DnsStats, Listeners, SharedZone, Zone, ZoneSpec};
+use crate::mirror::{self, Executor, PassProgress};
 use crate::state::{Loaded, StateStore};
 
 /// Events kept in memory for `/v1/events` and late subscribers.
@@ -79,6 +80,8 @@ pub struct Metrics {
     pub status: Status,
     /// Automatic failovers per service since start.
     pub failovers: BTreeMap<String, u64>,
+    /// Bytes mirrored since start per (service, member): literal, matched.
+    pub mirrored: Vec<(String, String, u64, u64)>,
 }
 
 /// How the rest of the process talks to the driver.
@@ -152,6 +155,11 @@ struct Driver {
     probes: Vec<ProbeHistory>,
     started_ms: Millis,
     failovers: BTreeMap<String, u64>,
+    executor: Executor,
+    /// Passes under way: service, member, and the latest progress.
+    running: HashMap<u64, (usize, usize, Option<PassProgress>)>,
+    /// Bytes mirrored to each (service, member) since start: literal, matched.
+    mirrored: BTreeMap<(usize, usize), (u64, u64)>,
 }
 
 impl Driver {
@@ -164,10 +172,40 @@ impl Driver {
             self.publish();
         }
         for effect in effects {
-            if let Effect::Event(e) = effect {
-                self.record(e);
+            match effect {
+                Effect::Event(e) => self.record(e),
+                Effect::StartSync(order) => {
+                    self.running
+                        .insert(order.id, (order.service, order.to, None));
+                    self.executor.start_pass(order);
+                }
+                Effect::RunHook(order) => self.executor.run_hook(order),
+                Effect::Persist | Effect::Publish => {}
             }
         }
+    }
+
+    async fn on_mirror(&mut self, report: mirror::Report) {
+        let fx = match report {
+            mirror::Report::Progress { id, progress } => {
+                if let Some(entry) = self.running.get_mut(&id) {
+                    entry.2 = Some(progress);
+                }
+                return;
+            }
+            mirror::Report::Pass { id, outcome } => {
+                if let (Some((s, n, _)), Ok(summary)) = (self.running.remove(&id), &outcome) {
+                    let total = self.mirrored.entry((s, n)).or_default();
+                    total.0 += summary.literal_bytes;
+                    total.1 += summary.matched_bytes;
+                }
+                self.controller.sync_finished(id, outcome, now_ms())
+            }
+            mirror::Report::Hook { id, outcome } => {
+                self.controller.hook_finished(id, outcome, now_ms())
+            }
+        };
+        self.apply(fx).await;
     }
 
     async fn persist(&mut self) {
@@ -273,9 +311,23 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Request::Metrics { reply } => {
+                let c = &self.controller;
+                let mirrored = self
+                    .mirrored
+                    .iter()
+                    .map(|(&(s, n), &(literal, matched))| {
+                        (
+                            c.service_name(s).to_owned(),
+                            c.node_name(n).to_owned(),
+                            literal,
+                            matched,
+                        )
+                    })
+                    .collect();
                 let _ = reply.send(Metrics {
                     status: self.status(),
                     failovers: self.failovers.clone(),
+                    mirrored,
                 });
             }
         }
@@ -314,7 +366,20 @@ impl Driver {
                     paused: c.paused(s),
                     stranded: c.stranded(s),
                     next: c.next_candidate(s).map(|n| c.node_name(n).to_owned()),
-                    transition: None,
+                    transition: c.transition(s),
+                    paths: cfg.services[s]
+                        .paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                    max_lag_ms: c.policy(s).max_lag,
+                    failback: match c.policy(s).failback {
+                        Failback::Manual => "manual".to_owned(),
+                        Failback::Auto { after } => format!(
+                            "auto after {}",
+                            humantime::format_duration(Duration::from_millis(after))
+                        ),
+                    },
                     members: c
                         .members(s)
                         .iter()
@@ -325,6 +390,7 @@ impl Driver {
                                 role: c.role(s, n),
                                 eligible: verdict.is_ok(),
                                 skip_reason: verdict.err().map(|skip| skip.to_string()),
+                                sync: self.sync_status(s, n),
                             }
                         })
                         .collect(),
@@ -348,6 +414,50 @@ impl Driver {
             nodes,
             services,
         }
+    }
+}
+
+impl Driver {
+    /// Mirroring state of member `n` in service `s`, for services with paths.
+    fn sync_status(&self, s: usize, n: usize) -> Option<SyncStatus> {
+        let c = &self.controller;
+        if !c.policy(s).mirrored || c.primary(s) == n {
+            return None;
+        }
+        let v = c.sync_view(s, n)?;
+        let now = now_ms();
+        let progress = self
+            .running
+            .values()
+            .find(|(rs, rn, _)| *rs == s && *rn == n)
+            .and_then(|(_, _, p)| *p);
+        Some(SyncStatus {
+            last_sync_ms: v.watermark.map(|w| w.at),
+            lag_ms: v.watermark.map(|w| now.saturating_sub(w.at)),
+            resyncing: v.resyncing,
+            running: v.running.map(|(kind, started)| RunningPass {
+                kind: kind.to_string(),
+                started_ms: started,
+                bytes: progress.map_or(0, |p| p.bytes),
+                percent: progress.map_or(0, |p| p.percent),
+                rate_bytes_per_sec: progress.map_or(0, |p| p.rate_bytes_per_sec as u64),
+                eta_secs: progress.and_then(|p| p.eta_secs),
+            }),
+            failures: v.failures,
+            last_error: v.last_error,
+            next_due_ms: v.next_due,
+            last_pass: v.last.map(|l| PassReport {
+                files_transferred: l.files_transferred,
+                literal_bytes: l.literal_bytes,
+                matched_bytes: l.matched_bytes,
+                bytes_sent: l.bytes_sent,
+                bytes_received: l.bytes_received,
+                duration_ms: l.duration_ms,
+                kept_files: l.kept.as_ref().map(|k| k.files),
+                kept_bytes: l.kept.as_ref().map(|k| k.bytes),
+                kept_dir: l.kept.map(|k| k.dir),
+            }),
+        })
     }
 }
 
@@ -382,7 +492,30 @@ pub fn topology(config: &Config) -> Topology {
         services: config
             .services
             .iter()
-            .map(|s| (s.name.clone(), s.nodes.clone()))
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                members: s.nodes.clone(),
+                policy: Policy {
+                    mirrored: !s.paths.is_empty(),
+                    sync_interval: config
+                        .mirror
+                        .as_ref()
+                        .map_or(Policy::plain().sync_interval, |m| {
+                            m.interval.as_millis() as Millis
+                        }),
+                    max_lag: s.max_lag.as_millis() as Millis,
+                    failback: match s.failback_after {
+                        Some(after) => Failback::Auto {
+                            after: after.as_millis() as Millis,
+                        },
+                        None => Failback::Manual,
+                    },
+                    on_no_candidate: s.on_no_candidate,
+                    fencing: s.fencing,
+                    promote_hook: s.hooks.promote.is_some(),
+                    demote_hook: s.hooks.demote.is_some(),
+                },
+            })
             .collect(),
     }
 }
@@ -428,6 +561,7 @@ pub async fn run(
         state: state_config,
         nodes,
         services: _,
+        mirror: _,
     } = &*config;
 
     // State first: a daemon that cannot keep its decisions should not make any.
@@ -450,6 +584,7 @@ pub async fn run(
         build_zone(&config, &controller).context("building the zone")?,
     ));
     let (event_tx, _) = broadcast::channel(1024);
+    let (mirror_tx, mut mirror_rx) = mpsc::channel(256);
     let mut driver = Driver {
         config: config.clone(),
         controller,
@@ -461,6 +596,9 @@ pub async fn run(
         probes: vec![ProbeHistory::default(); nodes.len()],
         started_ms: start,
         failovers: BTreeMap::new(),
+        executor: Executor::new(config.clone(), mirror_tx),
+        running: HashMap::new(),
+        mirrored: BTreeMap::new(),
     };
     if let Some(note) = state_note {
         let e = Event {
@@ -554,6 +692,7 @@ pub async fn run(
             biased;
             () = cancel.cancelled() => break,
             Some(request) = requests.recv() => driver.on_request(request).await,
+            Some(report) = mirror_rx.recv() => driver.on_mirror(report).await,
             Some(report) = reports.recv() => driver.on_report(report).await,
             _ = tick.tick() => {
                 let fx = driver.controller.tick(now_ms());

@@ -10,4 +10,5 @@ pub mod control;
 pub mod controller;
 pub mod daemon;
 pub mod dns;
+pub mod mirror;
 pub mod state;

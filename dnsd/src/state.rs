@@ -192,6 +192,9 @@ mod tests {
                 primary: "app2".into(),
                 epoch: 3,
                 paused: true,
+                watermarks: Default::default(),
+                resyncing: vec![],
+                switchover_to: None,
             }],
             maintenance: vec!["app3".into()],
         }

@@ -143,6 +143,58 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
 
     family(
         &mut out,
+        "dnsd_sync_lag_seconds",
+        "gauge",
+        "Age of the member's last complete mirroring pass.",
+    );
+    for svc in &s.services {
+        for mbr in &svc.members {
+            if let Some(lag) = mbr.sync.as_ref().and_then(|y| y.lag_ms) {
+                let labels = [("service", svc.name.as_str()), ("node", mbr.node.as_str())];
+                sample_f(&mut out, "dnsd_sync_lag_seconds", &labels, lag as f64 / 1e3);
+            }
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_sync_failures",
+        "gauge",
+        "Consecutive failed mirroring passes to the member.",
+    );
+    for svc in &s.services {
+        for mbr in &svc.members {
+            if let Some(y) = &mbr.sync {
+                let labels = [("service", svc.name.as_str()), ("node", mbr.node.as_str())];
+                sample(
+                    &mut out,
+                    "dnsd_sync_failures",
+                    &labels,
+                    i64::from(y.failures),
+                );
+            }
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_mirrored_bytes_total",
+        "counter",
+        "Bytes mirrored to the member since start: literal (sent as new data) or matched (already there).",
+    );
+    for (service, node, literal, matched) in &m.mirrored {
+        for (kind, v) in [("literal", literal), ("matched", matched)] {
+            let labels = [
+                ("service", service.as_str()),
+                ("node", node.as_str()),
+                ("kind", kind),
+            ];
+            sample(&mut out, "dnsd_mirrored_bytes_total", &labels, *v as i64);
+        }
+    }
+
+    family(
+        &mut out,
         "dnsd_zone_serial",
         "gauge",
         "The zone's SOA serial.",

@@ -1,0 +1,431 @@
+//! Carries out the controller's mirroring passes and hooks.
+//!
+//! SSH (ssh2) and rsync are blocking, so each pass or hook runs on tokio's blocking
+//! pool and reports back to the driver over a channel; a semaphore bounds how many
+//! passes run at once (`[mirror] concurrency`). Nothing here decides anything: the
+//! controller ordered the work and judges the result.
+//!
+//! A pass from A to B:
+//! 1. the terminal server opens (or reuses) its own session to B, which verifies B's
+//!    host key against `[mirror] known_hosts`: a member whose key is unknown or changed
+//!    is refused, with the key's fingerprint, and nothing is synced to it;
+//! 2. it opens a session to A and runs rsync there, once per service path, pushing to
+//!    B with every argument quoted;
+//! 3. when the controller asks to keep what B alone had, rsync runs with `--backup
+//!    --backup-dir=<path>.dnsd-kept/epoch-<N>`, and the files that folder gained are
+//!    counted on B (`find`) and reported.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsync_sync::config::MirrorSettings;
+use rsync_sync::connector::{Backoff, Connector};
+use rsync_sync::rsync::{Progress, rooted, run_pass};
+use rsync_sync::ssh::Session;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, HOOK_PLACEHOLDERS};
+use crate::controller::{Hook, HookOrder, Kept, PassSummary, SyncOrder};
+
+/// Progress updates of one pass are sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What the executor tells the driver.
+#[derive(Debug)]
+pub enum Report {
+    /// A pass ended.
+    Pass {
+        id: u64,
+        outcome: Result<PassSummary, String>,
+    },
+    /// A hook ended.
+    Hook {
+        id: u64,
+        outcome: Result<(), String>,
+    },
+    /// A pass is under way.
+    Progress { id: u64, progress: PassProgress },
+}
+
+/// Where a running pass is, from rsync's `--info=progress2`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PassProgress {
+    pub bytes: u64,
+    pub percent: u8,
+    pub rate_bytes_per_sec: f64,
+    pub eta_secs: Option<u64>,
+    /// Which of the service's paths (0-based) and how many there are.
+    pub path: usize,
+    pub paths: usize,
+}
+
+/// Runs passes and hooks for the driver.
+#[derive(Clone)]
+pub struct Executor {
+    config: Arc<Config>,
+    /// Present when the configuration has a `[mirror]` section.
+    connector: Option<Arc<Connector>>,
+    passes: Arc<Semaphore>,
+    reports: mpsc::Sender<Report>,
+}
+
+impl Executor {
+    pub fn new(config: Arc<Config>, reports: mpsc::Sender<Report>) -> Executor {
+        let (connector, concurrency) = match &config.mirror {
+            Some(m) => (
+                Some(Arc::new(Connector::new(m.ssh.clone(), Backoff::default()))),
+                m.concurrency,
+            ),
+            None => (None, 1),
+        };
+        Executor {
+            config,
+            connector,
+            passes: Arc::new(Semaphore::new(concurrency.max(1))),
+            reports,
+        }
+    }
+
+    /// Starts a pass; its report arrives on the channel.
+    pub fn start_pass(&self, order: SyncOrder) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let id = order.id;
+            let outcome = match this.passes.clone().acquire_owned().await {
+                Ok(permit) => {
+                    let worker = this.clone();
+                    let joined = tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        worker.pass(&order)
+                    })
+                    .await;
+                    joined.unwrap_or_else(|e| Err(format!("pass task failed: {e}")))
+                }
+                Err(_) => Err("dnsd is shutting down".to_owned()),
+            };
+            // The driver may be gone at shutdown; nothing to report to then.
+            let _ = this.reports.send(Report::Pass { id, outcome }).await;
+        });
+    }
+
+    /// Starts a hook; its report arrives on the channel.
+    pub fn run_hook(&self, order: HookOrder) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let id = order.id;
+            let worker = this.clone();
+            let outcome = tokio::task::spawn_blocking(move || worker.hook(&order))
+                .await
+                .unwrap_or_else(|e| Err(format!("hook task failed: {e}")));
+            let _ = this.reports.send(Report::Hook { id, outcome }).await;
+        });
+    }
+
+    fn mirror(&self) -> Result<(&MirrorSettings, &Connector), String> {
+        match (&self.config.mirror, &self.connector) {
+            (Some(m), Some(c)) => Ok((m, c)),
+            _ => Err("no [mirror] section: members cannot be reached over SSH".to_owned()),
+        }
+    }
+
+    fn session(&self, node: usize) -> Result<Arc<Session>, String> {
+        let (_, connector) = self.mirror()?;
+        let n = &self.config.nodes[node];
+        connector
+            .get(&n.address.to_string())
+            .map_err(|e| format!("{} ({}): {e}", n.name, n.address))
+    }
+
+    /// One pass, blocking. Every path of the service, in order; the first failure ends it.
+    fn pass(&self, order: &SyncOrder) -> Result<PassSummary, String> {
+        let started = Instant::now();
+        let (mirror, _) = self.mirror()?;
+        let service = &self.config.services[order.service];
+        let from = &self.config.nodes[order.from];
+        let to = &self.config.nodes[order.to];
+        // The terminal server checks the destination's host key itself, afresh for every
+        // pass: a member whose key is unknown or changed gets nothing.
+        let to_addr = to.address.to_string();
+        rsync_sync::ssh::verify_host_key(&to_addr, &mirror.ssh)
+            .map_err(|e| format!("{} ({to_addr}): {e}", to.name))?;
+        let source = self.session(order.from)?;
+        let mut summary = PassSummary::default();
+        let mut kept_total: Option<Kept> = None;
+        let paths = service.paths.len();
+        for (k, path) in service.paths.iter().enumerate() {
+            let src_dir = rooted(from.root.as_deref(), path);
+            let dest_dir = rooted(to.root.as_deref(), path);
+            let mut spec = mirror.pass(src_dir, &to.address.to_string(), dest_dir.clone());
+            let kept_dir = order.keep_epoch.map(|epoch| kept_dir(&dest_dir, epoch));
+            let dest = match &kept_dir {
+                Some(_) => Some(self.session(order.to)?),
+                None => None,
+            };
+            let before = match (&kept_dir, &dest) {
+                (Some(dir), Some(dest)) => {
+                    spec.backup_dir = Some(dir.clone());
+                    Some(count_files(dest, dir)?)
+                }
+                _ => None,
+            };
+            let mut last_sent = Instant::now() - PROGRESS_EVERY;
+            let stats = run_pass(&source, &spec, |p: &Progress| {
+                if last_sent.elapsed() >= PROGRESS_EVERY {
+                    last_sent = Instant::now();
+                    let progress = PassProgress {
+                        bytes: p.bytes,
+                        percent: p.percent,
+                        rate_bytes_per_sec: p.rate_bytes_per_sec,
+                        eta_secs: p.eta.map(|d| d.as_secs()),
+                        path: k,
+                        paths,
+                    };
+                    // A full channel only drops a progress update.
+                    let _ = self.reports.try_send(Report::Progress {
+                        id: order.id,
+                        progress,
+                    });
+                }
+            })
+            .map_err(|e| format!("{} -> {}: {e}", from.name, to.name))?;
+            summary.files_transferred += stats.files_transferred;
+            summary.literal_bytes += stats.literal_bytes;
+            summary.matched_bytes += stats.matched_bytes;
+            summary.bytes_sent += stats.bytes_sent;
+            summary.bytes_received += stats.bytes_received;
+            if let (Some(dir), Some(dest), Some((files0, bytes0))) = (kept_dir, &dest, before) {
+                let (files1, bytes1) = count_files(dest, &dir)?;
+                let total = kept_total.get_or_insert(Kept {
+                    files: 0,
+                    bytes: 0,
+                    dir: String::new(),
+                });
+                total.files += files1.saturating_sub(files0);
+                total.bytes += bytes1.saturating_sub(bytes0);
+                if !total.dir.is_empty() {
+                    total.dir.push_str(", ");
+                }
+                total.dir.push_str(&dir.display().to_string());
+            }
+        }
+        summary.kept = kept_total;
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        debug!(
+            service = %service.name, from = %from.name, to = %to.name,
+            files = summary.files_transferred, literal = summary.literal_bytes, matched = summary.matched_bytes,
+            "pass done"
+        );
+        Ok(summary)
+    }
+
+    /// One hook, blocking, bounded by the service's `hook_timeout`.
+    fn hook(&self, order: &HookOrder) -> Result<(), String> {
+        let service = &self.config.services[order.service];
+        let node = &self.config.nodes[order.node];
+        let argv = match order.hook {
+            Hook::Promote => service.hooks.promote.as_ref(),
+            Hook::Demote => service.hooks.demote.as_ref(),
+            Hook::Fence => service.hooks.fence.as_ref(),
+        }
+        .ok_or_else(|| format!("no {} hook is configured", order.hook))?;
+        let values = [
+            service.name.clone(),
+            node.name.clone(),
+            node.address.to_string(),
+            order.epoch.to_string(),
+        ];
+        let argv: Vec<String> = argv.iter().map(|a| substitute(a, &values)).collect();
+        let timeout = service.hook_timeout;
+        info!(service = %service.name, node = %node.name, hook = %order.hook, ?argv, "running hook");
+        match order.hook {
+            Hook::Fence => run_local(&argv, &values, timeout),
+            Hook::Promote | Hook::Demote => {
+                let session = self.session(order.node)?;
+                // timeout(1) on the member bounds the command; KILL 5 s after TERM.
+                let secs = timeout.as_secs().max(1).to_string();
+                let mut wrapped = vec!["timeout".to_owned(), "--kill-after=5".to_owned(), secs];
+                wrapped.extend(argv);
+                let out = session
+                    .exec(&wrapped)
+                    .map_err(|e| format!("on {} ({}): {e}", node.name, node.address))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    let detail = last_line(&out.stderr)
+                        .or_else(|| last_line(&out.stdout))
+                        .unwrap_or_default();
+                    let status = match out.status.code() {
+                        Some(124) => format!("timed out after {}s", timeout.as_secs().max(1)),
+                        _ => out.status.to_string(),
+                    };
+                    Err(format!(
+                        "on {}: {status}{}",
+                        node.name,
+                        if detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {detail}")
+                        }
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Where a pass keeps what it would delete or overwrite under `dest_dir`.
+pub fn kept_dir(dest_dir: &Path, epoch: u64) -> PathBuf {
+    PathBuf::from(format!("{}.dnsd-kept/epoch-{epoch}", dest_dir.display()))
+}
+
+/// Files and bytes under `dir` on the session's host; a missing folder holds nothing.
+fn count_files(session: &Session, dir: &Path) -> Result<(u64, u64), String> {
+    let dir_arg = dir.display().to_string();
+    let out = session
+        .exec(&["find", dir_arg.as_str(), "-type", "f", "-printf", "%s\\n"])
+        .map_err(|e| format!("cannot count kept files in {dir_arg}: {e}"))?;
+    if !out.status.success() {
+        if out.stderr.contains("No such file or directory") {
+            return Ok((0, 0));
+        }
+        return Err(format!(
+            "cannot count kept files in {dir_arg}: {}",
+            out.stderr.trim()
+        ));
+    }
+    let mut files = 0;
+    let mut bytes = 0;
+    for line in out.stdout.lines() {
+        if let Ok(size) = line.trim().parse::<u64>() {
+            files += 1;
+            bytes += size;
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// Replaces `{service}`, `{node}`, `{address}` and `{epoch}` in one argument.
+fn substitute(arg: &str, values: &[String; 4]) -> String {
+    let mut out = arg.to_owned();
+    for (placeholder, value) in HOOK_PLACEHOLDERS.iter().zip(values) {
+        out = out.replace(placeholder, value);
+    }
+    out
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+/// Runs a fence command on the terminal server, no shell, with the service, node,
+/// address and epoch also in the environment; kills it after `timeout`.
+fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result<(), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("empty fence command".to_owned());
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .env("DNSD_SERVICE", &values[0])
+        .env("DNSD_NODE", &values[1])
+        .env("DNSD_ADDRESS", &values[2])
+        .env("DNSD_EPOCH", &values[3])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                let detail = last_line(&err)
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default();
+                return Err(format!("{program} ended with {status}{detail}"));
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                if let Err(e) = child.kill() {
+                    warn!(%program, error = %e, "cannot kill a fence command that timed out");
+                }
+                let _ = child.wait();
+                return Err(format!("{program} timed out after {}s", timeout.as_secs()));
+            }
+            Err(e) => return Err(format!("cannot wait for {program}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_replaced_inside_arguments() {
+        let values = [
+            "www".to_owned(),
+            "app2".to_owned(),
+            "10.0.0.12".to_owned(),
+            "7".to_owned(),
+        ];
+        assert_eq!(
+            substitute("--node={node}@{address}", &values),
+            "--node=app2@10.0.0.12"
+        );
+        assert_eq!(substitute("{service}-{epoch}", &values), "www-7");
+        assert_eq!(substitute("plain", &values), "plain");
+    }
+
+    #[test]
+    fn kept_folder_is_beside_the_data_and_named_for_the_epoch() {
+        assert_eq!(
+            kept_dir(Path::new("/srv/data"), 4),
+            PathBuf::from("/srv/data.dnsd-kept/epoch-4")
+        );
+    }
+
+    #[test]
+    fn local_fence_reports_exit_status_and_stderr_and_times_out() {
+        let values = [
+            "www".to_owned(),
+            "app1".to_owned(),
+            "127.0.0.1".to_owned(),
+            "3".to_owned(),
+        ];
+        let ok = [
+            "sh",
+            "-c",
+            "test \"$DNSD_NODE\" = app1 && test \"$DNSD_EPOCH\" = 3",
+        ]
+        .map(String::from);
+        assert_eq!(run_local(&ok, &values, Duration::from_secs(5)), Ok(()));
+        let fail = ["sh", "-c", "echo 'power switch said no' >&2; exit 4"].map(String::from);
+        let e = run_local(&fail, &values, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.contains("exit status: 4") && e.ends_with("power switch said no"),
+            "{e}"
+        );
+        let slow = ["sleep", "5"].map(String::from);
+        let e = run_local(&slow, &values, Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+        let missing = ["/nonexistent/fence".to_owned()];
+        assert!(
+            run_local(&missing, &values, Duration::from_secs(1))
+                .unwrap_err()
+                .starts_with("cannot run /nonexistent/fence")
+        );
+    }
+}
