@@ -6,4 +6,5 @@ mod dns;
 mod failover;
 mod lab_failover;
 mod lab_smoke;
+mod mirror;
 mod rsync_sync;
