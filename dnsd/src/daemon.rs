@@ -553,6 +553,9 @@ pub async fn run(
     cancel: CancellationToken,
     ready: impl FnOnce(Ready),
 ) -> anyhow::Result<()> {
+    // Whatever way this function ends (an error half-way through start-up included),
+    // every task and serving thread it started is told to stop.
+    let _stop_all = cancel.clone().drop_guard();
     let config = Arc::new(config);
     let Config {
         dns: dns_config,

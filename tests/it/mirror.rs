@@ -523,6 +523,15 @@ fn a_host_whose_key_changed_is_refused_and_gets_nothing() {
         return;
     };
     let h3 = s.h(2).name.clone();
+    // An operator sync is accepted on a mirrored service.
+    let reply = s.act(Action::Sync {
+        service: None,
+        node: Some(s.h(1).name.clone()),
+    });
+    assert!(
+        reply.accepted && reply.message.starts_with("sync of www to h2"),
+        "{reply:?}"
+    );
     s.lab.change_host_key(s.h(2)).unwrap();
     s.sh(0, "echo after-key-change > /srv/data/new.txt");
     let error = s.wait("h3 refused", Duration::from_secs(30), |st| {

@@ -377,3 +377,29 @@ pub fn loopback_addr() -> std::net::IpAddr {
     let n = base + NEXT.fetch_add(1, Ordering::Relaxed) % 256;
     std::net::IpAddr::from([127, 64 + ((n >> 16) & 0x3f) as u8, (n >> 8) as u8, n as u8])
 }
+
+/// Runs `command` to completion, killing it if it takes longer than `timeout` (a test
+/// must fail, not hang, when a binary does not exit).
+pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = match command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start {command:?}: {e}"),
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return match child.wait_with_output() {
+                Ok(out) => out,
+                Err(e) => panic!("cannot read the output of {command:?}: {e}"),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output();
+    panic!("{command:?} did not exit within {timeout:?}: {out:?}");
+}
