@@ -13,6 +13,7 @@
 //! cannot afford. The query path never locks: it loads the current snapshot from an
 //! [`ArcSwap`] that the controller's driver replaces on every role change.
 
+mod fast;
 mod mmsg;
 pub mod zone;
 
@@ -261,9 +262,19 @@ fn encode_udp(
     Ok(header)
 }
 
-/// Answers one UDP datagram into `out`. Returns the response code, or `None` when
+/// Answers one UDP datagram into `out`: from the precomputed answers when it is a plain
+/// query, else through the generic path. Returns the response code, or `None` when
 /// nothing should be sent.
 pub fn answer_udp(zone: &Zone, datagram: &[u8], out: &mut Vec<u8>) -> Option<ResponseCode> {
+    match zone.fast.answer(datagram, out) {
+        Some(rcode) => Some(ResponseCode::from(0, rcode)),
+        None => answer_generic(zone, datagram, out),
+    }
+}
+
+/// Answers one UDP datagram by parsing it and encoding the answer with hickory-proto;
+/// handles every case, and builds the precomputed answers.
+fn answer_generic(zone: &Zone, datagram: &[u8], out: &mut Vec<u8>) -> Option<ResponseCode> {
     let result = match parse(datagram) {
         Ok(q) => {
             let answer = zone.answer(q.query.name(), q.query.query_type(), q.query.query_class());

@@ -58,6 +58,8 @@ pub struct Zone {
     /// Names that exist only because something lies below them (e.g. `dns.<zone>` for
     /// a name server `ns1.dns.<zone>`): NODATA, not NXDOMAIN.
     empty_non_terminals: HashSet<LowerName>,
+    /// Every answer to a plain UDP query, precomputed (see [`super::fast`]).
+    pub(super) fast: super::fast::Table,
 }
 
 /// The answer to one question, borrowing the snapshot's records.
@@ -157,7 +159,7 @@ impl Zone {
         }
         empty_non_terminals.retain(|n| !owners.contains_key(n));
 
-        Ok(Zone {
+        let mut zone = Zone {
             origin: lower_origin,
             serial: spec.serial,
             soa: [soa],
@@ -165,7 +167,18 @@ impl Zone {
             glue,
             owners,
             empty_non_terminals,
-        })
+            fast: super::fast::Table::default(),
+        };
+        zone.fast = super::fast::Table::build(&zone);
+        Ok(zone)
+    }
+
+    /// Every name below the origin that exists (owners and empty non-terminals).
+    pub fn names(&self) -> impl Iterator<Item = Name> + '_ {
+        self.owners
+            .keys()
+            .chain(&self.empty_non_terminals)
+            .map(|n| Name::from(n.clone()))
     }
 
     /// The serial this snapshot was built at.
