@@ -41,6 +41,22 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event about nothing in particular yet: callers fill in the service, node,
+    /// primaries and epoch it concerns.
+    pub fn new(at_ms: u64, kind: EventKind, reason: String) -> Event {
+        Event {
+            seq: 0,
+            at_ms,
+            kind,
+            service: None,
+            node: None,
+            old_primary: None,
+            new_primary: None,
+            epoch: None,
+            reason,
+        }
+    }
+
     /// How loudly a view should show this event.
     pub fn level(&self) -> Level {
         self.kind.level()

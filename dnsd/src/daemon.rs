@@ -218,18 +218,7 @@ impl Driver {
             Err(e) => format!("state writer task failed: {e}"),
         };
         error!(error = %problem, "cannot persist state; roles will not survive a restart until this is fixed");
-        let e = Event {
-            seq: 0,
-            at_ms: now_ms(),
-            kind: EventKind::State,
-            service: None,
-            node: None,
-            old_primary: None,
-            new_primary: None,
-            epoch: None,
-            reason: problem,
-        };
-        self.record(e);
+        self.record(Event::new(now_ms(), EventKind::State, problem));
     }
 
     fn publish(&mut self) {
@@ -268,7 +257,7 @@ impl Driver {
         history
             .recent
             .push_back(report.outcome.as_ref().ok().map(|d| d.as_micros() as u64));
-        history.last_error = report.outcome.as_ref().err().map(ToString::to_string);
+        history.last_error = report.outcome.as_ref().err().map(|e| error_chain(e));
         history.last_at_ms = report
             .at
             .duration_since(UNIX_EPOCH)
@@ -461,6 +450,23 @@ impl Driver {
     }
 }
 
+/// An error and its causes on one line: "could not connect to echo port ...: Connection
+/// refused (os error 111)".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // Some errors repeat their cause in their own message; print it once.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 fn api_health(h: Health) -> dnsd_api::Health {
     match h {
         Health::Unknown => dnsd_api::Health::Unknown,
@@ -604,18 +610,7 @@ pub async fn run(
         mirrored: BTreeMap::new(),
     };
     if let Some(note) = state_note {
-        let e = Event {
-            seq: 0,
-            at_ms: start,
-            kind: EventKind::State,
-            service: None,
-            node: None,
-            old_primary: None,
-            new_primary: None,
-            epoch: None,
-            reason: note,
-        };
-        driver.record(e);
+        driver.record(Event::new(start, EventKind::State, note));
     }
     driver.apply(initial).await;
 
@@ -726,4 +721,24 @@ pub async fn run(
     }
     driver.persist().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not connect to echo port 10.0.0.1:7")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_shows_every_cause_once() {
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            error_chain(&e),
+            "could not connect to echo port 10.0.0.1:7: connection refused"
+        );
+        let plain = std::io::Error::other("x");
+        assert_eq!(error_chain(&plain), "x");
+    }
 }

@@ -1889,17 +1889,12 @@ impl Controller {
     }
 
     fn event(&self, kind: EventKind, s: Option<usize>, reason: String) -> Event {
-        Event {
-            seq: 0,
-            at_ms: self.now,
-            kind,
-            service: s.map(|s| self.services[s].name.clone()),
-            node: None,
-            old_primary: None,
-            new_primary: None,
-            epoch: s.map(|s| self.services[s].epoch),
-            reason,
+        let mut e = Event::new(self.now, kind, reason);
+        if let Some(s) = s {
+            e.service = Some(self.services[s].name.clone());
+            e.epoch = Some(self.services[s].epoch);
         }
+        e
     }
 }
 

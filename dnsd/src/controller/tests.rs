@@ -482,7 +482,7 @@ fn reference_next(c: &Controller, s: usize) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_over_random_sequences((topo, ops) in scenario()) {
