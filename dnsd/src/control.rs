@@ -211,6 +211,8 @@ impl ControlListeners {
 struct AppState {
     daemon: DaemonHandle,
     dns: Arc<DnsStats>,
+    /// Fires at shutdown: open event streams end, so graceful shutdown is not held up.
+    shutdown: CancellationToken,
 }
 
 /// Who is on the other end of a connection.
@@ -274,7 +276,11 @@ pub async fn serve(
     dns: Arc<DnsStats>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = AppState { daemon, dns };
+    let state = AppState {
+        daemon,
+        dns,
+        shutdown: cancel.clone(),
+    };
     let unix = axum::serve(
         listeners.unix,
         router(state.clone()).into_make_service_with_connect_info::<Peer>(),
@@ -368,6 +374,7 @@ async fn event_stream(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     // Subscribe before reading the log, so nothing falls between the two.
     let mut live = s.daemon.subscribe();
+    let shutdown = s.shutdown.clone();
     let backlog: Vec<Event> = s
         .daemon
         .events()
@@ -385,7 +392,11 @@ async fn event_stream(
             }
         }
         loop {
-            match live.recv().await {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = live.recv() => next,
+            };
+            match next {
                 Ok(e) if e.seq <= last => {}
                 Ok(e) => {
                     last = e.seq;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rsync_sync::config::MirrorSettings;
 use rsync_sync::connector::{Backoff, Connector};
-use rsync_sync::rsync::{Progress, rooted, run_pass};
+use rsync_sync::rsync::{PassError, Progress, rooted, run_pass};
 use rsync_sync::ssh::Session;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
@@ -139,6 +139,28 @@ impl Executor {
             .map_err(|e| format!("{} ({}): {e}", n.name, n.address))
     }
 
+    /// Runs `work` on the cached session to `node`; if the session itself fails (its
+    /// member restarted sshd since it was opened, say), drops it and tries once more on a
+    /// fresh one. `work` tells session failures from others by returning `Err(true)`.
+    fn with_session<T>(
+        &self,
+        node: usize,
+        mut work: impl FnMut(&Session) -> Result<T, (bool, String)>,
+    ) -> Result<T, String> {
+        let session = self.session(node)?;
+        match work(&session) {
+            Err((true, first)) => {
+                if let Ok((_, connector)) = self.mirror() {
+                    connector.reset(&self.config.nodes[node].address.to_string());
+                }
+                debug!(node = %self.config.nodes[node].name, error = %first, "session failed; retrying on a new one");
+                let session = self.session(node)?;
+                work(&session).map_err(|(_, e)| e)
+            }
+            other => other.map_err(|(_, e)| e),
+        }
+    }
+
     /// One pass, blocking. Every path of the service, in order; the first failure ends it.
     fn pass(&self, order: &SyncOrder) -> Result<PassSummary, String> {
         let started = Instant::now();
@@ -151,7 +173,6 @@ impl Executor {
         let to_addr = to.address.to_string();
         rsync_sync::ssh::verify_host_key(&to_addr, &mirror.ssh)
             .map_err(|e| format!("{} ({to_addr}): {e}", to.name))?;
-        let source = self.session(order.from)?;
         let mut summary = PassSummary::default();
         let mut kept_total: Option<Kept> = None;
         let paths = service.paths.len();
@@ -172,7 +193,7 @@ impl Executor {
                 _ => None,
             };
             let mut last_sent = Instant::now() - PROGRESS_EVERY;
-            let stats = run_pass(&source, &spec, |p: &Progress| {
+            let mut on_progress = |p: &Progress| {
                 if last_sent.elapsed() >= PROGRESS_EVERY {
                     last_sent = Instant::now();
                     let progress = PassProgress {
@@ -189,8 +210,13 @@ impl Executor {
                         progress,
                     });
                 }
-            })
-            .map_err(|e| format!("{} -> {}: {e}", from.name, to.name))?;
+            };
+            let stats = self.with_session(order.from, |source| {
+                run_pass(source, &spec, &mut on_progress).map_err(|e| {
+                    let session_failed = matches!(e, PassError::Ssh { .. });
+                    (session_failed, format!("{} -> {}: {e}", from.name, to.name))
+                })
+            })?;
             summary.files_transferred += stats.files_transferred;
             summary.literal_bytes += stats.literal_bytes;
             summary.matched_bytes += stats.matched_bytes;
@@ -243,14 +269,19 @@ impl Executor {
         match order.hook {
             Hook::Fence => run_local(&argv, &values, timeout),
             Hook::Promote | Hook::Demote => {
-                let session = self.session(order.node)?;
                 // timeout(1) on the member bounds the command; KILL 5 s after TERM.
                 let secs = timeout.as_secs().max(1).to_string();
                 let mut wrapped = vec!["timeout".to_owned(), "--kill-after=5".to_owned(), secs];
                 wrapped.extend(argv);
-                let out = session
-                    .exec(&wrapped)
-                    .map_err(|e| format!("on {} ({}): {e}", node.name, node.address))?;
+                // Retried on a fresh session only if the command certainly did not start.
+                let out = self.with_session(order.node, |session| {
+                    session.exec(&wrapped).map_err(|e| {
+                        (
+                            e.before_command(),
+                            format!("on {} ({}): {e}", node.name, node.address),
+                        )
+                    })
+                })?;
                 if out.status.success() {
                     Ok(())
                 } else {

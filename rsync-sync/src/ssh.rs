@@ -333,7 +333,25 @@ pub enum SshError {
     },
 }
 
+/// What [`Session`] is doing when it opens a channel and when it starts the command
+/// on it; before the second succeeds, the remote command has not run.
+const OPEN_CHANNEL: &str = "open a channel";
+const START_COMMAND: &str = "start the command";
+
 impl SshError {
+    /// True when the session failed before the remote command was started (opening the
+    /// channel or requesting the command): running it again cannot run it twice.
+    pub fn before_command(&self) -> bool {
+        match self {
+            SshError::Session { action, .. }
+            | SshError::Io { action, .. }
+            | SshError::Timeout { action, .. } => {
+                *action == OPEN_CHANNEL || *action == START_COMMAND
+            }
+            _ => false,
+        }
+    }
+
     /// The coarse class of this error.
     pub fn kind(&self) -> SshErrorKind {
         match self {
@@ -690,8 +708,8 @@ impl Session {
         debug!(host = %self.host, %command, "running remote command");
         let mut channel = {
             let _setup = self.setup.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut channel = self.retry("open a channel", || self.inner.channel_session())?;
-            self.retry("start the command", || channel.exec(&command))?;
+            let mut channel = self.retry(OPEN_CHANNEL, || self.inner.channel_session())?;
+            self.retry(START_COMMAND, || channel.exec(&command))?;
             channel
         };
 

@@ -462,3 +462,40 @@ fn the_event_stream_delivers_a_failover_within_one_heartbeat_interval() {
     s.echo[0] = Some(EchoServer::start(SocketAddr::new(s.addrs[0], s.port)).unwrap());
     let _ = &s.dir;
 }
+
+#[test]
+fn sigterm_stops_dnsd_cleanly_while_an_event_stream_is_open() {
+    let mut s = setup();
+    let client = s.dnsd.client();
+    let rt = runtime();
+    let mut stream = rt.block_on(client.stream_events(0)).unwrap();
+    // The stream is live: the start event arrives.
+    let first =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), stream.next()).await });
+    assert!(matches!(first, Ok(Some(Ok(_)))), "{first:?}");
+    // SIGTERM: dnsd must end the stream and exit by itself, not be killed after the
+    // harness's 10 s grace period.
+    let started = std::time::Instant::now();
+    let status = s.dnsd.stop().unwrap();
+    assert!(
+        status.success(),
+        "dnsd did not exit cleanly: {status} after {:?}",
+        started.elapsed()
+    );
+    // Events already on the wire may still come; then the stream ends.
+    let end = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => continue,
+                    other => return other.map(|r| r.map(|_| ())),
+                }
+            }
+        })
+        .await
+    });
+    assert!(
+        matches!(end, Ok(None) | Ok(Some(Err(_)))),
+        "the stream did not end: {end:?}"
+    );
+}
