@@ -1,0 +1,957 @@
+//! The TUI's state and its rules, without a terminal: inputs (keys, status polls,
+//! events, action replies) go in through [`App::update`], which may ask the loop for
+//! one [`Effect`] (send an action to dnsd, run a demo command, quit). Rendering reads
+//! the state (see `ui`); tests drive `update` directly.
+//!
+//! Keys are first decoded into an [`Action`] according to what is on screen (a dialog,
+//! the help, the filter prompt or the main view), then applied. Every change marks the
+//! app dirty, and the loop redraws only then.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use dnsd_api::{Action as Request, ActionReply, Event, MemberStatus, ServiceStatus, Status};
+
+use crate::plan::{self, Plan};
+
+/// Most events kept for the log view.
+const EVENT_CAPACITY: usize = 5000;
+
+/// Something that happened outside the app.
+#[derive(Debug)]
+pub enum Input {
+    /// A key was pressed.
+    Key(KeyEvent),
+    /// The terminal changed size.
+    Resize,
+    /// A fresh status from dnsd.
+    Status(Box<Status>),
+    /// dnsd could not be reached (or answered nonsense); the poller retries.
+    Unreachable { error: String, attempt: u32 },
+    /// An event from the log or the live stream.
+    Event(Box<Event>),
+    /// dnsd restarted: its event log starts over.
+    EventsReset,
+    /// dnsd answered an action (or it could not be sent).
+    ActionDone {
+        request: Request,
+        outcome: Result<ActionReply, String>,
+    },
+    /// A demo command finished.
+    DemoDone {
+        command: DemoCommand,
+        outcome: Result<String, String>,
+    },
+}
+
+/// What the user asked for, decoded from a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    NextService,
+    PrevService,
+    ToggleFocus,
+    /// Ask dnsd to do something (after a confirmation, if it needs one).
+    Ask(Request),
+    Confirm,
+    Cancel,
+    Help,
+    Dismiss,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterDone,
+    FilterCancel,
+    ClearFilter,
+    Demo(DemoCommand),
+    /// Explain why a key did nothing (no member selected, ...).
+    Hint(String),
+}
+
+/// A demo-only command on a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoCommand {
+    /// Stop the member's echo listener and sshd, as if the machine crashed.
+    Kill(String),
+    /// Start them again.
+    Revive(String),
+}
+
+impl std::fmt::Display for DemoCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DemoCommand::Kill(n) => write!(f, "kill {n}"),
+            DemoCommand::Revive(n) => write!(f, "revive {n}"),
+        }
+    }
+}
+
+/// What the loop must do for the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this action to dnsd; its reply comes back as [`Input::ActionDone`].
+    Send(Request),
+    /// Run this demo command; its result comes back as [`Input::DemoDone`].
+    Demo(DemoCommand),
+    /// Leave the TUI.
+    Quit,
+}
+
+/// Which panel the movement keys act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Members,
+    Events,
+}
+
+/// How the console stands with dnsd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// No answer yet.
+    Connecting,
+    /// The last poll was answered.
+    Up,
+    /// The last poll failed; the poller is retrying.
+    Down { error: String, attempt: u32 },
+}
+
+/// What covers the main view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    /// Waiting for `y` before sending `request`.
+    Confirm {
+        request: Request,
+        plan: Plan,
+    },
+    /// dnsd refused an action, or it could not be sent.
+    Reply {
+        title: String,
+        message: String,
+    },
+}
+
+/// A one-line result under the main view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// Extra state of the demo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoInfo {
+    /// One line telling the newcomer what to try (`dig ...`).
+    pub banner: String,
+}
+
+/// The console's state.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) endpoint: String,
+    pub(crate) status: Option<Status>,
+    /// Console clock when `status` arrived.
+    pub(crate) status_at_ms: u64,
+    pub(crate) link: Link,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) service: Option<String>,
+    pub(crate) node: Option<String>,
+    pub(crate) focus: Focus,
+    /// Event lines scrolled up from the newest (0: follow the newest).
+    pub(crate) event_scroll: usize,
+    /// First member row shown; kept by the renderer so the selection stays visible.
+    pub(crate) member_offset: Cell<usize>,
+    /// Member rows that fit, as last rendered (the page of PageUp/PageDown).
+    pub(crate) member_page: Cell<usize>,
+    /// Event lines that fit, as last rendered.
+    pub(crate) event_page: Cell<usize>,
+    pub(crate) filter: String,
+    /// While the filter is being typed: the filter to restore on Esc.
+    pub(crate) filter_before: Option<String>,
+    pub(crate) overlay: Overlay,
+    pub(crate) notice: Option<Notice>,
+    /// The action sent and not answered yet.
+    pub(crate) in_flight: Option<String>,
+    pub(crate) demo: Option<DemoInfo>,
+    /// The console's clock, ms since the Unix epoch; set by the loop (and by tests).
+    pub(crate) now_ms: u64,
+    dirty: bool,
+}
+
+impl App {
+    /// An app watching dnsd at `endpoint` (shown in the header and the banner).
+    pub fn new(endpoint: impl Into<String>) -> App {
+        App {
+            endpoint: endpoint.into(),
+            status: None,
+            status_at_ms: 0,
+            link: Link::Connecting,
+            events: VecDeque::new(),
+            service: None,
+            node: None,
+            focus: Focus::Members,
+            event_scroll: 0,
+            member_offset: Cell::new(0),
+            member_page: Cell::new(10),
+            event_page: Cell::new(5),
+            filter: String::new(),
+            filter_before: None,
+            overlay: Overlay::None,
+            notice: None,
+            in_flight: None,
+            demo: None,
+            now_ms: 0,
+            dirty: true,
+        }
+    }
+
+    /// Turns on the demo's keys and banner.
+    pub fn with_demo(mut self, banner: impl Into<String>) -> App {
+        self.demo = Some(DemoInfo {
+            banner: banner.into(),
+        });
+        self
+    }
+
+    /// Sets the console's clock (times on screen are relative to it).
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Whether something changed since the last call: the loop redraws only then.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The last status, if any.
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+
+    /// What covers the main view (a dialog, the help), if anything.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    /// The last action's result, as shown under the main view.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_ref()
+    }
+
+    /// How the console stands with dnsd.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The selected service's name.
+    pub fn selected_service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+
+    /// The selected member's name.
+    pub fn selected_node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// The filter on members and events ("" when none).
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// Applies one input; returns what the loop must do, if anything.
+    pub fn update(&mut self, input: Input) -> Option<Effect> {
+        match input {
+            Input::Key(key) => {
+                let action = self.decode(key)?;
+                self.dirty = true;
+                self.apply(action)
+            }
+            Input::Resize => {
+                self.dirty = true;
+                None
+            }
+            Input::Status(status) => {
+                self.dirty = true;
+                self.status = Some(*status);
+                self.status_at_ms = self.now_ms;
+                self.link = Link::Up;
+                self.fix_selection();
+                None
+            }
+            Input::Unreachable { error, attempt } => {
+                self.dirty = true;
+                self.link = Link::Down { error, attempt };
+                None
+            }
+            Input::Event(event) => {
+                self.push_event(*event);
+                None
+            }
+            Input::EventsReset => {
+                self.dirty = true;
+                self.events.clear();
+                self.event_scroll = 0;
+                None
+            }
+            Input::ActionDone { request, outcome } => {
+                self.dirty = true;
+                self.in_flight = None;
+                self.action_done(&request, outcome);
+                None
+            }
+            Input::DemoDone { command, outcome } => {
+                self.dirty = true;
+                self.notice = Some(match outcome {
+                    Ok(text) => Notice { ok: true, text },
+                    Err(e) => Notice {
+                        ok: false,
+                        text: format!("demo: {command} failed: {e}"),
+                    },
+                });
+                None
+            }
+        }
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self
+            .events
+            .back()
+            .is_some_and(|last| event.seq != 0 && event.seq <= last.seq)
+        {
+            return;
+        }
+        let shown = self.event_matches(&event);
+        self.events.push_back(event);
+        if self.events.len() > EVENT_CAPACITY {
+            self.events.pop_front();
+        }
+        // Scrolled back: keep the same lines on screen while new ones arrive.
+        if shown && self.event_scroll > 0 {
+            self.event_scroll += 1;
+        }
+        self.dirty = true;
+    }
+
+    fn action_done(&mut self, request: &Request, outcome: Result<ActionReply, String>) {
+        match outcome {
+            Ok(reply) if reply.accepted => {
+                self.notice = Some(Notice {
+                    ok: true,
+                    text: format!("{request}: {}", reply.message),
+                });
+            }
+            Ok(reply) => {
+                self.notice = Some(Notice {
+                    ok: false,
+                    text: format!("refused {request}: {}", reply.message),
+                });
+                self.overlay = Overlay::Reply {
+                    title: format!("dnsd refused: {request}"),
+                    message: reply.message,
+                };
+            }
+            Err(error) => {
+                self.notice = Some(Notice {
+                    ok: false,
+                    text: format!("{request} not sent: {error}"),
+                });
+                self.overlay = Overlay::Reply {
+                    title: format!("could not send: {request}"),
+                    message: error,
+                };
+            }
+        }
+    }
+
+    /// Decodes a key according to what is on screen.
+    pub fn decode(&self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('q')) {
+            return Some(Action::Quit);
+        }
+        if self.filter_before.is_some() {
+            return match key.code {
+                KeyCode::Enter => Some(Action::FilterDone),
+                KeyCode::Esc => Some(Action::FilterCancel),
+                KeyCode::Backspace => Some(Action::FilterBackspace),
+                KeyCode::Char(c) if !ctrl => Some(Action::FilterChar(c)),
+                _ => None,
+            };
+        }
+        match &self.overlay {
+            Overlay::Confirm { .. } => {
+                return Some(match key.code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => Action::Confirm,
+                    _ => Action::Cancel,
+                });
+            }
+            Overlay::Help | Overlay::Reply { .. } => return Some(Action::Dismiss),
+            Overlay::None => {}
+        }
+        let action = match key.code {
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Up | KeyCode::Char('k') => Action::Up,
+            KeyCode::Down | KeyCode::Char('j') => Action::Down,
+            KeyCode::PageUp => Action::PageUp,
+            KeyCode::PageDown => Action::PageDown,
+            KeyCode::Home | KeyCode::Char('g') => Action::Home,
+            KeyCode::End | KeyCode::Char('G') => Action::End,
+            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char(']') => Action::NextService,
+            KeyCode::Left | KeyCode::Char('h') | KeyCode::Char('[') => Action::PrevService,
+            KeyCode::Tab | KeyCode::BackTab => Action::ToggleFocus,
+            KeyCode::Char('?') => Action::Help,
+            KeyCode::Char('/') => Action::StartFilter,
+            KeyCode::Esc if !self.filter.is_empty() => Action::ClearFilter,
+            KeyCode::Char('f') => Action::Ask(Request::Failover {
+                service: self.service.clone(),
+            }),
+            KeyCode::Char('b') => Action::Ask(Request::Failback {
+                service: self.service.clone(),
+            }),
+            KeyCode::Char('s') => Action::Ask(Request::Sync {
+                service: self.service.clone(),
+                node: None,
+            }),
+            KeyCode::Char('P') => {
+                let paused = self.current_service().is_some_and(|s| s.paused);
+                let service = self.service.clone();
+                Action::Ask(if paused {
+                    Request::Resume { service }
+                } else {
+                    Request::Pause { service }
+                })
+            }
+            KeyCode::Char('p') => match &self.node {
+                Some(node) => Action::Ask(Request::Promote {
+                    service: self.service.clone(),
+                    node: node.clone(),
+                }),
+                None => Action::Hint("select a member to promote first (↑/↓)".into()),
+            },
+            KeyCode::Char('m') => match &self.node {
+                Some(node) => {
+                    let on = !self
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.node(node))
+                        .is_some_and(|n| n.maintenance);
+                    Action::Ask(Request::Maintenance {
+                        node: node.clone(),
+                        on,
+                    })
+                }
+                None => Action::Hint("select a member first (↑/↓)".into()),
+            },
+            KeyCode::Char('K') if self.demo.is_some() => match &self.node {
+                Some(n) => Action::Demo(DemoCommand::Kill(n.clone())),
+                None => Action::Hint("select a member to kill first (↑/↓)".into()),
+            },
+            KeyCode::Char('R') if self.demo.is_some() => match &self.node {
+                Some(n) => Action::Demo(DemoCommand::Revive(n.clone())),
+                None => Action::Hint("select a member to revive first (↑/↓)".into()),
+            },
+            _ => return None,
+        };
+        Some(action)
+    }
+
+    /// Applies a decoded action.
+    pub fn apply(&mut self, action: Action) -> Option<Effect> {
+        self.dirty = true;
+        match action {
+            Action::Quit => return Some(Effect::Quit),
+            Action::Up => self.step(-1),
+            Action::Down => self.step(1),
+            Action::PageUp => self.step(-(self.page() as isize)),
+            Action::PageDown => self.step(self.page() as isize),
+            Action::Home => self.step(isize::MIN / 2),
+            Action::End => self.step(isize::MAX / 2),
+            Action::NextService => self.cycle_service(1),
+            Action::PrevService => self.cycle_service(-1),
+            Action::ToggleFocus => {
+                self.focus = match self.focus {
+                    Focus::Members => Focus::Events,
+                    Focus::Events => Focus::Members,
+                }
+            }
+            Action::Ask(request) => {
+                if plan::needs_confirmation(&request) {
+                    let plan = plan::describe(&request, self.status.as_ref());
+                    self.overlay = Overlay::Confirm { request, plan };
+                } else {
+                    return Some(self.send(request));
+                }
+            }
+            Action::Confirm => {
+                if let Overlay::Confirm { request, .. } =
+                    std::mem::replace(&mut self.overlay, Overlay::None)
+                {
+                    return Some(self.send(request));
+                }
+            }
+            Action::Cancel => {
+                if let Overlay::Confirm { request, .. } =
+                    std::mem::replace(&mut self.overlay, Overlay::None)
+                {
+                    self.notice = Some(Notice {
+                        ok: true,
+                        text: format!("cancelled: {request}"),
+                    });
+                }
+            }
+            Action::Help => self.overlay = Overlay::Help,
+            Action::Dismiss => self.overlay = Overlay::None,
+            Action::StartFilter => self.filter_before = Some(self.filter.clone()),
+            Action::FilterChar(c) => {
+                self.filter.push(c);
+                self.filter_changed();
+            }
+            Action::FilterBackspace => {
+                self.filter.pop();
+                self.filter_changed();
+            }
+            Action::FilterDone => self.filter_before = None,
+            Action::FilterCancel => {
+                if let Some(before) = self.filter_before.take() {
+                    self.filter = before;
+                    self.filter_changed();
+                }
+            }
+            Action::ClearFilter => {
+                self.filter.clear();
+                self.filter_changed();
+            }
+            Action::Demo(command) => {
+                self.notice = Some(Notice {
+                    ok: true,
+                    text: format!("demo: {command}…"),
+                });
+                return Some(Effect::Demo(command));
+            }
+            Action::Hint(text) => self.notice = Some(Notice { ok: false, text }),
+        }
+        None
+    }
+
+    fn send(&mut self, request: Request) -> Effect {
+        self.in_flight = Some(request.to_string());
+        self.notice = None;
+        Effect::Send(request)
+    }
+
+    fn page(&self) -> usize {
+        match self.focus {
+            Focus::Members => self.member_page.get(),
+            Focus::Events => self.event_page.get(),
+        }
+        .max(1)
+    }
+
+    fn step(&mut self, by: isize) {
+        match self.focus {
+            Focus::Members => {
+                let names: Vec<String> = self
+                    .visible_members()
+                    .iter()
+                    .map(|m| m.node.clone())
+                    .collect();
+                if names.is_empty() {
+                    return;
+                }
+                let at = self
+                    .node
+                    .as_ref()
+                    .and_then(|n| names.iter().position(|m| m == n))
+                    .unwrap_or(0) as isize;
+                let to = (at.saturating_add(by)).clamp(0, names.len() as isize - 1) as usize;
+                self.node = Some(names[to].clone());
+            }
+            Focus::Events => {
+                // Up scrolls back in time.
+                let max = self.visible_events().len().saturating_sub(1);
+                let scroll = (self.event_scroll as isize).saturating_sub(by);
+                self.event_scroll = scroll.clamp(0, max as isize) as usize;
+            }
+        }
+    }
+
+    fn cycle_service(&mut self, by: isize) {
+        let Some(status) = &self.status else { return };
+        let n = status.services.len();
+        if n == 0 {
+            return;
+        }
+        let at = self
+            .service
+            .as_ref()
+            .and_then(|s| status.services.iter().position(|x| &x.name == s))
+            .unwrap_or(0) as isize;
+        let to = (at + by).rem_euclid(n as isize) as usize;
+        self.service = Some(status.services[to].name.clone());
+        self.member_offset.set(0);
+        self.fix_selection();
+    }
+
+    fn filter_changed(&mut self) {
+        self.event_scroll = 0;
+        self.member_offset.set(0);
+        self.fix_selection();
+    }
+
+    /// Keeps the selected service and member pointing at something that exists and
+    /// is shown.
+    fn fix_selection(&mut self) {
+        let Some(status) = &self.status else { return };
+        let exists = self
+            .service
+            .as_ref()
+            .is_some_and(|s| status.service(s).is_some());
+        if !exists {
+            self.service = status.services.first().map(|s| s.name.clone());
+        }
+        let visible = self.visible_members();
+        let shown = self
+            .node
+            .as_ref()
+            .is_some_and(|n| visible.iter().any(|m| &m.node == n));
+        if !shown {
+            self.node = visible.first().map(|m| m.node.clone());
+        }
+    }
+
+    /// The selected service's status.
+    pub fn current_service(&self) -> Option<&ServiceStatus> {
+        let status = self.status.as_ref()?;
+        match &self.service {
+            Some(name) => status.service(name),
+            None => status.services.first(),
+        }
+    }
+
+    /// The selected service's members that pass the filter, in round-robin order.
+    pub fn visible_members(&self) -> Vec<&MemberStatus> {
+        let Some(svc) = self.current_service() else {
+            return Vec::new();
+        };
+        let needle = self.filter.to_lowercase();
+        svc.members
+            .iter()
+            .filter(|m| {
+                needle.is_empty()
+                    || m.node.to_lowercase().contains(&needle)
+                    || self
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.node(&m.node))
+                        .is_some_and(|n| n.address.contains(&needle))
+            })
+            .collect()
+    }
+
+    fn event_matches(&self, e: &Event) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let needle = self.filter.to_lowercase();
+        let fields = [
+            e.service.as_deref(),
+            e.node.as_deref(),
+            e.old_primary.as_deref(),
+            e.new_primary.as_deref(),
+            Some(e.reason.as_str()),
+        ];
+        e.kind.to_string().contains(&needle)
+            || fields
+                .iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(&needle))
+    }
+
+    /// Events that pass the filter, oldest first.
+    pub fn visible_events(&self) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| self.event_matches(e))
+            .collect()
+    }
+
+    /// How old the shown status is, by the console's clock.
+    pub fn status_age_ms(&self) -> u64 {
+        self.now_ms.saturating_sub(self.status_at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn key(c: char) -> Input {
+        Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    fn code(code: KeyCode) -> Input {
+        Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn app_with(status: Status) -> App {
+        let mut app = App::new("unix:/run/dnsd/control.sock");
+        app.set_now(fixtures::NOW);
+        app.update(Input::Status(Box::new(status)));
+        app
+    }
+
+    #[test]
+    fn selection_starts_on_the_first_member_and_stays_in_bounds() {
+        let mut app = app_with(fixtures::three_members());
+        assert_eq!(app.selected_service(), Some("www"));
+        assert_eq!(app.selected_node(), Some("app1"));
+        app.update(code(KeyCode::Down));
+        app.update(key('j'));
+        assert_eq!(app.selected_node(), Some("app3"));
+        app.update(code(KeyCode::Down));
+        assert_eq!(app.selected_node(), Some("app3"), "stops at the last");
+        app.update(code(KeyCode::Home));
+        assert_eq!(app.selected_node(), Some("app1"));
+        app.update(code(KeyCode::Right));
+        assert_eq!(app.selected_service(), Some("api"));
+        assert_eq!(app.selected_node(), Some("app2"), "the first member of api");
+        app.update(code(KeyCode::Right));
+        assert_eq!(app.selected_service(), Some("www"), "wraps around");
+    }
+
+    #[test]
+    fn paging_moves_by_the_rendered_page() {
+        let mut app = app_with(fixtures::many_members(500));
+        app.member_page.set(20);
+        app.update(code(KeyCode::PageDown));
+        assert_eq!(app.selected_node(), Some("app21"));
+        app.update(code(KeyCode::End));
+        assert_eq!(app.selected_node(), Some("app500"));
+        app.update(code(KeyCode::PageUp));
+        assert_eq!(app.selected_node(), Some("app480"));
+    }
+
+    #[test]
+    fn promote_asks_first_and_sends_only_on_y() {
+        let mut app = app_with(fixtures::three_members());
+        app.update(key('j'));
+        assert_eq!(app.update(key('p')), None);
+        let Overlay::Confirm { request, plan } = app.overlay().clone() else {
+            panic!("no confirmation: {:?}", app.overlay());
+        };
+        assert_eq!(
+            request,
+            Request::Promote {
+                service: Some("www".into()),
+                node: "app2".into()
+            }
+        );
+        assert_eq!(plan.question, "Promote app2 to primary of www?");
+        // Movement keys do not slip through the dialog: anything but y cancels.
+        assert_eq!(app.update(key('j')), None);
+        assert_eq!(app.overlay(), &Overlay::None);
+        assert_eq!(app.selected_node(), Some("app2"));
+        app.update(key('p'));
+        assert_eq!(
+            app.update(key('y')),
+            Some(Effect::Send(Request::Promote {
+                service: Some("www".into()),
+                node: "app2".into()
+            }))
+        );
+        assert_eq!(app.overlay(), &Overlay::None);
+    }
+
+    #[test]
+    fn every_action_that_moves_a_primary_or_a_rule_is_confirmed_but_sync_is_not() {
+        let mut app = app_with(fixtures::three_members());
+        for c in ['f', 'b', 'p', 'm', 'P'] {
+            assert_eq!(app.update(key(c)), None, "{c} sent without asking");
+            assert!(
+                matches!(app.overlay(), Overlay::Confirm { .. }),
+                "{c}: {:?}",
+                app.overlay()
+            );
+            app.update(code(KeyCode::Esc));
+            assert_eq!(app.overlay(), &Overlay::None);
+        }
+        assert_eq!(
+            app.update(key('s')),
+            Some(Effect::Send(Request::Sync {
+                service: Some("www".into()),
+                node: None
+            }))
+        );
+    }
+
+    #[test]
+    fn pause_key_resumes_a_paused_service_and_maintenance_toggles() {
+        let mut app = app_with(fixtures::sync_running());
+        app.update(key('P'));
+        let Overlay::Confirm { request, .. } = app.overlay().clone() else {
+            panic!()
+        };
+        assert_eq!(
+            request,
+            Request::Pause {
+                service: Some("www".into())
+            }
+        );
+        app.update(key('n'));
+        app.update(code(KeyCode::Right));
+        app.update(key('P'));
+        let Overlay::Confirm { request, .. } = app.overlay().clone() else {
+            panic!()
+        };
+        assert_eq!(
+            request,
+            Request::Resume {
+                service: Some("api".into())
+            }
+        );
+        app.update(key('n'));
+        app.update(code(KeyCode::Left));
+        app.update(code(KeyCode::End));
+        app.update(key('m'));
+        let Overlay::Confirm { request, .. } = app.overlay().clone() else {
+            panic!()
+        };
+        assert_eq!(
+            request,
+            Request::Maintenance {
+                node: "app3".into(),
+                on: false
+            },
+            "app3 is in maintenance: m takes it out"
+        );
+    }
+
+    #[test]
+    fn a_refusal_opens_a_dialog_with_the_reason_and_any_key_closes_it() {
+        let mut app = app_with(fixtures::member_down());
+        let request = Request::Promote {
+            service: Some("www".into()),
+            node: "app3".into(),
+        };
+        app.update(Input::ActionDone {
+            request,
+            outcome: Ok(ActionReply {
+                accepted: false,
+                message: "app3 is down".into(),
+            }),
+        });
+        assert_eq!(
+            app.overlay(),
+            &Overlay::Reply {
+                title: "dnsd refused: promote app3 service www".into(),
+                message: "app3 is down".into()
+            }
+        );
+        assert!(!app.notice().unwrap().ok);
+        app.update(code(KeyCode::Enter));
+        assert_eq!(app.overlay(), &Overlay::None);
+    }
+
+    #[test]
+    fn filter_narrows_members_and_events_and_esc_restores() {
+        let mut app = app_with(fixtures::three_members());
+        for e in fixtures::events() {
+            app.update(Input::Event(Box::new(e)));
+        }
+        app.update(key('/'));
+        for c in "app3".chars() {
+            app.update(key(c));
+        }
+        let names: Vec<&str> = app
+            .visible_members()
+            .iter()
+            .map(|m| m.node.as_str())
+            .collect();
+        assert_eq!(names, ["app3"]);
+        assert_eq!(app.selected_node(), Some("app3"));
+        assert_eq!(app.visible_events().len(), 1);
+        // Keys are text while typing: 'q' does not quit.
+        assert_eq!(app.update(key('q')), None);
+        assert_eq!(app.filter(), "app3q");
+        app.update(code(KeyCode::Backspace));
+        app.update(code(KeyCode::Enter));
+        assert_eq!(app.filter(), "app3");
+        // Esc in the main view clears the filter.
+        app.update(code(KeyCode::Esc));
+        assert_eq!(app.filter(), "");
+        assert_eq!(app.visible_members().len(), 3);
+        // Esc while typing restores the filter from before.
+        app.update(key('/'));
+        app.update(key('x'));
+        assert!(app.visible_members().is_empty());
+        app.update(code(KeyCode::Esc));
+        assert_eq!(app.filter(), "");
+    }
+
+    #[test]
+    fn quit_keys_and_demo_keys() {
+        let mut app = app_with(fixtures::three_members());
+        assert_eq!(app.update(key('K')), None, "no demo keys outside the demo");
+        assert_eq!(app.update(key('q')), Some(Effect::Quit));
+        let ctrl_c = Input::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        app.update(key('?'));
+        assert_eq!(
+            app.update(ctrl_c),
+            Some(Effect::Quit),
+            "Ctrl-C quits from anywhere"
+        );
+        let mut demo = app_with(fixtures::three_members()).with_demo("dig ...");
+        assert_eq!(
+            demo.update(key('K')),
+            Some(Effect::Demo(DemoCommand::Kill("app1".into())))
+        );
+        assert_eq!(
+            demo.update(key('R')),
+            Some(Effect::Demo(DemoCommand::Revive("app1".into())))
+        );
+    }
+
+    #[test]
+    fn events_are_deduplicated_and_scrolling_back_holds_the_view() {
+        let mut app = app_with(fixtures::three_members());
+        let events = fixtures::events();
+        for e in &events {
+            app.update(Input::Event(Box::new(e.clone())));
+        }
+        app.update(Input::Event(Box::new(events[2].clone())));
+        assert_eq!(app.visible_events().len(), events.len());
+        app.update(code(KeyCode::Tab));
+        app.update(code(KeyCode::Up));
+        app.update(code(KeyCode::Up));
+        assert_eq!(app.event_scroll, 2);
+        let mut next = events[5].clone();
+        next.seq = 7;
+        app.update(Input::Event(Box::new(next)));
+        assert_eq!(app.event_scroll, 3);
+        app.update(code(KeyCode::End));
+        assert_eq!(app.event_scroll, 0);
+    }
+
+    #[test]
+    fn unmapped_keys_do_not_redraw() {
+        let mut app = app_with(fixtures::three_members());
+        app.take_dirty();
+        app.update(key('z'));
+        assert!(!app.take_dirty());
+        app.update(key('j'));
+        assert!(app.take_dirty());
+    }
+}
