@@ -10,7 +10,7 @@ use integration::harness::{
     Dnsd, EchoServer, dig_short, loopback_addr, require_tools, runtime, wait_for,
 };
 
-const INTERVAL_MS: u64 = 300;
+const INTERVAL_MS: u64 = 500;
 const FALL: u64 = 3;
 
 fn config(dir: &std::path::Path, port: u16, members: &[IpAddr]) -> String {
@@ -30,7 +30,7 @@ nameservers = [{{ name = "ns1.svc.test.", address = "127.0.0.1" }}]
 protocol = "tcp"
 port = {port}
 interval = "{INTERVAL_MS}ms"
-timeout = "250ms"
+timeout = "400ms"
 fall = {FALL}
 rise = 2
 [control]

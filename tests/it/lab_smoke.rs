@@ -19,7 +19,7 @@ use integration::lab::{Host, Lab, LabOptions};
 /// How long a probe that is expected to go unanswered waits.
 const SILENCE: Duration = Duration::from_millis(700);
 /// How long a probe that is expected to be answered may take.
-const ANSWER: Duration = Duration::from_secs(5);
+const ANSWER: Duration = Duration::from_secs(15);
 /// How long a healed or revived host gets to be reachable again.
 const RECOVERY: Duration = Duration::from_secs(15);
 
