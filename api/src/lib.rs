@@ -377,8 +377,24 @@ pub struct ServiceStatus {
     /// "manual", or "auto after 30s".
     #[serde(default)]
     pub failback: String,
+    /// Which hooks the service has, so a view can say exactly what a move will do.
+    #[serde(default)]
+    pub hooks: HookSettings,
     /// Members in round-robin order.
     pub members: Vec<MemberStatus>,
+}
+
+/// The hooks a service has configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookSettings {
+    /// Runs on a member before it becomes primary.
+    pub promote: bool,
+    /// Runs on the primary to stop writes before a planned switchover.
+    pub demote: bool,
+    /// Runs on the terminal server against a failed primary.
+    pub fence: bool,
+    /// A failed fence stops the promotion.
+    pub fencing_required: bool,
 }
 
 /// A member as seen by one service.

@@ -2,8 +2,8 @@
 //! screens must show (healthy, a member down, a sync running, failed over, 500 members).
 
 use dnsd_api::{
-    Event, EventKind, Health, HeartbeatSettings, MemberStatus, NodeStatus, PassReport, Role,
-    RunningPass, ServiceStatus, Status, SyncStatus,
+    Event, EventKind, Health, HeartbeatSettings, HookSettings, MemberStatus, NodeStatus,
+    PassReport, Role, RunningPass, ServiceStatus, Status, SyncStatus,
 };
 
 /// The fixed "now" of every fixture, ms since the Unix epoch.
@@ -73,6 +73,12 @@ fn www(members: Vec<MemberStatus>, primary: &str, epoch: u64, next: Option<&str>
         paths: vec!["/srv/data".into()],
         max_lag_ms: 9000,
         failback: "auto after 15s".into(),
+        hooks: HookSettings {
+            promote: true,
+            demote: true,
+            fence: false,
+            fencing_required: false,
+        },
         members,
     }
 }
@@ -127,6 +133,7 @@ pub(crate) fn three_members() -> Status {
         paths: vec![],
         max_lag_ms: 30_000,
         failback: "manual".into(),
+        hooks: HookSettings::default(),
         members: vec![
             member("app2", Role::Primary, None, Some("is the primary")),
             member("app3", Role::Secondary, None, None),

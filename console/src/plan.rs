@@ -49,24 +49,44 @@ fn is_up(status: Option<&Status>, node: &str) -> bool {
         .is_some_and(|n| n.health == Health::Up)
 }
 
-/// How the primary of `svc` would move to `target`, in words.
+/// How the primary of `svc` would move to `target`, in words, step by step as dnsd will
+/// take them for this service's hooks.
 fn movement(status: Option<&Status>, svc: &ServiceStatus, target: &str) -> String {
     let old = &svc.primary;
+    let hooks = &svc.hooks;
     let epoch = svc.epoch + 1;
     let dns = format!("DNS answers {} with {target} (epoch {epoch})", svc.fqdn);
+    let promote = if hooks.promote {
+        format!("{target}'s promote hook runs")
+    } else {
+        format!("{target} is promoted")
+    };
     if is_up(status, old) {
+        let demote = if hooks.demote {
+            format!("{old}'s demote hook stops its writes")
+        } else {
+            format!("{old} is not demoted (no demote hook: its writes are not stopped)")
+        };
         let sync = if svc.paths.is_empty() {
             String::new()
         } else {
             format!(", a final sync copies its latest data to {target}")
         };
-        format!(
-            "Planned switchover: {old} is demoted (stops taking writes){sync}, {target} is promoted, then {dns}. If a step fails, {old} stays primary."
-        )
+        let rollback = if hooks.promote {
+            format!(" If a step fails, {old}'s promote hook runs again and it stays primary.")
+        } else {
+            format!(" If a step fails, {old} stays primary.")
+        };
+        format!("Planned switchover: {demote}{sync}, {promote}, then {dns}.{rollback}")
     } else {
-        format!(
-            "Failover: {old} is down, so it is fenced (if a fence command is set), {target} is promoted and {dns} at once."
-        )
+        let fence = match (hooks.fence, hooks.fencing_required) {
+            (false, _) => String::new(),
+            (true, true) => {
+                format!("{old} is fenced first (required: no promotion if the fence fails), ")
+            }
+            (true, false) => format!("{old} is fenced first (best effort), "),
+        };
+        format!("Failover: {old} is down, so {fence}{promote} and {dns} at once.")
     }
 }
 
@@ -282,7 +302,14 @@ mod tests {
         assert_eq!(plan.question, "Promote app2 to primary of www?");
         assert!(
             plan.steps
-                .starts_with("Planned switchover: app1 is demoted")
+                .starts_with("Planned switchover: app1's demote hook stops its writes"),
+            "{}",
+            plan.steps
+        );
+        assert!(
+            plan.steps.contains("app2's promote hook runs"),
+            "{}",
+            plan.steps
         );
         assert!(
             plan.steps
@@ -290,6 +317,44 @@ mod tests {
         );
         assert!(plan.steps.contains("(epoch 4)"), "{}", plan.steps);
         assert_eq!(plan.warning, None);
+    }
+
+    #[test]
+    fn the_plan_follows_the_services_hooks() {
+        let mut st = fixtures::three_members();
+        st.services[0].hooks = dnsd_api::HookSettings::default();
+        let promote = Action::Promote {
+            service: Some("www".into()),
+            node: "app2".into(),
+        };
+        let plan = describe(&promote, Some(&st));
+        assert!(
+            plan.steps.starts_with(
+                "Planned switchover: app1 is not demoted (no demote hook: its writes are not stopped)"
+            ),
+            "{}",
+            plan.steps
+        );
+        assert!(
+            plan.steps.ends_with("If a step fails, app1 stays primary."),
+            "{}",
+            plan.steps
+        );
+        // With the primary down, a fence first when one is configured.
+        let mut down = fixtures::failed_over();
+        down.services[0].hooks.fence = true;
+        down.services[0].hooks.fencing_required = true;
+        down.nodes
+            .iter_mut()
+            .filter(|n| n.name == down.services[0].primary)
+            .for_each(|n| n.health = Health::Down);
+        let f = describe(&Action::Failover { service: None }, Some(&down));
+        assert!(
+            f.steps
+                .contains("is fenced first (required: no promotion if the fence fails)"),
+            "{}",
+            f.steps
+        );
     }
 
     #[test]
@@ -320,7 +385,11 @@ mod tests {
         );
         let b = describe(&Action::Failback { service: None }, Some(&st));
         assert_eq!(b.question, "Give www back to its preferred member app1?");
-        assert!(b.steps.contains("app2 is demoted"), "{}", b.steps);
+        assert!(
+            b.steps.contains("app2's demote hook stops its writes"),
+            "{}",
+            b.steps
+        );
         assert_eq!(
             b.warning.as_deref(),
             Some("app1 is down: dnsd will refuse"),

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use dnsd_api::{
-    Action, ActionReply, Event, EventKind, HeartbeatSettings, MemberStatus, NodeStatus, PassReport,
-    RunningPass, ServiceStatus, Status, SyncStatus,
+    Action, ActionReply, Event, EventKind, HeartbeatSettings, HookSettings, MemberStatus,
+    NodeStatus, PassReport, RunningPass, ServiceStatus, Status, SyncStatus,
 };
 use heartbeat::{Health, MonitorConfig, Report, Target};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -27,7 +27,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::control::{self, ControlListeners};
-use crate::controller::{Controller, Effect, Failback, Millis, Policy, ServiceSpec, Topology};
+use crate::controller::{
+    Controller, Effect, Failback, Fencing, Millis, Policy, ServiceSpec, Topology,
+};
 use crate::dns::{self, DnsStats, Listeners, SharedZone, Zone, ZoneSpec};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::state::{Loaded, StateStore};
@@ -368,6 +370,15 @@ impl Driver {
                             "auto after {}",
                             humantime::format_duration(Duration::from_millis(after))
                         ),
+                    },
+                    hooks: {
+                        let h = &cfg.services[s].hooks;
+                        HookSettings {
+                            promote: h.promote.is_some(),
+                            demote: h.demote.is_some(),
+                            fence: h.fence.is_some(),
+                            fencing_required: cfg.services[s].fencing == Fencing::Required,
+                        }
                     },
                     members: c
                         .members(s)
