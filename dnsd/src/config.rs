@@ -472,9 +472,15 @@ pub fn parse(
     let parsed: Result<RawConfig, _> = serde_path_to_error::deserialize(de);
     match parsed {
         Ok(raw) if unknown.is_empty() => Ok(raw),
-        Ok(_) => {
-            unknown.sort();
-            Err(ParseFailure::Problems(unknown))
+        Ok(raw) => {
+            // Unknown keys are refused, and everything else is checked too, so that one
+            // run of check-config shows every problem.
+            let mut problems = unknown;
+            if let Err(more) = raw.validate() {
+                problems.extend(more);
+            }
+            problems.sort();
+            Err(ParseFailure::Problems(problems))
         }
         Err(e) => {
             let path = e.path().to_string();
@@ -1251,6 +1257,17 @@ mod tests {
                 "node[1].adress: unknown key",
                 "state.mode: unknown key",
             ]
+        );
+        // Other problems come with them.
+        let text = text.replace("fall = 3\n", "fall = 0\n");
+        let got = problems(&text);
+        assert!(
+            got.contains(&"heartbeat.fall: must be at least 1".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"state.mode: unknown key".to_owned()),
+            "{got:?}"
         );
     }
 
