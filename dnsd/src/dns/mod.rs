@@ -213,7 +213,9 @@ impl EmitAndCount for EchoQuestion<'_> {
             })
         };
         if let Some((_, last_end)) = labels().last() {
-            let name_end = start + last_end + 1;
+            // Up to the root label, not including it: hickory compares a name it emits
+            // against these ranges without its terminating zero byte.
+            let name_end = start + last_end;
             for (at, _) in labels() {
                 encoder.store_label_pointer(start + at, name_end);
             }

@@ -83,6 +83,27 @@ fn answer_is_authoritative_echoes_the_question_and_copies_rd() {
 }
 
 #[test]
+fn answer_names_are_compressed_against_the_question() {
+    let z = zone_with_nameservers(1);
+    let query = request("www.svc.test.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let mut out = Vec::new();
+    answer_udp(&z, &query, &mut out).unwrap();
+    // Header, the question echoed, then the answer's owner as a pointer to the
+    // question's name (offset 12), type, class, TTL, length and the address.
+    let answer = &out[query.len()..];
+    assert_eq!(&answer[..2], &[0xC0, 0x0C], "owner points at the question");
+    assert_eq!(out.len(), query.len() + 2 + 10 + 4);
+    // NXDOMAIN: the SOA's owner is the apex, a suffix of the question's name.
+    let query = request("nope.svc.test.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    answer_udp(&z, &query, &mut out).unwrap();
+    assert_eq!(&out[query.len()..query.len() + 2], &[0xC0, 12 + 5]);
+}
+
+#[test]
 fn nxdomain_has_soa_in_authority() {
     let z = zone_with_nameservers(1);
     let (r, _) = roundtrip(&z, &request("nope.svc.test.", RecordType::A, None)).unwrap();
