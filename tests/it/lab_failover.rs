@@ -8,21 +8,8 @@ use integration::harness::{Dnsd, dig_short, require_tools, runtime, wait_for};
 use integration::lab::{Lab, LabOptions};
 
 pub(crate) fn lab_config(lab: &Lab, dir: &std::path::Path, heartbeat: &str, extra: &str) -> String {
-    let nodes: String = lab
-        .hosts()
-        .iter()
-        .map(|h| {
-            format!(
-                "[[node]]\nname = \"{}\"\naddress = \"{}\"\n",
-                h.name, h.addr
-            )
-        })
-        .collect();
-    let members: Vec<String> = lab
-        .hosts()
-        .iter()
-        .map(|h| format!("\"{}\"", h.name))
-        .collect();
+    let nodes = lab.node_tables();
+    let members = lab.node_list();
     format!(
         r#"
 [dns]
@@ -43,7 +30,6 @@ name = "www"
 nodes = [{members}]
 "#,
         dir = dir.display(),
-        members = members.join(", ")
     )
 }
 

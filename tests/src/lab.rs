@@ -425,6 +425,29 @@ impl Lab {
         &self.hosts
     }
 
+    /// A `[[node]]` table of dnsd's configuration for every host, in order.
+    pub fn node_tables(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "[[node]]\nname = \"{}\"\naddress = \"{}\"\n",
+                    h.name, h.addr
+                )
+            })
+            .collect()
+    }
+
+    /// Every host's name, quoted and comma-separated: a service's `nodes = [...]`.
+    pub fn node_list(&self) -> String {
+        let names: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| format!("\"{}\"", h.name))
+            .collect();
+        names.join(", ")
+    }
+
     /// The terminal server's address on the lab subnet (the bridge, in the root namespace).
     /// Connections from the root namespace to a host come from it.
     pub fn ts_addr(&self) -> Ipv4Addr {

@@ -1,0 +1,68 @@
+//! Where results go: one JSON object per line on stdout (and into a results file when one
+//! is given), human-readable progress and summaries on stderr.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// Writes JSON lines to stdout and, optionally, appends them to a file.
+#[derive(Debug)]
+pub struct Reporter {
+    /// The results file; no `.await` ever happens while this lock is held.
+    file: Mutex<Option<File>>,
+}
+
+impl Reporter {
+    /// A reporter that also appends every line to `path` (created or truncated).
+    pub fn new(path: Option<&Path>) -> anyhow::Result<Reporter> {
+        let file = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                Some(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(Reporter {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Prints one record as a JSON line.
+    pub fn emit(&self, record: &Value) {
+        let line = record.to_string();
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = file.as_mut() {
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+    }
+}
+
+/// A line for the human reader, on stderr.
+pub fn say(text: impl AsRef<str>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", text.as_ref());
+}
+
+/// Formats an optional number with `digits` decimals, or `-`.
+pub fn num(value: Option<f64>, digits: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "-".to_owned(),
+    }
+}
