@@ -979,19 +979,26 @@ impl Lab {
         let host_dir = self.host_dir(host);
         let sshd = self.start_sshd(host)?;
         let mut services = vec![sshd];
-        for (proto, listen) in [
+        // PIPE echoes through one pipe that socat both fills and drains. With its default
+        // 8 KiB transfers, socat can block writing into a nearly full pipe (64 KiB) that
+        // only it would drain, and a large TCP echo stalls for good; a transfer no larger
+        // than a pipe page (4 KiB) always fits once the pipe polls writable. UDP keeps the
+        // default so that datagrams up to 8 KiB come back whole.
+        for (proto, buffer, listen) in [
             (
                 "tcp",
+                "4096",
                 format!("TCP4-LISTEN:{ECHO_PORT},bind={},reuseaddr,fork", host.addr),
             ),
             // RECVFROM with fork: one child per datagram, which answers its sender.
             (
                 "udp",
+                "8192",
                 format!("UDP4-RECVFROM:{ECHO_PORT},bind={},fork", host.addr),
             ),
         ] {
             let mut socat = self.command(host, "socat");
-            socat.args([&listen, "PIPE"]);
+            socat.args(["-b", buffer, &listen, "PIPE"]);
             match spawn_logged(&mut socat, &host_dir.join(format!("echo-{proto}.log"))) {
                 Ok(pid) => services.push(pid),
                 Err(error) => {
