@@ -721,7 +721,10 @@ impl Session {
             let mut progressed = false;
             if !out_done {
                 match channel.read(&mut buf) {
-                    Ok(0) => out_done = true,
+                    Ok(0) => {
+                        out_done = true;
+                        progressed = true;
+                    }
                     Ok(n) => {
                         progressed = true;
                         on_stdout(&buf[..n]);
@@ -732,7 +735,10 @@ impl Session {
             }
             if !err_done {
                 match channel.stderr().read(&mut buf) {
-                    Ok(0) => err_done = true,
+                    Ok(0) => {
+                        err_done = true;
+                        progressed = true;
+                    }
                     Ok(n) => {
                         progressed = true;
                         stderr.extend_from_slice(&buf[..n]);
@@ -744,6 +750,9 @@ impl Session {
                     Err(error) => return Err(self.io_failed("read the command's errors", error)),
                 }
             }
+            // An end of stream counts as progress: reading it may have pulled the other
+            // stream's last data off the socket into libssh2's buffers, where polling the
+            // socket would not see it (a 50 ms stall at the end of every command).
             if progressed {
                 self.touch();
                 continue;
