@@ -544,9 +544,13 @@ impl RawConfig {
             },
             None => None,
         };
-        let default_lag = mirror
-            .as_ref()
-            .map_or(Duration::from_secs(30), |m| m.interval.saturating_mul(3));
+        // Three passes' worth, plus the time a crash takes to be noticed: the lag a member
+        // that kept up shows when the decision is made is up to an interval and a pass
+        // older than the crash, and the crash is only seen `fall` probes later.
+        let detection = heartbeat.interval.saturating_mul(heartbeat.fall);
+        let default_lag = mirror.as_ref().map_or(Duration::from_secs(30), |m| {
+            m.interval.saturating_mul(3).saturating_add(detection)
+        });
         let services = validate_services(&self.service, &self.node, default_lag, &mut p);
         check_name_collisions(self, &dns.zone, &mut p);
         if self.mirror.is_none() {
@@ -1457,8 +1461,8 @@ mod tests {
         );
         assert_eq!(
             s.max_lag,
-            Duration::from_secs(6),
-            "3 x mirror.interval by default"
+            Duration::from_millis(6_000 + 1_500),
+            "3 x mirror.interval + heartbeat.fall x heartbeat.interval by default"
         );
         assert_eq!(s.failback_after, Some(Duration::from_secs(60)));
         assert_eq!(s.on_no_candidate, NoCandidate::Freshest);
