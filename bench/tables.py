@@ -124,18 +124,20 @@ def mirror(records):
         print(f"Data set: {setup['files']:,} files × {setup['file_kib']} KiB = {setup['set_bytes']:,} bytes.\n")
     rows = [r for r in records if r.get("type") == "cost_summary"]
     if rows:
-        print("| step | tool | time ms | literal B | matched B | rsync sent+received B | h2 link B | TS CPU ms | time / by hand | wire / by hand | h2 link / by hand |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| step | tool | time ms | literal B | matched B | rsync sent+received B | h2 link B | TS CPU ms | time / by hand | wire / by hand | h2 link / by hand | time / by hand over ssh |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            for tool in ("dnsd", "rsync_sync", "by_hand"):
+            for tool in ("dnsd", "rsync_sync", "by_hand_ssh", "by_hand"):
                 m = r["median"].get(tool)
                 if not m:
                     continue
                 q = r["over_by_hand"].get(tool, {})
+                qs = r.get("over_by_hand_ssh", {}).get(tool, {})
                 print(
                     f"| {r['step']} | {tool} | {f(m['wall_ms'])} | {f(m['literal_bytes'])} | {f(m['matched_bytes'])} | "
                     f"{f(m['wire_bytes'])} | {f(m['h2_link_bytes'])} | {f(m.get('ts_cpu_ms'))} | {f(q.get('wall_ms'), 3) if q else ''} | "
-                    f"{f(q.get('wire_bytes'), 3) if q else ''} | {f(q.get('h2_link_bytes'), 3) if q else ''} |"
+                    f"{f(q.get('wire_bytes'), 3) if q else ''} | {f(q.get('h2_link_bytes'), 3) if q else ''} | "
+                    f"{f(qs.get('wall_ms'), 3) if qs else ''} |"
                 )
         print()
     loss = [r for r in records if r.get("type") == "loss_summary"]

@@ -12,7 +12,11 @@
 //!   connector's long-lived one);
 //! - `rsync_sync`: the `rsync-sync` binary, the same library code as the daemon's pass,
 //!   but opening a fresh SSH session to h1 (and checking h2's host key) every time;
-//! - `by_hand`: rsync started on h1 with the same options and the same `-e ssh ...`.
+//! - `by_hand`: rsync started on h1 with the same options and the same `-e ssh ...`,
+//!   directly (nsenter): the floor, with no SSH hop from the terminal server at all;
+//! - `by_hand_ssh`: the same rsync command started on h1 from the terminal server with
+//!   OpenSSH (`ssh root@h1 rsync ...`, a fresh connection each time), as an operator
+//!   would run it by hand.
 //!
 //! Bytes on the wire come from rsync's `--stats` and, independently, from the root-side
 //! veth counters of h2's link (Ethernet frames, both directions).
@@ -53,7 +57,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub file_kib: usize,
     /// Rounds of (full, 1% changed, one appended), each from empty destinations.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// KiB rewritten in each changed file.
     #[arg(long, default_value_t = 10)]
@@ -209,10 +213,21 @@ struct CostSetup<'a> {
     lab: &'a Lab,
     config: PathBuf,
     hand_argv: Vec<String>,
+    /// The same command into its own destination, as one remote shell command line.
+    hand_ssh_command: String,
     src: PathBuf,
     dst_tool: PathBuf,
     dst_hand: PathBuf,
+    dst_hand_ssh: PathBuf,
     dst_daemon: PathBuf,
+}
+
+/// The tools of the cost part; every one takes every position of a round in turn.
+const TOOLS: [&str; 4] = ["rsync_sync", "by_hand", "dnsd", "by_hand_ssh"];
+
+/// Quotes one word for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 impl CostSetup<'_> {
@@ -257,12 +272,16 @@ impl CostSetup<'_> {
                 get("files_transferred"),
             )
         } else {
-            let output = procs::run(
-                self.lab
-                    .command(self.h(0), "rsync")
-                    .args(&self.hand_argv[1..]),
-                Duration::from_secs(1800),
-            )?;
+            let mut command = if tool == "by_hand_ssh" {
+                let mut ssh = self.lab.ssh(self.h(0));
+                ssh.arg(&self.hand_ssh_command);
+                ssh
+            } else {
+                let mut direct = self.lab.command(self.h(0), "rsync");
+                direct.args(&self.hand_argv[1..]);
+                direct
+            };
+            let output = procs::run(&mut command, Duration::from_secs(1800))?;
             let text = String::from_utf8_lossy(&output.stdout);
             (
                 stat(&text, "Literal data:")?,
@@ -352,6 +371,7 @@ impl CostSetup<'_> {
         for (tool, dst) in [
             ("rsync-sync", &self.dst_tool),
             ("by hand", &self.dst_hand),
+            ("by hand over ssh", &self.dst_hand_ssh),
             ("dnsd", &self.dst_daemon),
         ] {
             let copy = listing(dst);
@@ -381,8 +401,8 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
 
 fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     let set_bytes = (args.files * args.file_kib * 1024) as u64;
-    // h2 holds two copies; leave room for rsync's temporary files.
-    let tmpfs_mib = set_bytes * 5 / 2 / (1024 * 1024) + 512;
+    // h2 holds one copy per tool; leave room for rsync's temporary files.
+    let tmpfs_mib = set_bytes * (TOOLS.len() as u64) / (1024 * 1024) * 11 / 10 + 512;
     let lab = Lab::start(LabOptions::new(2).data_size_mib(tmpfs_mib))
         .map_err(|e| anyhow::anyhow!("lab setup failed: {}", lab_report(&e)))?;
     let dir = procs::temp_dir("dnsd-bench-mirror-")?;
@@ -430,6 +450,15 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         format!("root@{}:/srv/hand/srv/data/", h2.addr),
     ])
     .collect();
+    let mut hand_ssh_argv = hand_argv.clone();
+    if let Some(dest) = hand_ssh_argv.last_mut() {
+        *dest = format!("root@{}:/srv/hs/srv/data/", h2.addr);
+    }
+    let hand_ssh_command = hand_ssh_argv
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
     let srv2 = lab
         .data_path(&h2)
         .parent()
@@ -439,14 +468,17 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         lab: &lab,
         config,
         hand_argv,
+        hand_ssh_command,
         src: lab.data_path(&h1),
         dst_tool: srv2.join("rs/srv/data"),
         dst_hand: srv2.join("hand/srv/data"),
+        dst_hand_ssh: srv2.join("hs/srv/data"),
         dst_daemon: srv2.join("dd/srv/data"),
     };
     out.emit(&json!({
         "bench": "mirror", "type": "cost_setup", "files": args.files, "file_kib": args.file_kib,
         "set_bytes": set_bytes, "by_hand_argv": setup.hand_argv,
+        "by_hand_ssh": format!("ssh root@{} {}", h1.addr, setup.hand_ssh_command),
         "dnsd_pass": format!("{} --config {} --service data --from src --to dst --json",
             procs::workspace_binary("rsync-sync")?.display(), setup.config.display()),
     }));
@@ -506,7 +538,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             &[
                 "sh",
                 "-c",
-                "rm -rf /srv/rs /srv/hand /srv/dd /srv/dd.dnsd-kept && mkdir -p /srv/rs/srv /srv/hand/srv /srv/dd/srv",
+                "rm -rf /srv/rs /srv/hand /srv/hs /srv/dd /srv/dd.dnsd-kept && mkdir -p /srv/rs/srv /srv/hand/srv /srv/hs/srv /srv/dd/srv",
             ],
         )
         .map_err(|e| anyhow::anyhow!("clearing h2: {}", lab_report(&e)))?;
@@ -542,12 +574,12 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
                 }
                 _ => {}
             }
-            // Every tool takes every position in turn (round 1: rsync-sync, by hand, dnsd;
-            // round 2: by hand, dnsd, rsync-sync; ...): a pass that writes into memory the
-            // VM has not handed out before is measurably slower, and so may be the first
-            // or the last of a step.
-            let mut order = vec!["rsync_sync", "by_hand", "dnsd"];
-            order.rotate_left((round - 1) % 3);
+            // Every tool takes every position in turn (round 1: rsync-sync, by hand, dnsd,
+            // by hand over ssh; round 2: by hand, dnsd, ...): a pass that writes into
+            // memory the VM has not handed out before is measurably slower, and so may be
+            // the first or the last of a step.
+            let mut order = TOOLS.to_vec();
+            order.rotate_left((round - 1) % TOOLS.len());
             for tool in order {
                 if tool != "dnsd" {
                     let p = setup.pass(tool, round, step)?;
@@ -583,7 +615,12 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             for path in &touched {
                 let rel = path.strip_prefix(&setup.src)?;
                 let want = sha(path)?;
-                for dst in [&setup.dst_tool, &setup.dst_hand, &setup.dst_daemon] {
+                for dst in [
+                    &setup.dst_tool,
+                    &setup.dst_hand,
+                    &setup.dst_hand_ssh,
+                    &setup.dst_daemon,
+                ] {
                     if sha(&dst.join(rel))? != want {
                         bail!(
                             "{} differs from the source after {step}",
@@ -597,7 +634,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
 
     say("\n== mirroring cost: medians over rounds; ratios = median of per-round tool/by-hand ==");
     say(format!(
-        "{:13} {:10} {:>9} {:>14} {:>14} {:>14} {:>14}",
+        "{:13} {:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
         "step", "tool", "ms", "literal B", "matched B", "sent+recv B", "h2 link B"
     ));
     for step in STEPS {
@@ -611,7 +648,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             ("ts_cpu_ms", |p| p.ts_cpu_ms.unwrap_or(f64::NAN)),
         ];
         let mut rows = serde_json::Map::new();
-        for tool in ["dnsd", "rsync_sync", "by_hand"] {
+        for tool in ["dnsd", "rsync_sync", "by_hand_ssh", "by_hand"] {
             let mine: Vec<&Pass> = passes
                 .iter()
                 .filter(|p| p.step == step && p.tool == tool)
@@ -623,7 +660,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             }
             let g = |k: &str| m.get(k).and_then(Value::as_f64);
             say(format!(
-                "{step:13} {tool:10} {:>9} {:>14} {:>14} {:>14} {:>14}",
+                "{step:13} {tool:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
                 num(g("wall_ms"), 0),
                 num(g("literal_bytes"), 0),
                 num(g("matched_bytes"), 0),
@@ -632,18 +669,27 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             ));
             rows.insert(tool.into(), Value::Object(m));
         }
+        // Ratios of per-round figures: over rsync by hand on h1 (the floor), and over the
+        // same by hand through ssh from the terminal server (what an operator would run).
         let mut ratios = serde_json::Map::new();
-        for tool in ["dnsd", "rsync_sync"] {
+        let mut ratios_ssh = serde_json::Map::new();
+        for (tool, base, label) in [
+            ("dnsd", "by_hand", "dnsd/hand"),
+            ("rsync_sync", "by_hand", "rs-sync/hand"),
+            ("by_hand_ssh", "by_hand", "ssh/hand"),
+            ("dnsd", "by_hand_ssh", "dnsd/ssh"),
+            ("rsync_sync", "by_hand_ssh", "rs-sync/ssh"),
+        ] {
             let mut per_metric = serde_json::Map::new();
             for (name, get) in metrics {
                 let per_round: Vec<f64> = (1..=args.rounds)
                     .filter_map(|r| {
-                        let a = passes
-                            .iter()
-                            .find(|p| p.step == step && p.tool == tool && p.round == r)?;
-                        let b = passes
-                            .iter()
-                            .find(|p| p.step == step && p.tool == "by_hand" && p.round == r)?;
+                        let find = |t: &str| {
+                            passes
+                                .iter()
+                                .find(|p| p.step == step && p.tool == t && p.round == r)
+                        };
+                        let (a, b) = (find(tool)?, find(base)?);
                         (get(b) != 0.0).then(|| get(a) / get(b))
                     })
                     .collect();
@@ -651,17 +697,24 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             }
             let r = |k: &str| per_metric.get(k).and_then(Value::as_f64);
             say(format!(
-                "{step:13} {:10} {:>9} {:>14} {:>14} {:>14} {:>14}",
-                format!("{}/hand", if tool == "dnsd" { "dnsd" } else { "rs-sync" }),
+                "{step:13} {label:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
                 num(r("wall_ms"), 3),
                 num(r("literal_bytes"), 3),
                 num(r("matched_bytes"), 3),
                 num(r("wire_bytes"), 3),
                 num(r("h2_link_bytes"), 3)
             ));
-            ratios.insert(tool.into(), Value::Object(per_metric));
+            let into = if base == "by_hand" {
+                &mut ratios
+            } else {
+                &mut ratios_ssh
+            };
+            into.insert(tool.into(), Value::Object(per_metric));
         }
-        out.emit(&json!({"bench": "mirror", "type": "cost_summary", "step": step, "median": rows, "over_by_hand": ratios}));
+        out.emit(
+            &json!({"bench": "mirror", "type": "cost_summary", "step": step, "median": rows,
+            "over_by_hand": ratios, "over_by_hand_ssh": ratios_ssh}),
+        );
     }
     Ok(())
 }
