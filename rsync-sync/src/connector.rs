@@ -284,11 +284,6 @@ mod tests {
         assert_eq!(backoff.delay(1, 1.0), Duration::from_secs(6));
     }
 
-    fn closed_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    }
-
     fn settings(port: u16) -> SshSettings {
         SshSettings {
             user: "root".into(),
@@ -308,7 +303,8 @@ mod tests {
             max: Duration::from_secs(5),
             jitter: 0.0,
         };
-        let connector = Connector::new(settings(closed_port()), backoff);
+        let (_socket, port) = crate::ssh::refusing_port();
+        let connector = Connector::new(settings(port), backoff);
 
         let first = connector.get("127.0.0.1").unwrap_err();
         assert_eq!(

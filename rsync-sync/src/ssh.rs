@@ -988,6 +988,40 @@ impl LineSplitter {
     }
 }
 
+/// A TCP port on 127.0.0.1 that refuses connections for as long as the returned socket
+/// lives: bound, never listening, so no other socket can take the port meanwhile (a
+/// listener dropped to free its port could be replaced by another test's).
+#[cfg(test)]
+pub(crate) fn refusing_port() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns; the address structs
+    // are fully initialised and their sizes are passed with them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let raw = fd.as_raw_fd();
+        let sockaddr = (&raw mut addr).cast::<libc::sockaddr>();
+        assert_eq!(
+            libc::bind(raw, sockaddr, len),
+            0,
+            "bind: {}",
+            io::Error::last_os_error()
+        );
+        assert_eq!(
+            libc::getsockname(raw, sockaddr, &mut len),
+            0,
+            "getsockname: {}",
+            io::Error::last_os_error()
+        );
+        (fd, u16::from_be(addr.sin_port))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1037,9 +1071,7 @@ mod tests {
 
     #[test]
     fn connect_to_a_closed_port_is_a_connection_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        let (_socket, port) = super::refusing_port();
         let settings = SshSettings {
             user: "root".into(),
             port,

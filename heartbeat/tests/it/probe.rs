@@ -8,7 +8,8 @@ use heartbeat::{NONCE_LEN, ProbeError, Protocol, Stage, probe};
 use tokio::time::{Instant, sleep};
 
 use crate::servers::{
-    TcpBehaviour, UdpBehaviour, closed_port, tcp_server, tcp_server_on, udp_server, udp_server_on,
+    TcpBehaviour, UdpBehaviour, closed_udp_port, refusing_tcp_port, tcp_server, tcp_server_on,
+    udp_server, udp_server_on,
 };
 
 /// For probes expected to succeed: generous, so a loaded machine cannot fail them.
@@ -120,7 +121,7 @@ async fn tcp_that_closes_halfway_through_the_echo_is_closed() {
 
 #[tokio::test]
 async fn tcp_refused_port_is_a_connect_error() {
-    let addr = closed_port(true).await;
+    let (_socket, addr) = refusing_tcp_port();
     let error = probe(Protocol::Tcp, addr, GENEROUS).await.unwrap_err();
     match &error {
         ProbeError::Connect { addr: a, source } => {
@@ -183,7 +184,7 @@ async fn udp_silence_is_a_timeout() {
 
 #[tokio::test]
 async fn udp_to_a_closed_port_is_refused() {
-    let addr = closed_port(false).await;
+    let addr = closed_udp_port().await;
     let error = probe(Protocol::Udp, addr, GENEROUS).await.unwrap_err();
     assert!(
         matches!(error, ProbeError::Refused { addr: a } if a == addr),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use heartbeat::NONCE_LEN;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 /// What a test TCP server does with each connection.
 #[derive(Debug, Clone, Copy)]
@@ -172,17 +172,21 @@ pub(crate) fn serve_udp(socket: UdpSocket, behaviour: UdpBehaviour) {
     });
 }
 
-/// A loopback address on which nothing listens for `tcp` or UDP: bound to port 0,
-/// read back and released. (Another process could take the port in between; on a
-/// test machine that is rare enough.)
-pub(crate) async fn closed_port(tcp: bool) -> SocketAddr {
-    if tcp {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        listener.local_addr().unwrap()
-    } else {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        socket.local_addr().unwrap()
-    }
+/// A loopback TCP address that refuses connections while the returned socket lives: it
+/// is bound but never listens, so no other socket can take the port meanwhile.
+pub(crate) fn refusing_tcp_port() -> (TcpSocket, SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// A loopback UDP address on which nothing listens: bound to port 0, read back and
+/// released. (A UDP socket that stays bound would receive, not refuse; another process
+/// could take the port in between, which on a test machine is rare enough.)
+pub(crate) async fn closed_udp_port() -> SocketAddr {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    socket.local_addr().unwrap()
 }
 
 /// Two TCP listeners on the same port, on 127.0.0.1 and 127.0.0.2, for a monitor
