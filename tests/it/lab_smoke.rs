@@ -23,9 +23,6 @@ const ANSWER: Duration = Duration::from_secs(15);
 /// How long a healed or revived host gets to be reachable again.
 const RECOVERY: Duration = Duration::from_secs(15);
 
-/// Set in the environment of the child process of the sweep test.
-const CHILD_ENV: &str = "DNSD_LAB_SMOKE_CHILD";
-
 fn run(command: &mut Command) -> Output {
     command
         .stdin(Stdio::null())
@@ -544,21 +541,6 @@ fn dropping_a_lab_leaves_nothing_behind() {
     assert!(!dir.exists(), "{} is left", dir.display());
 }
 
-/// The child half of `a_killed_runs_lab_is_swept_by_the_next_start`: starts a lab, says which,
-/// and waits to be killed. Does nothing unless that test started it.
-#[test]
-#[ignore = "run by a_killed_runs_lab_is_swept_by_the_next_start in a child process"]
-fn killed_run_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let lab = Lab::start(LabOptions::new(1)).unwrap();
-    println!("LAB {} {}", lab.prefix(), lab.dir().display());
-    // The parent kills this process long before this ends.
-    thread::sleep(Duration::from_secs(120));
-    drop(lab);
-}
-
 #[test]
 fn a_killed_runs_lab_is_swept_by_the_next_start() {
     let Some(live) = Lab::require(
@@ -567,15 +549,8 @@ fn a_killed_runs_lab_is_swept_by_the_next_start() {
     ) else {
         return;
     };
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lab_smoke::killed_run_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
+    // A lab whose owner is then killed without tearing it down (tests/src/bin/lab-holder.rs).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lab-holder"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -587,8 +562,7 @@ fn a_killed_runs_lab_is_swept_by_the_next_start() {
         let line = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            // libtest prints "test NAME ... " before the test's own output, on the same line.
-            .find_map(|line| line.find("LAB ").map(|at| line[at..].to_owned()));
+            .find(|line| line.starts_with("LAB "));
         let _ = tx.send(line);
     });
     let line = rx.recv_timeout(Duration::from_secs(60)).ok().flatten();
