@@ -2,14 +2,13 @@
 //! socket's permissions and the TCP token enforced, metrics, and the event stream
 //! delivering a failover promptly.
 
-use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use console::client::{Client, ClientError, Endpoint};
 use dnsd_api::{Action, ActionReply, EventKind, Health};
 use futures::StreamExt;
-use integration::harness::{Dnsd, EchoServer, loopback_addr, runtime, wait_for};
+use integration::harness::{Dnsd, EchoPool, runtime, wait_for};
 
 const TOKEN: &str = "0123456789abcdef-test-token";
 const INTERVAL_MS: u64 = 500;
@@ -17,9 +16,7 @@ const INTERVAL_MS: u64 = 500;
 struct Setup {
     dnsd: Dnsd,
     dir: tempfile::TempDir,
-    echo: Vec<Option<EchoServer>>,
-    addrs: Vec<IpAddr>,
-    port: u16,
+    pool: EchoPool,
     rt: tokio::runtime::Runtime,
 }
 
@@ -30,21 +27,8 @@ fn setup() -> Setup {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addrs: Vec<IpAddr> = (0..3).map(|_| loopback_addr()).collect();
-    let echo = addrs
-        .iter()
-        .map(|a| Some(EchoServer::start(SocketAddr::new(*a, port)).unwrap()))
-        .collect();
-    let nodes: String = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("[[node]]\nname = \"app{}\"\naddress = \"{a}\"\n", i + 1))
-        .collect();
+    let pool = EchoPool::start(3).unwrap();
+    let (port, nodes) = (pool.port, pool.node_tables());
     let config = format!(
         r#"
 [dns]
@@ -74,9 +58,7 @@ nodes = ["app1", "app2", "app3"]
     let s = Setup {
         dnsd,
         dir,
-        echo,
-        addrs,
-        port,
+        pool,
         rt: runtime(),
     };
     let client = s.dnsd.client();
@@ -430,7 +412,7 @@ fn the_event_stream_delivers_a_failover_within_one_heartbeat_interval() {
     let (event, received_ms) = rt.block_on(async {
         let mut stream = client.stream_events(last).await.unwrap();
         // The primary's echo service stops answering.
-        s.echo[0] = None;
+        s.pool.servers[0] = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let next = tokio::time::timeout_at(deadline, stream.next()).await;
@@ -455,7 +437,7 @@ fn the_event_stream_delivers_a_failover_within_one_heartbeat_interval() {
         "the failover reached the stream {delay} ms after the decision"
     );
     // Revive for a clean teardown of the echo server's port.
-    s.echo[0] = Some(EchoServer::start(SocketAddr::new(s.addrs[0], s.port)).unwrap());
+    s.pool.revive(0).unwrap();
     let _ = &s.dir;
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use dnsd_api::{Health, Status};
 use integration::harness::{
-    Dnsd, EchoServer, binary, dig_short, have, loopback_addr, require_tools, runtime, wait_for,
+    Dnsd, EchoPool, binary, dig_short, have, loopback_addr, require_tools, runtime, wait_for,
 };
 use integration::lab::{Lab, LabOptions};
 
@@ -37,30 +37,17 @@ fn text(bytes: &[u8]) -> String {
 struct Loopback {
     dnsd: Dnsd,
     dir: tempfile::TempDir,
-    _echo: Vec<EchoServer>,
+    _pool: EchoPool,
 }
 
 impl Loopback {
     fn start() -> Loopback {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addrs: Vec<IpAddr> = (0..3).map(|_| loopback_addr()).collect();
-        let echo = addrs
-            .iter()
-            .map(|a| EchoServer::start(SocketAddr::new(*a, port)).unwrap())
-            .collect();
+        let pool = EchoPool::start(3).unwrap();
+        let (port, nodes) = (pool.port, pool.node_tables());
         let token = dir.path().join("token");
         std::fs::write(&token, "console-test-token-0123456789\n").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let nodes: String = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("[[node]]\nname = \"app{}\"\naddress = \"{a}\"\n", i + 1))
-            .collect();
         let config = format!(
             r#"
 [dns]
@@ -91,7 +78,7 @@ nodes = ["app1", "app2", "app3"]
         let lb = Loopback {
             dnsd,
             dir,
-            _echo: echo,
+            _pool: pool,
         };
         lb.wait("every member up", |s| {
             s.nodes.iter().all(|n| n.health == Health::Up)

@@ -1,7 +1,7 @@
 //! DNS answers of the running `dnsd`, read with real clients: `dig` (BIND's dnsutils)
 //! and hickory's client, over UDP and TCP.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,9 +12,7 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
-use integration::harness::{
-    Dnsd, EchoServer, dig, dig_short, loopback_addr, require_tools, runtime, wait_for,
-};
+use integration::harness::{Dnsd, EchoPool, dig, dig_short, require_tools, runtime, wait_for};
 
 /// Name servers in the test zone: enough that the NS answer with glue exceeds 512 bytes.
 const NAMESERVERS: usize = 30;
@@ -23,7 +21,7 @@ struct Setup {
     dnsd: Dnsd,
     app1: IpAddr,
     app2: IpAddr,
-    _echo: Vec<EchoServer>,
+    _pool: EchoPool,
     _dir: tempfile::TempDir,
 }
 
@@ -31,12 +29,8 @@ struct Setup {
 /// test, so app2 is IPv4 too) answering their heartbeat, and app6 on IPv6 loopback.
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (app1, app2) = (loopback_addr(), loopback_addr());
-    let echo = vec![
-        EchoServer::start(SocketAddr::new(app1, port)).unwrap(),
-        EchoServer::start(SocketAddr::new(app2, port)).unwrap(),
-    ];
+    let pool = EchoPool::start(2).unwrap();
+    let (port, app1, app2) = (pool.port, pool.addrs[0], pool.addrs[1]);
     let nameservers: Vec<String> = (0..NAMESERVERS)
         .map(|i| format!("{{ name = \"ns{i}.svc.test.\", address = \"127.0.1.{i}\" }}"))
         .chain(std::iter::once(
@@ -62,13 +56,7 @@ rise = 1
 socket = "{dir}/control.sock"
 [state]
 dir = "{dir}/state"
-[[node]]
-name = "app1"
-address = "{app1}"
-[[node]]
-name = "app2"
-address = "{app2}"
-[[node]]
+{nodes}[[node]]
 name = "app6"
 address = "::1"
 [[service]]
@@ -77,6 +65,7 @@ nodes = ["app1", "app2"]
 "#,
         ns = nameservers.join(", "),
         dir = dir.path().display(),
+        nodes = pool.node_tables(),
     );
     let dnsd = Dnsd::start(dir.path(), &config, &[]).unwrap();
     // Wait until both members answer, so the serial test can promote app2.
@@ -94,14 +83,9 @@ nodes = ["app1", "app2"]
         dnsd,
         app1,
         app2,
-        _echo: echo,
+        _pool: pool,
         _dir: dir,
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Both transports, for dig.

@@ -6,19 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use dnsd_api::{Health, Role};
-use integration::harness::{
-    Dnsd, EchoServer, dig_short, loopback_addr, require_tools, runtime, wait_for,
-};
+use integration::harness::{Dnsd, EchoPool, dig_short, require_tools, runtime, wait_for};
 
 const INTERVAL_MS: u64 = 500;
 const FALL: u64 = 3;
 
-fn config(dir: &std::path::Path, port: u16, members: &[IpAddr]) -> String {
-    let nodes: String = members
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("[[node]]\nname = \"app{}\"\naddress = \"{a}\"\n", i + 1))
-        .collect();
+fn config(dir: &std::path::Path, pool: &EchoPool) -> String {
+    let (port, nodes) = (pool.port, pool.node_tables());
     format!(
         r#"
 [dns]
@@ -63,17 +57,9 @@ fn failover_round_robin_rejoin_and_restart_on_loopback() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addrs: Vec<IpAddr> = (0..3).map(|_| loopback_addr()).collect();
-    let mut echo: Vec<Option<EchoServer>> = addrs
-        .iter()
-        .map(|a| Some(EchoServer::start(SocketAddr::new(*a, port)).unwrap()))
-        .collect();
-    let cfg = config(dir.path(), port, &addrs);
+    let mut pool = EchoPool::start(3).unwrap();
+    let addrs = pool.addrs.clone();
+    let cfg = config(dir.path(), &pool);
     let mut dnsd = Dnsd::start(dir.path(), &cfg, &[]).unwrap();
     let client = dnsd.client();
     let rt = runtime();
@@ -95,7 +81,7 @@ fn failover_round_robin_rejoin_and_restart_on_loopback() {
     let bound = Duration::from_millis(INTERVAL_MS * FALL + INTERVAL_MS);
 
     // Stop the primary's echo service: DNS moves to the next member.
-    echo[0] = None;
+    pool.servers[0] = None;
     let took = time_until_answer(dns, addrs[1], Duration::from_secs(10))
         .unwrap_or_else(|| panic!("www never moved to app2; log:\n{}", dnsd.log()));
     assert!(
@@ -104,7 +90,7 @@ fn failover_round_robin_rejoin_and_restart_on_loopback() {
     );
 
     // Stop that one too: the third member.
-    echo[1] = None;
+    pool.servers[1] = None;
     let took = time_until_answer(dns, addrs[2], Duration::from_secs(10))
         .unwrap_or_else(|| panic!("www never moved to app3; log:\n{}", dnsd.log()));
     assert!(
@@ -113,8 +99,8 @@ fn failover_round_robin_rejoin_and_restart_on_loopback() {
     );
 
     // Revive both: they come back up as secondaries and do not take the primary back.
-    echo[0] = Some(EchoServer::start(SocketAddr::new(addrs[0], port)).unwrap());
-    echo[1] = Some(EchoServer::start(SocketAddr::new(addrs[1], port)).unwrap());
+    pool.revive(0).unwrap();
+    pool.revive(1).unwrap();
     let s = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
         let s = status(&client);
         s.nodes.iter().all(|n| n.health == Health::Up).then_some(s)

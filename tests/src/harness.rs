@@ -305,12 +305,16 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Listens on `addr` (TCP and UDP).
+    /// Listens on `addr` (TCP and UDP; port 0 picks a port, see [`EchoServer::addr`]).
     pub fn start(addr: SocketAddr) -> Result<EchoServer, HarnessError> {
         use std::io::{Read, Write};
         use std::sync::atomic::Ordering;
         let io = |what: String| move |error| HarnessError::Io { what, error };
         let tcp = std::net::TcpListener::bind(addr).map_err(io(format!("listen on TCP {addr}")))?;
+        // Port 0 picks a port: UDP takes the same one.
+        let addr = tcp
+            .local_addr()
+            .map_err(io(format!("read the address of TCP {addr}")))?;
         let udp = std::net::UdpSocket::bind(addr).map_err(io(format!("listen on UDP {addr}")))?;
         tcp.set_nonblocking(true)
             .map_err(io("set TCP non-blocking".into()))?;
@@ -364,6 +368,53 @@ impl Drop for EchoServer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Echo services on `n` loopback addresses of their own, all on one port: the members of
+/// a pool on loopback, named `app1`, `app2`... in dnsd's configuration. A member is
+/// stopped and revived through `servers` (see [`EchoPool::revive`]).
+#[derive(Debug)]
+pub struct EchoPool {
+    pub port: u16,
+    pub addrs: Vec<std::net::IpAddr>,
+    pub servers: Vec<Option<EchoServer>>,
+}
+
+impl EchoPool {
+    pub fn start(n: usize) -> Result<EchoPool, HarnessError> {
+        let addrs: Vec<std::net::IpAddr> = (0..n).map(|_| loopback_addr()).collect();
+        let mut servers = Vec::with_capacity(n);
+        let mut port = 0;
+        for addr in &addrs {
+            let server = EchoServer::start(SocketAddr::new(*addr, port))?;
+            // The first picks the port; the others, on addresses of their own, take it too.
+            port = server.addr().port();
+            servers.push(Some(server));
+        }
+        Ok(EchoPool {
+            port,
+            addrs,
+            servers,
+        })
+    }
+
+    /// Starts member `i`'s echo service again, on its address and the pool's port.
+    pub fn revive(&mut self, i: usize) -> Result<(), HarnessError> {
+        self.servers[i] = Some(EchoServer::start(SocketAddr::new(
+            self.addrs[i],
+            self.port,
+        ))?);
+        Ok(())
+    }
+
+    /// A `[[node]]` table per member, named `app1`, `app2`...
+    pub fn node_tables(&self) -> String {
+        self.addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("[[node]]\nname = \"app{}\"\naddress = \"{a}\"\n", i + 1))
+            .collect()
     }
 }
 
