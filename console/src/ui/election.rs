@@ -8,9 +8,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use super::{palette, panel_title, stale_style};
+use super::{palette, panel, stale_style};
 use crate::app::App;
 
 /// Members listed one by one before they are grouped by reason.
@@ -163,13 +163,11 @@ impl Widget for Election<'_> {
             Some(s) => format!("Election · {}", s.name),
             None => "Election".to_owned(),
         };
-        let block = Block::new()
-            .borders(Borders::TOP)
-            .border_style(palette::dim())
-            .title(panel_title(
-                &name,
-                "who a failover would promote, and why others are skipped",
-            ));
+        let block = panel(
+            &name,
+            "who a failover would promote, and why others are skipped",
+            false,
+        );
         let base = stale_style(self.app);
         let mut p = Paragraph::new(self.lines)
             .block(block)

@@ -6,9 +6,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
-use super::{palette, panel_title};
+use super::{palette, panel};
 use crate::app::{App, Focus};
 use crate::units;
 
@@ -47,15 +47,7 @@ impl Widget for Events<'_> {
         if scroll > 0 {
             details.push(format!("scrolled back {scroll} · End follows"));
         }
-        let border = if app.focus == Focus::Events {
-            palette::key()
-        } else {
-            palette::dim()
-        };
-        let block = Block::new()
-            .borders(Borders::TOP)
-            .border_style(border)
-            .title(panel_title("Events", &details.join(" · ")));
+        let block = panel("Events", &details.join(" · "), app.focus == Focus::Events);
         let lines: Vec<Line<'static>> = if events.is_empty() {
             vec![Line::styled(
                 if app.events.is_empty() {

@@ -9,9 +9,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Widget};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
-use super::{palette, panel_title, stale, stale_style};
+use super::{palette, panel, stale, stale_style};
 use crate::app::{App, Focus};
 use crate::units;
 
@@ -125,16 +125,7 @@ impl Widget for Members<'_> {
                 units::ago(app.status_at_ms, app.now_ms)
             ));
         }
-        let title = panel_title(&name, &details.join(" · "));
-        let border = if app.focus == Focus::Members {
-            palette::key()
-        } else {
-            palette::dim()
-        };
-        let block = Block::new()
-            .borders(Borders::TOP)
-            .border_style(border)
-            .title(title);
+        let block = panel(&name, &details.join(" · "), app.focus == Focus::Members);
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height == 0 {

@@ -21,7 +21,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Widget};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use crate::app::{App, Link, Overlay};
 
@@ -203,12 +203,24 @@ fn help_line(app: &App, width: u16) -> Paragraph<'static> {
 }
 
 /// A block title for panels: bold name, then dim details.
-pub(crate) fn panel_title(name: &str, details: &str) -> Line<'static> {
+fn panel_title(name: &str, details: &str) -> Line<'static> {
     let mut spans = vec![Span::styled(format!(" {name} "), palette::title())];
     if !details.is_empty() {
         spans.push(Span::styled(format!("· {details} "), palette::dim()));
     }
     Line::from(spans)
+}
+
+/// A panel's frame: a rule on top with its title, bright when the panel has the focus.
+pub(crate) fn panel(name: &str, details: &str, focused: bool) -> Block<'static> {
+    Block::new()
+        .borders(Borders::TOP)
+        .border_style(if focused {
+            palette::key()
+        } else {
+            palette::dim()
+        })
+        .title(panel_title(name, details))
 }
 
 /// Whether the shown status is stale (dnsd unreachable since).
