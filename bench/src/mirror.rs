@@ -658,15 +658,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
                 let v: Vec<f64> = mine.iter().map(|p| get(p)).collect();
                 m.insert(name.into(), json!(stats::median(&v)));
             }
-            let g = |k: &str| m.get(k).and_then(Value::as_f64);
-            say(format!(
-                "{step:13} {tool:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
-                num(g("wall_ms"), 0),
-                num(g("literal_bytes"), 0),
-                num(g("matched_bytes"), 0),
-                num(g("wire_bytes"), 0),
-                num(g("h2_link_bytes"), 0)
-            ));
+            say_row(step, tool, &m, 0);
             rows.insert(tool.into(), Value::Object(m));
         }
         // Ratios of per-round figures: over rsync by hand on h1 (the floor), and over the
@@ -695,15 +687,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
                     .collect();
                 per_metric.insert(name.into(), json!(stats::median(&per_round)));
             }
-            let r = |k: &str| per_metric.get(k).and_then(Value::as_f64);
-            say(format!(
-                "{step:13} {label:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
-                num(r("wall_ms"), 3),
-                num(r("literal_bytes"), 3),
-                num(r("matched_bytes"), 3),
-                num(r("wire_bytes"), 3),
-                num(r("h2_link_bytes"), 3)
-            ));
+            say_row(step, label, &per_metric, 3);
             let into = if base == "by_hand" {
                 &mut ratios
             } else {
@@ -717,6 +701,19 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One line of the cost summary on stderr: a step, a tool (or ratio) and its figures.
+fn say_row(step: &str, label: &str, figures: &serde_json::Map<String, Value>, digits: usize) {
+    let get = |k: &str| num(figures.get(k).and_then(Value::as_f64), digits);
+    say(format!(
+        "{step:13} {label:12} {:>7} {:>14} {:>14} {:>14} {:>14}",
+        get("wall_ms"),
+        get("literal_bytes"),
+        get("matched_bytes"),
+        get("wire_bytes"),
+        get("h2_link_bytes")
+    ));
 }
 
 fn loss(args: &Args, out: &Reporter) -> anyhow::Result<()> {
