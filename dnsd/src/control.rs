@@ -22,21 +22,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use dnsd_api::{Action, ActionReply, Event};
 use futures::Stream;
-use tokio::net::{TcpListener, UnixListener};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tower::ServiceExt as _;
+use tracing::{debug, info, warn};
 
 use crate::daemon::DaemonHandle;
 use crate::dns::DnsStats;
@@ -222,19 +225,18 @@ enum Peer {
     Tcp(SocketAddr),
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        let cred = stream.io().peer_cred().ok();
+impl Peer {
+    /// The peer of a Unix-socket connection: its credentials, as the kernel reports them.
+    fn of_unix(io: &UnixStream, _: &tokio::net::unix::SocketAddr) -> Peer {
+        let cred = io.peer_cred().ok();
         Peer::Unix {
             uid: cred.map(|c| c.uid()),
             pid: cred.and_then(|c| c.pid()),
         }
     }
-}
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer::Tcp(*stream.remote_addr())
+    fn of_tcp(_: &TcpStream, addr: &SocketAddr) -> Peer {
+        Peer::Tcp(*addr)
     }
 }
 
@@ -281,13 +283,14 @@ pub async fn serve(
         dns,
         shutdown: cancel.clone(),
     };
-    let unix = axum::serve(
+    let unix = serve_on(
         listeners.unix,
-        router(state.clone()).into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        router(state.clone()),
+        Peer::of_unix,
+        cancel.clone(),
+    );
     let socket = listeners.socket.clone();
-    let result = match listeners.tcp {
+    match listeners.tcp {
         None => unix.await,
         Some((tcp, token)) => {
             let guarded =
@@ -295,16 +298,78 @@ pub async fn serve(
                     let token = token.clone();
                     async move { require_token(&token, req, next).await }
                 }));
-            let tcp = axum::serve(tcp, guarded.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(cancel.cancelled_owned());
-            let (a, b) = tokio::join!(unix, tcp);
-            a.and(b)
+            let tcp = serve_on(tcp, guarded, Peer::of_tcp, cancel);
+            tokio::join!(unix, tcp);
         }
-    };
+    }
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(path = %socket.display(), error = %e, "cannot remove the control socket at shutdown");
     }
-    result
+    Ok(())
+}
+
+/// Serves `app` on every connection `listener` accepts until `cancel` fires, then lets the
+/// open connections finish (event streams end on the same token) and returns.
+///
+/// Our own loop rather than `axum::serve`, for one HTTP/1 setting that it does not expose:
+/// half-closed connections. A client that shuts down its write side after its request
+/// (`socat`'s default, `nc -N`) still gets the answer instead of a closed connection.
+async fn serve_on<L>(
+    mut listener: L,
+    app: Router,
+    peer_of: fn(&L::Io, &L::Addr) -> Peer,
+    cancel: CancellationToken,
+) where
+    L: axum::serve::Listener,
+{
+    // Every connection task holds a receiver; the sender closing tells them to finish.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (io, addr) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let peer = ConnectInfo(peer_of(&io, &addr));
+        let service = app
+            .clone()
+            .map_request(move |req: axum::http::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(peer.clone());
+                req
+            });
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(error) = result {
+                            debug!(%error, "control connection ended with an error");
+                        }
+                        break;
+                    }
+                    changed = stop.changed(), if !stopping => {
+                        // Err: the sender is gone, which is the signal.
+                        let _ = changed;
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(stop_tx);
+    drop(done_rx);
+    // Returns once every connection task has dropped its receiver.
+    done_tx.closed().await;
 }
 
 async fn require_token(token: &Token, req: Request, next: Next) -> Response {

@@ -244,8 +244,9 @@ fn every_action_is_accepted_or_refused_with_a_reason() {
 fn malformed_actions_get_400_with_the_reason() {
     let s = setup();
     let socket = s.dnsd.ready().control.clone().unwrap();
-    // A raw request on the socket (no client library would send this action). The
-    // write side stays open: a half-closed connection may be dropped before the answer.
+    // A raw request on the socket (no client library would send this action), sent the
+    // way socat and `nc -N` send one: the write side is shut down after the request, and
+    // the answer must still come.
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     stream
@@ -257,6 +258,7 @@ fn malformed_actions_get_400_with_the_reason() {
         body.len()
     );
     stream.write_all(req.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     let text = String::from_utf8_lossy(&answer);
