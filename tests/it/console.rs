@@ -325,11 +325,16 @@ fn tui_in_tmux_shows_a_failover_and_fails_back_on_b() {
         move |screen: &str| screen.contains(&needle)
     };
     tmux.wait("h1 primary", Duration::from_secs(30), primary_is(&h1), &log);
-    // Wait until a failover has somewhere to go: every secondary synced once.
+    // Wait until every secondary has synced once and could be promoted, so that the
+    // failover goes to h2, the next in order (`next` alone is set once any one is).
     let synced = wait_for(Duration::from_secs(60), Duration::from_millis(100), || {
         let s = status();
         let www = s.service("www")?;
-        www.next.is_some().then_some(())
+        www.members
+            .iter()
+            .filter(|m| m.node != www.primary)
+            .all(|m| m.eligible)
+            .then_some(())
     });
     assert!(synced.is_some(), "no member ever eligible; log:\n{}", log());
 
