@@ -49,13 +49,24 @@ fn connect(lab: &Lab, host: &Host) -> Session {
 }
 
 /// Writes `count` files of `size` random bytes under `dir`, 100 per subfolder.
+/// Files of random data, dated an hour back as data that has been there a while would be:
+/// a file the test rewrites later then has another mtime, whatever the clock's second,
+/// and rsync's quick check (size and mtime) sees the change as it would in real use.
 fn populate(dir: &Path, count: usize, size: usize) {
     let mut buf = vec![0u8; size];
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     for i in 0..count {
         let sub = dir.join(format!("d{:03}", i / 100));
         fs::create_dir_all(&sub).unwrap();
         rand::fill(&mut buf[..]);
-        fs::write(sub.join(format!("f{i:05}.bin")), &buf).unwrap();
+        let path = sub.join(format!("f{i:05}.bin"));
+        fs::write(&path, &buf).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
     }
 }
 
