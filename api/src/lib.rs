@@ -8,8 +8,55 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Version prefix of every path of the control API.
-pub const API_PREFIX: &str = "/v1";
+/// The control API's paths, written once for the server's router and the console's client.
+pub mod paths {
+    /// `GET`: [`crate::Status`].
+    pub const STATUS: &str = "/v1/status";
+    /// `GET ?since=N`: the event log after sequence number N.
+    pub const EVENTS: &str = "/v1/events";
+    /// `GET ?since=N`: server-sent events, live.
+    pub const EVENT_STREAM: &str = "/v1/events/stream";
+    /// `POST` an [`crate::Action`]; answered with an [`crate::ActionReply`].
+    pub const ACTIONS: &str = "/v1/actions";
+    /// `GET`: Prometheus text format. Unversioned, where scrapers look for it.
+    pub const METRICS: &str = "/metrics";
+}
+
+/// What `dnsd run` prints on stdout, as one JSON line `{"ready":{...}}`, once it serves:
+/// the machine-readable signal supervisors, tests, benchmarks and the demo wait for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    /// DNS addresses actually bound (UDP and TCP on each).
+    pub dns: Vec<std::net::SocketAddr>,
+    /// The control socket.
+    pub control: Option<std::path::PathBuf>,
+    /// The control API's TCP address, if it listens on TCP.
+    pub control_tcp: Option<std::net::SocketAddr>,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// The envelope of the ready line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyLine {
+    pub ready: Ready,
+}
+
+impl Ready {
+    /// The line `dnsd run` prints, without its newline.
+    pub fn to_line(&self) -> String {
+        // A struct of addresses, paths and numbers always serialises.
+        serde_json::to_string(&ReadyLine {
+            ready: self.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads a line printed by [`Ready::to_line`].
+    pub fn from_line(line: &str) -> Result<Ready, serde_json::Error> {
+        serde_json::from_str::<ReadyLine>(line.trim()).map(|l| l.ready)
+    }
+}
 
 /// What happened, as recorded in the event log and streamed to live views.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -497,6 +544,105 @@ pub struct ActionReply {
     pub accepted: bool,
     /// What was done, or why it was refused.
     pub message: String,
+    /// Why it was refused, for scripts to match on (absent when accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RefusalKind>,
+}
+
+impl ActionReply {
+    /// An accepted action and what was done.
+    pub fn done(message: String) -> ActionReply {
+        ActionReply {
+            accepted: true,
+            message,
+            kind: None,
+        }
+    }
+
+    /// A refusal: its kind and the reason in words.
+    pub fn refused(kind: RefusalKind, message: String) -> ActionReply {
+        ActionReply {
+            accepted: false,
+            message,
+            kind: Some(kind),
+        }
+    }
+}
+
+/// Why an action was refused: a stable, machine-readable kind beside the human message.
+/// New kinds may be added; a client should treat one it does not know as "refused".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalKind {
+    /// The named service is not configured.
+    UnknownService,
+    /// Several services are configured and the action named none.
+    ServiceRequired,
+    /// The named node is not configured.
+    UnknownNode,
+    /// The node is configured but is not a member of the service.
+    NotAMember,
+    /// A change of primary is under way in the service.
+    Busy,
+    /// No member could take over.
+    NoCandidate,
+    /// The member cannot be promoted now (down, lagging, resyncing...).
+    NotEligible,
+    /// The member is the primary already.
+    AlreadyPrimary,
+    /// The service has no paths to mirror.
+    NotMirrored,
+    /// The primary is not up.
+    PrimaryNotUp,
+    /// The primary's health is not known yet (too few heartbeats since start).
+    PrimaryHealthUnknown,
+    /// The action targets the primary, which it cannot.
+    IsPrimary,
+    /// The member is not up.
+    NodeNotUp,
+    /// No secondary of the service is up.
+    NoSecondaryUp,
+    /// The flag already has the requested value.
+    Unchanged,
+    /// The request body is not an action.
+    Malformed,
+    /// The TCP request carried no valid token.
+    Unauthorized,
+    /// dnsd could not handle the request (shutting down, or not deciding).
+    Unavailable,
+}
+
+impl RefusalKind {
+    /// The kind's wire name, e.g. `not_eligible`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::UnknownService => "unknown_service",
+            RefusalKind::ServiceRequired => "service_required",
+            RefusalKind::UnknownNode => "unknown_node",
+            RefusalKind::NotAMember => "not_a_member",
+            RefusalKind::Busy => "busy",
+            RefusalKind::NoCandidate => "no_candidate",
+            RefusalKind::NotEligible => "not_eligible",
+            RefusalKind::AlreadyPrimary => "already_primary",
+            RefusalKind::NotMirrored => "not_mirrored",
+            RefusalKind::PrimaryNotUp => "primary_not_up",
+            RefusalKind::PrimaryHealthUnknown => "primary_health_unknown",
+            RefusalKind::IsPrimary => "is_primary",
+            RefusalKind::NodeNotUp => "node_not_up",
+            RefusalKind::NoSecondaryUp => "no_secondary_up",
+            RefusalKind::Unchanged => "unchanged",
+            RefusalKind::Malformed => "malformed",
+            RefusalKind::Unauthorized => "unauthorized",
+            RefusalKind::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -517,6 +663,38 @@ mod tests {
         assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), a);
         let pause: Action = serde_json::from_str(r#"{"action":"pause"}"#).unwrap();
         assert_eq!(pause, Action::Pause { service: None });
+    }
+
+    #[test]
+    fn ready_line_round_trips() {
+        let ready = Ready {
+            dns: vec!["127.0.0.1:5353".parse().unwrap()],
+            control: Some("/run/dnsd/control.sock".into()),
+            control_tcp: None,
+            pid: 42,
+        };
+        let line = ready.to_line();
+        assert!(
+            line.starts_with(r#"{"ready":{"dns":["127.0.0.1:5353"]"#),
+            "{line}"
+        );
+        assert_eq!(Ready::from_line(&line).unwrap(), ready);
+        assert!(Ready::from_line("starting").is_err());
+    }
+
+    #[test]
+    fn refusal_kinds_match_their_wire_names() {
+        for kind in [
+            RefusalKind::NotEligible,
+            RefusalKind::PrimaryHealthUnknown,
+            RefusalKind::Unavailable,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        let reply: ActionReply =
+            serde_json::from_str(r#"{"accepted":true,"message":"ok"}"#).unwrap();
+        assert_eq!(reply.kind, None);
     }
 
     #[test]

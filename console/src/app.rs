@@ -848,10 +848,10 @@ mod tests {
         };
         app.update(Input::ActionDone {
             request,
-            outcome: Ok(ActionReply {
-                accepted: false,
-                message: "app3 is down".into(),
-            }),
+            outcome: Ok(ActionReply::refused(
+                dnsd_api::RefusalKind::NotEligible,
+                "app3 is down".into(),
+            )),
         });
         assert_eq!(
             app.overlay(),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use dnsd_api::{Action, ActionReply, Event, Status};
+use dnsd_api::{Action, ActionReply, Event, Status, paths};
 use futures::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -103,24 +103,25 @@ impl Client {
 
     /// `GET /v1/status`.
     pub async fn status(&self) -> Result<Status, ClientError> {
-        self.get_json("/v1/status").await
+        self.get_json(paths::STATUS).await
     }
 
     /// `GET /v1/events?since=N`: logged events with a sequence number above `since`.
     pub async fn events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
-        self.get_json(&format!("/v1/events?since={since}")).await
+        self.get_json(&format!("{}?since={since}", paths::EVENTS))
+            .await
     }
 
     /// `GET /metrics`, as text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let (status, body) = self.call(Method::GET, "/metrics", None).await?;
-        self.expect_ok("/metrics", status, &body)?;
+        let (status, body) = self.call(Method::GET, paths::METRICS, None).await?;
+        self.expect_ok(paths::METRICS, status, &body)?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `POST /v1/actions`. Accepted and refused actions both come back as `Ok`.
     pub async fn act(&self, action: &Action) -> Result<ActionReply, ClientError> {
-        let path = "/v1/actions";
+        let path = paths::ACTIONS;
         let body = serde_json::to_vec(action).map_err(|e| ClientError::Decode {
             path: path.into(),
             error: e.to_string(),
@@ -135,7 +136,7 @@ impl Client {
     /// `GET /v1/events/stream?since=N`: past events above `since`, then live ones, for
     /// as long as the stream is read. Ends when the daemon closes the connection.
     pub async fn stream_events(&self, since: u64) -> Result<EventStream, ClientError> {
-        let path = format!("/v1/events/stream?since={since}");
+        let path = format!("{}?since={since}", paths::EVENT_STREAM);
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, &path, None))
             .await
             .map_err(|_| self.timeout(REQUEST_TIMEOUT))??;
@@ -377,7 +378,7 @@ impl SseParser {
             self.line.clear();
             if line.is_empty() {
                 if !self.data.is_empty() && !self.named {
-                    out.push(decode::<Event>("/v1/events/stream", self.data.as_bytes()));
+                    out.push(decode::<Event>(paths::EVENT_STREAM, self.data.as_bytes()));
                 }
                 self.data.clear();
                 self.named = false;

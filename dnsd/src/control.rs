@@ -30,7 +30,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dnsd_api::{Action, ActionReply, Event};
+use dnsd_api::{Action, ActionReply, Event, RefusalKind, paths};
 use futures::Stream;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -263,11 +263,11 @@ impl Peer {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/events", get(events))
-        .route("/v1/events/stream", get(event_stream))
-        .route("/v1/actions", post(act))
-        .route("/metrics", get(metrics_text))
+        .route(paths::STATUS, get(status))
+        .route(paths::EVENTS, get(events))
+        .route(paths::EVENT_STREAM, get(event_stream))
+        .route(paths::ACTIONS, post(act))
+        .route(paths::METRICS, get(metrics_text))
         .with_state(state)
 }
 
@@ -387,10 +387,10 @@ async fn require_token(token: &Token, req: Request, next: Next) -> Response {
             warn!(peer = peer.as_deref().unwrap_or("?"), path = %req.uri().path(), "control API request without a valid token");
             (
                 StatusCode::UNAUTHORIZED,
-                Json(ActionReply {
-                    accepted: false,
-                    message: "a valid bearer token is required".into(),
-                }),
+                Json(ActionReply::refused(
+                    RefusalKind::Unauthorized,
+                    "a valid bearer token is required".into(),
+                )),
             )
                 .into_response()
         }
@@ -400,10 +400,10 @@ async fn require_token(token: &Token, req: Request, next: Next) -> Response {
 fn unavailable(e: anyhow::Error) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(ActionReply {
-            accepted: false,
-            message: format!("{e:#}"),
-        }),
+        Json(ActionReply::refused(
+            RefusalKind::Unavailable,
+            format!("{e:#}"),
+        )),
     )
         .into_response()
 }
@@ -515,10 +515,8 @@ async fn act(
         Ok(a) => a,
         Err(error) => {
             info!(%origin, %error, "malformed operator action");
-            let reply = ActionReply {
-                accepted: false,
-                message: format!("malformed action: {error}"),
-            };
+            let reply =
+                ActionReply::refused(RefusalKind::Malformed, format!("malformed action: {error}"));
             return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
         }
     };

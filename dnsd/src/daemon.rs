@@ -9,8 +9,6 @@
 //! one a restart would keep.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +16,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use dnsd_api::{
     Action, ActionReply, Event, EventKind, HeartbeatSettings, HookSettings, MemberStatus,
-    NodeStatus, PassReport, RunningPass, ServiceStatus, Status, SyncStatus,
+    NodeStatus, PassReport, Ready, RunningPass, ServiceStatus, Status, SyncStatus,
 };
 use heartbeat::{Health, MonitorConfig, Report, Target};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -44,19 +42,6 @@ pub fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)
-}
-
-/// What the daemon reports once it serves: printed as the ready line.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Ready {
-    /// DNS addresses actually bound (UDP and TCP on each).
-    pub dns: Vec<SocketAddr>,
-    /// The control socket.
-    pub control: Option<PathBuf>,
-    /// The control API's TCP address, if it listens on TCP.
-    pub control_tcp: Option<SocketAddr>,
-    /// The daemon's process id.
-    pub pid: u32,
 }
 
 /// A request to the driver from the control API.
@@ -283,13 +268,11 @@ impl Driver {
                 let (result, fx) = self.controller.act(&action, &origin, now_ms());
                 self.apply(fx).await;
                 let answer = match result {
-                    Ok(message) => ActionReply {
-                        accepted: true,
-                        message,
-                    },
+                    Ok(message) => ActionReply::done(message),
                     Err(refusal) => ActionReply {
                         accepted: false,
                         message: refusal.0,
+                        kind: None,
                     },
                 };
                 // The asker may have gone away; the action stands either way.

@@ -100,10 +100,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         });
         dnsd::daemon::run(config, cancel, |ready| {
             // The machine-readable ready line: one JSON object on stdout.
-            match serde_json::to_string(&serde_json::json!({ "ready": ready })) {
-                Ok(line) => println!("{line}"),
-                Err(e) => tracing::error!(error = %e, "cannot render the ready line"),
-            }
+            println!("{}", ready.to_line());
         })
         .await
     })

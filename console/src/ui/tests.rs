@@ -175,10 +175,10 @@ fn refusal_shown() {
             node: "app1".into(),
             on: true,
         },
-        outcome: Ok(ActionReply {
-            accepted: false,
-            message: "app1 is the primary of www; fail over or promote another member first".into(),
-        }),
+        outcome: Ok(ActionReply::refused(
+            dnsd_api::RefusalKind::IsPrimary,
+            "app1 is the primary of www; fail over or promote another member first".into(),
+        )),
     });
     let buf = draw(&app, 100, 30);
     insta::assert_snapshot!("refusal", text(&buf));
@@ -193,10 +193,9 @@ fn accepted_action_in_the_notice_line() {
         request: Request::Failback {
             service: Some("www".into()),
         },
-        outcome: Ok(ActionReply {
-            accepted: true,
-            message: "www: switchover to app1: final sync started (from app2)".into(),
-        }),
+        outcome: Ok(ActionReply::done(
+            "www: switchover to app1: final sync started (from app2)".into(),
+        )),
     });
     let s = screen(&app, 100, 30);
     assert!(
