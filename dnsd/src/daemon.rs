@@ -18,7 +18,7 @@ use dnsd_api::{
     Action, ActionReply, Event, EventKind, HeartbeatSettings, HookSettings, MemberStatus,
     NodeStatus, PassReport, Ready, RunningPass, ServiceStatus, Status, SyncStatus,
 };
-use heartbeat::{Health, MonitorConfig, Report, Target};
+use heartbeat::{Health, Report, Target};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -624,14 +624,7 @@ pub async fn run(
 
     let (report_tx, mut reports) = mpsc::channel(nodes.len().max(16) * 2);
     let monitor = heartbeat::spawn_monitor(
-        MonitorConfig {
-            protocol: hb.protocol,
-            port: hb.port,
-            interval: hb.interval,
-            timeout: hb.timeout,
-            rise: hb.rise,
-            fall: hb.fall,
-        },
+        *hb,
         nodes
             .iter()
             .enumerate()

@@ -46,21 +46,22 @@ pub struct MonitorConfig {
     pub fall: u32,
 }
 
-/// A problem found by [`MonitorConfig::problems`]; [`ConfigError::field`] names the
-/// field so that the caller can report its own key path.
+/// A problem found by [`MonitorConfig::problems`]. Its message is written to follow the
+/// field's name ("fall: must be at least 1"): [`ConfigError::field`] names the field, so
+/// a caller can put its own key path in front ("heartbeat.fall: must be at least 1").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The echo port is 0.
-    #[error("the echo port must not be 0")]
+    #[error("port 0 cannot be probed")]
     ZeroPort,
     /// The interval is zero.
-    #[error("the probe interval must be greater than zero")]
+    #[error("must be longer than zero")]
     ZeroInterval,
     /// The timeout is zero.
-    #[error("the probe timeout must be greater than zero")]
+    #[error("must be longer than zero")]
     ZeroTimeout,
     /// The timeout is not below the interval, so probes would run back to back.
-    #[error("the probe timeout ({timeout:?}) must be shorter than the interval ({interval:?})")]
+    #[error("timeout ({}) must be shorter than interval ({})", humantime::format_duration(*timeout), humantime::format_duration(*interval))]
     TimeoutNotBelowInterval {
         /// The configured timeout.
         timeout: Duration,
@@ -68,10 +69,10 @@ pub enum ConfigError {
         interval: Duration,
     },
     /// `rise` is 0.
-    #[error("rise must be at least 1")]
+    #[error("must be at least 1")]
     ZeroRise,
     /// `fall` is 0.
-    #[error("fall must be at least 1")]
+    #[error("must be at least 1")]
     ZeroFall,
 }
 
@@ -84,6 +85,19 @@ impl ConfigError {
             ConfigError::ZeroTimeout | ConfigError::TimeoutNotBelowInterval { .. } => "timeout",
             ConfigError::ZeroRise => "rise",
             ConfigError::ZeroFall => "fall",
+        }
+    }
+
+    /// The message with other fields named as keys of `section` ("must be shorter than
+    /// heartbeat.interval"), for a caller that reports `<section>.<field>: <message>`.
+    pub fn message_in(&self, section: &str) -> String {
+        match self {
+            ConfigError::TimeoutNotBelowInterval { timeout, interval } => format!(
+                "timeout ({}) must be shorter than {section}.interval ({})",
+                humantime::format_duration(*timeout),
+                humantime::format_duration(*interval)
+            ),
+            other => other.to_string(),
         }
     }
 }
