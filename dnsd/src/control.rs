@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
-use crate::daemon::DaemonHandle;
 use crate::dns::DnsStats;
+use crate::handle::{DaemonHandle, ShuttingDown};
 
 /// Header a client may set to name the operator behind an action.
 pub const OPERATOR_HEADER: &str = "x-dnsd-operator";
@@ -397,12 +397,12 @@ async fn require_token(token: &Token, req: Request, next: Next) -> Response {
     }
 }
 
-fn unavailable(e: anyhow::Error) -> Response {
+fn unavailable(e: ShuttingDown) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(ActionReply::refused(
             RefusalKind::Unavailable,
-            format!("{e:#}"),
+            e.to_string(),
         )),
     )
         .into_response()
@@ -540,3 +540,6 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         Err(e) => unavailable(e),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use dnsd_api::{Health, Role};
 
-use crate::daemon::Metrics;
+use crate::handle::Metrics;
 
 /// Renders every metric. Label values come from validated configuration (names are
 /// DNS labels), but are escaped anyway.

@@ -1,0 +1,67 @@
+//! What the configuration means to the controller and to DNS: the pool's topology and
+//! the zone snapshot for the controller's current primaries.
+
+use crate::config::Config;
+use crate::controller::{Controller, Failback, Millis, Policy, ServiceSpec, Topology};
+use crate::dns::{self, Zone, ZoneSpec};
+
+/// The pool as the controller sees it.
+pub fn topology(config: &Config) -> Topology {
+    Topology {
+        nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
+        services: config
+            .services
+            .iter()
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                members: s.nodes.clone(),
+                policy: Policy {
+                    mirrored: !s.paths.is_empty(),
+                    sync_interval: config
+                        .mirror
+                        .as_ref()
+                        .map_or(Policy::plain().sync_interval, |m| {
+                            m.interval.as_millis() as Millis
+                        }),
+                    max_lag: s.max_lag.as_millis() as Millis,
+                    failback: match s.failback_after {
+                        Some(after) => Failback::Auto {
+                            after: after.as_millis() as Millis,
+                        },
+                        None => Failback::Manual,
+                    },
+                    on_no_candidate: s.on_no_candidate,
+                    fencing: s.fencing,
+                    promote_hook: s.hooks.promote.is_some(),
+                    demote_hook: s.hooks.demote.is_some(),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Builds the DNS snapshot for the controller's current primaries.
+pub fn build_zone(config: &Config, c: &Controller) -> Result<Zone, dns::ZoneError> {
+    let dns = &config.dns;
+    let mut hosts: Vec<(&str, std::net::IpAddr)> = config
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.address))
+        .collect();
+    for (s, svc) in config.services.iter().enumerate() {
+        hosts.push((svc.name.as_str(), config.nodes[c.primary(s)].address));
+    }
+    Zone::build(&ZoneSpec {
+        origin: &dns.zone,
+        serial: c.serial(),
+        ttl: dns.ttl,
+        negative_ttl: dns.negative_ttl,
+        hostmaster: &dns.hostmaster,
+        nameservers: dns
+            .nameservers
+            .iter()
+            .map(|n| (n.name.as_str(), n.address))
+            .collect(),
+        hosts,
+    })
+}

@@ -1,0 +1,185 @@
+//! The status view: what `GET /v1/status` reports, built from the controller, the
+//! configuration and what the driver observed (probe results, passes under way).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use dnsd_api::{
+    HeartbeatSettings, HookSettings, MemberStatus, NodeStatus, PassReport, RunningPass,
+    ServiceStatus, Status, SyncStatus,
+};
+use heartbeat::Health;
+
+use crate::config::Config;
+use crate::controller::{Controller, Failback, Fencing, Millis};
+use crate::mirror::PassProgress;
+
+/// Probe results kept per member for sparklines.
+pub const PROBE_HISTORY: usize = 60;
+
+/// Per-member probe results, for status views and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeHistory {
+    /// Most recent probe results, newest last: RTT in microseconds, or None for a miss.
+    pub recent: VecDeque<Option<u64>>,
+    /// Why the last probe failed, if it did.
+    pub last_error: Option<String>,
+    /// When the last probe ended.
+    pub last_at_ms: Millis,
+}
+
+/// Everything a status view is built from, borrowed from the driver for one request.
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub controller: &'a Controller,
+    /// Indexed like the configuration's nodes.
+    pub probes: &'a [ProbeHistory],
+    /// Passes under way: service, member, and the latest progress.
+    pub running: &'a HashMap<u64, (usize, usize, Option<PassProgress>)>,
+    pub started_ms: Millis,
+    pub now: Millis,
+}
+
+impl View<'_> {
+    /// The status as the control API reports it.
+    pub fn status(&self) -> Status {
+        let c = self.controller;
+        let cfg = self.config;
+        let nodes = cfg
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let probes = &self.probes[n];
+                NodeStatus {
+                    name: node.name.clone(),
+                    address: node.address.to_string(),
+                    health: api_health(c.health(n)),
+                    maintenance: c.maintenance(n),
+                    rtt_us: probes.recent.iter().rev().find_map(|p| *p),
+                    probes: probes.recent.iter().copied().collect(),
+                    last_error: probes.last_error.clone(),
+                }
+            })
+            .collect();
+        let services = (0..c.service_count())
+            .map(|s| {
+                let name = c.service_name(s);
+                ServiceStatus {
+                    name: name.to_owned(),
+                    fqdn: format!("{name}.{}", cfg.dns.zone),
+                    primary: c.node_name(c.primary(s)).to_owned(),
+                    preferred: c.node_name(c.members(s)[0]).to_owned(),
+                    epoch: c.epoch(s),
+                    paused: c.paused(s),
+                    stranded: c.stranded(s),
+                    next: c.next_candidate(s).map(|n| c.node_name(n).to_owned()),
+                    transition: c.transition(s),
+                    paths: cfg.services[s]
+                        .paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                    max_lag_ms: c.policy(s).max_lag,
+                    failback: match c.policy(s).failback {
+                        Failback::Manual => "manual".to_owned(),
+                        Failback::Auto { after } => format!(
+                            "auto after {}",
+                            humantime::format_duration(Duration::from_millis(after))
+                        ),
+                    },
+                    hooks: {
+                        let h = &cfg.services[s].hooks;
+                        HookSettings {
+                            promote: h.promote.is_some(),
+                            demote: h.demote.is_some(),
+                            fence: h.fence.is_some(),
+                            fencing_required: cfg.services[s].fencing == Fencing::Required,
+                        }
+                    },
+                    members: c
+                        .members(s)
+                        .iter()
+                        .map(|&n| {
+                            let verdict = c.eligibility(s, n);
+                            MemberStatus {
+                                node: c.node_name(n).to_owned(),
+                                role: c.role(s, n),
+                                eligible: verdict.is_ok(),
+                                skip_reason: verdict.err().map(|skip| skip.to_string()),
+                                sync: self.sync_status(s, n),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Status {
+            now_ms: self.now,
+            started_ms: self.started_ms,
+            zone: cfg.dns.zone.clone(),
+            serial: c.serial(),
+            ttl: cfg.dns.ttl,
+            heartbeat: HeartbeatSettings {
+                protocol: cfg.heartbeat.protocol.to_string(),
+                port: cfg.heartbeat.port,
+                interval_ms: cfg.heartbeat.interval.as_millis() as u64,
+                timeout_ms: cfg.heartbeat.timeout.as_millis() as u64,
+                rise: cfg.heartbeat.rise,
+                fall: cfg.heartbeat.fall,
+            },
+            nodes,
+            services,
+        }
+    }
+
+    /// Mirroring state of member `n` in service `s`, for services with paths.
+    fn sync_status(&self, s: usize, n: usize) -> Option<SyncStatus> {
+        let c = self.controller;
+        if !c.policy(s).mirrored || c.primary(s) == n {
+            return None;
+        }
+        let v = c.sync_view(s, n)?;
+        let now = self.now;
+        let progress = self
+            .running
+            .values()
+            .find(|(rs, rn, _)| *rs == s && *rn == n)
+            .and_then(|(_, _, p)| *p);
+        Some(SyncStatus {
+            last_sync_ms: v.watermark.map(|w| w.at),
+            lag_ms: v.watermark.map(|w| now.saturating_sub(w.at)),
+            resyncing: v.resyncing,
+            running: v.running.map(|(kind, started)| RunningPass {
+                kind: kind.to_string(),
+                started_ms: started,
+                bytes: progress.map_or(0, |p| p.bytes),
+                percent: progress.map_or(0, |p| p.percent),
+                rate_bytes_per_sec: progress.map_or(0, |p| p.rate_bytes_per_sec as u64),
+                eta_secs: progress.and_then(|p| p.eta_secs),
+            }),
+            failures: v.failures,
+            last_error: v.last_error,
+            next_due_ms: v.next_due,
+            last_pass: v.last.map(|l| PassReport {
+                files_transferred: l.files_transferred,
+                literal_bytes: l.literal_bytes,
+                matched_bytes: l.matched_bytes,
+                bytes_sent: l.bytes_sent,
+                bytes_received: l.bytes_received,
+                duration_ms: l.duration_ms,
+                kept_files: l.kept.as_ref().map(|k| k.files),
+                kept_bytes: l.kept.as_ref().map(|k| k.bytes),
+                kept_dir: l.kept.map(|k| k.dir),
+            }),
+        })
+    }
+}
+
+fn api_health(h: Health) -> dnsd_api::Health {
+    match h {
+        Health::Unknown => dnsd_api::Health::Unknown,
+        Health::Up => dnsd_api::Health::Up,
+        Health::Down => dnsd_api::Health::Down,
+    }
+}
