@@ -27,6 +27,9 @@ use crate::mirror::Executor;
 use crate::pool::{build_zone, topology};
 use crate::state::{Loaded, StateStore};
 
+/// How long shutdown waits for passes and hooks under way.
+const WORK_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs the terminal server until `cancel` fires. `ready` is called once DNS is bound
 /// and the first snapshot is published.
 pub async fn run(
@@ -76,7 +79,7 @@ pub async fn run(
         zone.clone(),
         store,
         event_tx,
-        executor,
+        executor.clone(),
         start,
     );
     if let Some(note) = state_note {
@@ -157,7 +160,7 @@ pub async fn run(
                 // A serving task ending before shutdown is a failure, never a quiet exit.
                 let detail = match done {
                     Ok(Ok(())) => "ended".to_owned(),
-                    Ok(Err(e)) => e.to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
                     Err(e) => e.to_string(),
                 };
                 cancel.cancel();
@@ -176,6 +179,47 @@ pub async fn run(
             warn!(error = %e, "a serving task reported an error at shutdown");
         }
     }
+    // Passes and hooks under way report to nobody now; give them a moment to end.
+    drop(mirror_rx);
+    let left = executor.shutdown(WORK_GRACE).await;
+    if left > 0 {
+        warn!(
+            left,
+            "passes or hooks still running at shutdown; they end with the process"
+        );
+    }
     driver.persist().await;
     Ok(())
+}
+
+/// Runs the terminal server on its own runtime until SIGTERM or SIGINT.
+pub fn run_until_signalled(config: Config, ready: impl FnOnce(Ready)) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        run(config, cancel, ready).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop dnsd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
 }

@@ -11,10 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dnsd_api::{ActionReply, Event, EventKind, Status};
 use heartbeat::Report;
 use tokio::sync::broadcast;
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::controller::{Controller, Effect, Millis};
+use crate::controller::{Controller, Effect, Millis, NodeId, PassId, ServiceId, describe};
 use crate::dns::SharedZone;
 use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
@@ -46,9 +46,9 @@ pub(crate) struct Driver {
     failovers: BTreeMap<String, u64>,
     executor: Executor,
     /// Passes under way: service, member, and the latest progress.
-    running: HashMap<u64, (usize, usize, Option<PassProgress>)>,
+    running: HashMap<PassId, (ServiceId, NodeId, Option<PassProgress>)>,
     /// Bytes mirrored to each (service, member) since start: literal, matched.
-    mirrored: BTreeMap<(usize, usize), (u64, u64)>,
+    mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
 }
 
 impl Driver {
@@ -185,16 +185,16 @@ impl Driver {
         history
             .recent
             .push_back(report.outcome.as_ref().ok().map(|d| d.as_micros() as u64));
-        history.last_error = report.outcome.as_ref().err().map(|e| error_chain(e));
+        history.last_error = report.outcome.as_ref().err().map(|e| describe(e));
         history.last_at_ms = report
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as Millis);
         if let Some(t) = report.transition {
-            let fx = self
-                .controller
-                .health_changed(report.target, t.to, now_ms());
-            self.apply(fx).await;
+            let node = NodeId(report.target);
+            let span = info_span!("heartbeat", node = %self.controller.node_name(node));
+            let fx = span.in_scope(|| self.controller.health_changed(node, t.to, now_ms()));
+            self.apply(fx).instrument(span).await;
         }
     }
 
@@ -210,11 +210,7 @@ impl Driver {
                 self.apply(fx).await;
                 let answer = match result {
                     Ok(message) => ActionReply::done(message),
-                    Err(refusal) => ActionReply {
-                        accepted: false,
-                        message: refusal.0,
-                        kind: None,
-                    },
+                    Err(refusal) => ActionReply::refused(refusal.kind(), refusal.to_string()),
                 };
                 // The asker may have gone away; the action stands either way.
                 let _ = reply.send(answer);
@@ -262,23 +258,6 @@ impl Driver {
     }
 }
 
-/// An error and its causes on one line: "could not connect to echo port ...: Connection
-/// refused (os error 111)".
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        // Some errors repeat their cause in their own message; print it once.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
-
 fn log_event(e: &Event) {
     let service = e.service.as_deref().unwrap_or("-");
     let node = e.node.as_deref().unwrap_or("-");
@@ -292,25 +271,5 @@ fn log_event(e: &Event) {
         _ => {
             info!(kind = %e.kind, service, node, old_primary = old, new_primary = new, epoch, "{}", e.reason)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("could not connect to echo port 10.0.0.1:7")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn error_chain_shows_every_cause_once() {
-        let e = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert_eq!(
-            error_chain(&e),
-            "could not connect to echo port 10.0.0.1:7: connection refused"
-        );
-        let plain = std::io::Error::other("x");
-        assert_eq!(error_chain(&plain), "x");
     }
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +77,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -85,38 +85,18 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = dnsd::config::load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let cancel = CancellationToken::new();
-        let signals = cancel.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            signals.cancel();
-        });
-        dnsd::daemon::run(config, cancel, |ready| {
-            // The machine-readable ready line: one JSON object on stdout.
-            println!("{}", ready.to_line());
-        })
-        .await
-    })
+/// Colour only for a person at a terminal: not into files, pipes or journald, and never
+/// when `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop dnsd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = dnsd::config::load(path)?;
+    dnsd::daemon::run_until_signalled(config, |ready| {
+        // The machine-readable ready line: one JSON object on stdout.
+        println!("{}", ready.to_line());
+    })
 }

@@ -21,14 +21,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsync_sync::config::MirrorSettings;
-use rsync_sync::connector::{Backoff, Connector};
-use rsync_sync::rsync::{PassError, Progress, rooted, run_pass};
+use rsync_sync::connector::{Backoff, ConnectError, Connector};
+use rsync_sync::rsync::{Progress, rooted, run_pass};
 use rsync_sync::ssh::Session;
 use tokio::sync::{Semaphore, mpsc};
-use tracing::{debug, info, warn};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::config::{Config, HOOK_PLACEHOLDERS};
-use crate::controller::{Hook, HookOrder, Kept, PassSummary, SyncOrder};
+use crate::config::{Config, HOOK_PLACEHOLDERS, NodeConfig};
+use crate::controller::{
+    Ended, Hook, HookError, HookId, HookOrder, Kept, LocalEnd, NodeId, PassError, PassId,
+    PassSummary, SyncOrder,
+};
 
 /// Progress updates of one pass are sent at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -38,16 +42,16 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub enum Report {
     /// A pass ended.
     Pass {
-        id: u64,
-        outcome: Result<PassSummary, String>,
+        id: PassId,
+        outcome: Result<PassSummary, PassError>,
     },
     /// A hook ended.
     Hook {
-        id: u64,
-        outcome: Result<(), String>,
+        id: HookId,
+        outcome: Result<(), HookError>,
     },
     /// A pass is under way.
-    Progress { id: u64, progress: PassProgress },
+    Progress { id: PassId, progress: PassProgress },
 }
 
 /// Where a running pass is, from rsync's `--info=progress2`.
@@ -62,7 +66,8 @@ pub struct PassProgress {
     pub paths: usize,
 }
 
-/// Runs passes and hooks for the driver.
+/// Runs passes and hooks for the driver. Every task it starts is tracked, so that the
+/// daemon can wait for them at shutdown ([`Executor::shutdown`]).
 #[derive(Clone)]
 pub struct Executor {
     config: Arc<Config>,
@@ -70,6 +75,7 @@ pub struct Executor {
     connector: Option<Arc<Connector>>,
     passes: Arc<Semaphore>,
     reports: mpsc::Sender<Report>,
+    tasks: TaskTracker,
 }
 
 impl Executor {
@@ -86,75 +92,107 @@ impl Executor {
             connector,
             passes: Arc::new(Semaphore::new(concurrency.max(1))),
             reports,
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Starts no more work, and waits up to `grace` for the passes and hooks under way.
+    /// Returns how many were still running when the wait ended (blocking SSH work cannot
+    /// be interrupted; it ends with the process).
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.passes.close();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            return self.tasks.len();
+        }
+        0
     }
 
     /// Starts a pass; its report arrives on the channel.
     pub fn start_pass(&self, order: SyncOrder) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let id = order.id;
-            let outcome = match this.passes.clone().acquire_owned().await {
-                Ok(permit) => {
-                    let worker = this.clone();
-                    let joined = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        worker.pass(&order)
-                    })
-                    .await;
-                    joined.unwrap_or_else(|e| Err(format!("pass task failed: {e}")))
-                }
-                Err(_) => Err("dnsd is shutting down".to_owned()),
-            };
-            // The driver may be gone at shutdown; nothing to report to then.
-            let _ = this.reports.send(Report::Pass { id, outcome }).await;
-        });
+        let span = self.span("pass", order.service, order.to);
+        self.tasks.spawn(
+            async move {
+                let id = order.id;
+                let outcome = match this.passes.clone().acquire_owned().await {
+                    Ok(permit) => {
+                        let worker = this.clone();
+                        let span = tracing::Span::current();
+                        let joined = tokio::task::spawn_blocking(move || {
+                            let _permit = permit;
+                            let _entered = span.enter();
+                            worker.pass(&order)
+                        })
+                        .await;
+                        joined.unwrap_or_else(|e| Err(PassError::Task(e)))
+                    }
+                    Err(_) => Err(PassError::ShuttingDown),
+                };
+                // The driver may be gone at shutdown; nothing to report to then.
+                let _ = this.reports.send(Report::Pass { id, outcome }).await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Starts a hook; its report arrives on the channel.
     pub fn run_hook(&self, order: HookOrder) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let id = order.id;
-            let worker = this.clone();
-            let outcome = tokio::task::spawn_blocking(move || worker.hook(&order))
+        let span = self.span("hook", order.service, order.node);
+        self.tasks.spawn(
+            async move {
+                let id = order.id;
+                let worker = this.clone();
+                let span = tracing::Span::current();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    worker.hook(&order)
+                })
                 .await
-                .unwrap_or_else(|e| Err(format!("hook task failed: {e}")));
-            let _ = this.reports.send(Report::Hook { id, outcome }).await;
-        });
+                .unwrap_or_else(|e| Err(HookError::Task(e)));
+                let _ = this.reports.send(Report::Hook { id, outcome }).await;
+            }
+            .instrument(span),
+        );
     }
 
-    fn mirror(&self) -> Result<(&MirrorSettings, &Connector), String> {
+    /// A span naming the service and the node a pass or hook concerns.
+    fn span(
+        &self,
+        what: &'static str,
+        service: crate::controller::ServiceId,
+        node: NodeId,
+    ) -> tracing::Span {
+        info_span!("work", what, service = %self.config.service(service).name, node = %self.config.node(node).name)
+    }
+
+    fn mirror(&self) -> Option<(&MirrorSettings, &Connector)> {
         match (&self.config.mirror, &self.connector) {
-            (Some(m), Some(c)) => Ok((m, c)),
-            _ => Err("no [mirror] section: members cannot be reached over SSH".to_owned()),
+            (Some(m), Some(c)) => Some((m, c)),
+            _ => None,
         }
-    }
-
-    fn session(&self, node: usize) -> Result<Arc<Session>, String> {
-        let (_, connector) = self.mirror()?;
-        let n = &self.config.nodes[node];
-        connector
-            .get(&n.address.to_string())
-            .map_err(|e| format!("{} ({}): {e}", n.name, n.address))
     }
 
     /// Runs `work` on the cached session to `node`; if the session itself fails (its
     /// member restarted sshd since it was opened, say), drops it and tries once more on a
-    /// fresh one. `work` tells session failures from others by returning `Err(true)`.
-    fn with_session<T>(
-        &self,
-        node: usize,
-        mut work: impl FnMut(&Session) -> Result<T, (bool, String)>,
-    ) -> Result<T, String> {
-        let session = self.session(node)?;
+    /// fresh one. `work` tells session failures from others by returning `Err((true, _))`.
+    fn with_session<T, E>(
+        connector: &Connector,
+        node: &NodeConfig,
+        session_error: impl Fn(ConnectError) -> E,
+        mut work: impl FnMut(&Session) -> Result<T, (bool, E)>,
+    ) -> Result<T, E> {
+        let address = node.address.to_string();
+        let session = connector.get(&address).map_err(&session_error)?;
         match work(&session) {
-            Err((true, first)) => {
-                if let Ok((_, connector)) = self.mirror() {
-                    connector.reset(&self.config.nodes[node].address.to_string());
-                }
-                debug!(node = %self.config.nodes[node].name, error = %first, "session failed; retrying on a new one");
-                let session = self.session(node)?;
+            Err((true, _)) => {
+                connector.reset(&address);
+                debug!(node = %node.name, "session failed; retrying on a new one");
+                let session = connector.get(&address).map_err(&session_error)?;
                 work(&session).map_err(|(_, e)| e)
             }
             other => other.map_err(|(_, e)| e),
@@ -162,27 +200,40 @@ impl Executor {
     }
 
     /// One pass, blocking. Every path of the service, in order; the first failure ends it.
-    fn pass(&self, order: &SyncOrder) -> Result<PassSummary, String> {
+    fn pass(&self, order: &SyncOrder) -> Result<PassSummary, PassError> {
         let started = Instant::now();
-        let (mirror, _) = self.mirror()?;
-        let service = &self.config.services[order.service];
-        let from = &self.config.nodes[order.from];
-        let to = &self.config.nodes[order.to];
+        let (mirror, connector) = self.mirror().ok_or(PassError::NoMirror)?;
+        let service = self.config.service(order.service);
+        let from = self.config.node(order.from);
+        let to = self.config.node(order.to);
+        let connect_error = |node: &NodeConfig| {
+            let (name, address) = (node.name.clone(), node.address);
+            move |source| PassError::Connect {
+                node: name.clone(),
+                address,
+                source: Box::new(source),
+            }
+        };
         // The terminal server checks the destination's host key itself, afresh for every
         // pass: a member whose key is unknown or changed gets nothing.
         let to_addr = to.address.to_string();
-        rsync_sync::ssh::verify_host_key(&to_addr, &mirror.ssh)
-            .map_err(|e| format!("{} ({to_addr}): {e}", to.name))?;
+        rsync_sync::ssh::verify_host_key(&to_addr, &mirror.ssh).map_err(|source| {
+            PassError::HostKey {
+                node: to.name.clone(),
+                address: to.address,
+                source: Box::new(source),
+            }
+        })?;
         let mut summary = PassSummary::default();
         let mut kept_total: Option<Kept> = None;
         let paths = service.paths.len();
         for (k, path) in service.paths.iter().enumerate() {
             let src_dir = rooted(from.root.as_deref(), path);
             let dest_dir = rooted(to.root.as_deref(), path);
-            let mut spec = mirror.pass(src_dir, &to.address.to_string(), dest_dir.clone());
+            let mut spec = mirror.pass(src_dir, &to_addr, dest_dir.clone());
             let kept_dir = order.keep_epoch.map(|epoch| kept_dir(&dest_dir, epoch));
             let dest = match &kept_dir {
-                Some(_) => Some(self.session(order.to)?),
+                Some(_) => Some(connector.get(&to_addr).map_err(connect_error(to))?),
                 None => None,
             };
             let before = match (&kept_dir, &dest) {
@@ -211,10 +262,15 @@ impl Executor {
                     });
                 }
             };
-            let stats = self.with_session(order.from, |source| {
+            let stats = Self::with_session(connector, from, connect_error(from), |source| {
                 run_pass(source, &spec, &mut on_progress).map_err(|e| {
-                    let session_failed = matches!(e, PassError::Ssh { .. });
-                    (session_failed, format!("{} -> {}: {e}", from.name, to.name))
+                    let session_failed = matches!(e, rsync_sync::rsync::PassError::Ssh { .. });
+                    let error = PassError::Rsync {
+                        from: from.name.clone(),
+                        to: to.name.clone(),
+                        source: Box::new(e),
+                    };
+                    (session_failed, error)
                 })
             })?;
             summary.files_transferred += stats.files_transferred;
@@ -240,23 +296,24 @@ impl Executor {
         summary.kept = kept_total;
         summary.duration_ms = started.elapsed().as_millis() as u64;
         debug!(
-            service = %service.name, from = %from.name, to = %to.name,
-            files = summary.files_transferred, literal = summary.literal_bytes, matched = summary.matched_bytes,
+            files = summary.files_transferred,
+            literal = summary.literal_bytes,
+            matched = summary.matched_bytes,
             "pass done"
         );
         Ok(summary)
     }
 
     /// One hook, blocking, bounded by the service's `hook_timeout`.
-    fn hook(&self, order: &HookOrder) -> Result<(), String> {
-        let service = &self.config.services[order.service];
-        let node = &self.config.nodes[order.node];
+    fn hook(&self, order: &HookOrder) -> Result<(), HookError> {
+        let service = self.config.service(order.service);
+        let node = self.config.node(order.node);
         let argv = match order.hook {
             Hook::Promote => service.hooks.promote.as_ref(),
             Hook::Demote => service.hooks.demote.as_ref(),
             Hook::Fence => service.hooks.fence.as_ref(),
         }
-        .ok_or_else(|| format!("no {} hook is configured", order.hook))?;
+        .ok_or(HookError::NotConfigured(order.hook))?;
         let values = [
             service.name.clone(),
             node.name.clone(),
@@ -265,45 +322,43 @@ impl Executor {
         ];
         let argv: Vec<String> = argv.iter().map(|a| substitute(a, &values)).collect();
         let timeout = service.hook_timeout;
-        info!(service = %service.name, node = %node.name, hook = %order.hook, ?argv, "running hook");
-        match order.hook {
-            Hook::Fence => run_local(&argv, &values, timeout),
-            Hook::Promote | Hook::Demote => {
-                // timeout(1) on the member bounds the command; KILL 5 s after TERM.
-                let secs = timeout.as_secs().max(1).to_string();
-                let mut wrapped = vec!["timeout".to_owned(), "--kill-after=5".to_owned(), secs];
-                wrapped.extend(argv);
-                // Retried on a fresh session only if the command certainly did not start.
-                let out = self.with_session(order.node, |session| {
-                    session.exec(&wrapped).map_err(|e| {
-                        (
-                            e.before_command(),
-                            format!("on {} ({}): {e}", node.name, node.address),
-                        )
-                    })
-                })?;
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    let detail = last_line(&out.stderr)
-                        .or_else(|| last_line(&out.stdout))
-                        .unwrap_or_default();
-                    let status = match out.status.code() {
-                        Some(124) => format!("timed out after {}s", timeout.as_secs().max(1)),
-                        _ => out.status.to_string(),
-                    };
-                    Err(format!(
-                        "on {}: {status}{}",
-                        node.name,
-                        if detail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {detail}")
-                        }
-                    ))
-                }
-            }
+        info!(hook = %order.hook, epoch = order.epoch, ?argv, "running hook");
+        if order.hook == Hook::Fence {
+            return run_local(&argv, &values, timeout);
         }
+        let (_, connector) = self.mirror().ok_or(HookError::NoMirror)?;
+        // timeout(1) on the member bounds the command; KILL 5 s after TERM.
+        let secs = timeout.as_secs().max(1).to_string();
+        let mut wrapped = vec!["timeout".to_owned(), "--kill-after=5".to_owned(), secs];
+        wrapped.extend(argv);
+        let connect_error = |source| HookError::Connect {
+            node: node.name.clone(),
+            address: node.address,
+            source: Box::new(source),
+        };
+        let ssh_error = |source| HookError::Ssh {
+            node: node.name.clone(),
+            address: node.address,
+            source: Box::new(source),
+        };
+        // Retried on a fresh session only if the command certainly did not start.
+        let out = Self::with_session(connector, node, connect_error, |session| {
+            session
+                .exec(&wrapped)
+                .map_err(|e| (e.before_command(), ssh_error(e)))
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let ended = match out.status.code() {
+            Some(124) => Ended::TimedOut(timeout),
+            _ => Ended::Status(out.status.to_string()),
+        };
+        Err(HookError::Failed {
+            node: node.name.clone(),
+            ended,
+            detail: last_line(&out.stderr).or_else(|| last_line(&out.stdout)),
+        })
     }
 }
 
@@ -313,19 +368,22 @@ pub fn kept_dir(dest_dir: &Path, epoch: u64) -> PathBuf {
 }
 
 /// Files and bytes under `dir` on the session's host; a missing folder holds nothing.
-fn count_files(session: &Session, dir: &Path) -> Result<(u64, u64), String> {
+fn count_files(session: &Session, dir: &Path) -> Result<(u64, u64), PassError> {
     let dir_arg = dir.display().to_string();
     let out = session
         .exec(&["find", dir_arg.as_str(), "-type", "f", "-printf", "%s\\n"])
-        .map_err(|e| format!("cannot count kept files in {dir_arg}: {e}"))?;
+        .map_err(|source| PassError::CountKept {
+            dir: dir.to_owned(),
+            source: Box::new(source),
+        })?;
     if !out.status.success() {
         if out.stderr.contains("No such file or directory") {
             return Ok((0, 0));
         }
-        return Err(format!(
-            "cannot count kept files in {dir_arg}: {}",
-            out.stderr.trim()
-        ));
+        return Err(PassError::CountKeptFailed {
+            dir: dir.to_owned(),
+            stderr: out.stderr.trim().to_owned(),
+        });
     }
     let mut files = 0;
     let mut bytes = 0;
@@ -357,9 +415,14 @@ fn last_line(text: &str) -> Option<String> {
 
 /// Runs a fence command on the terminal server, no shell, with the service, node,
 /// address and epoch also in the environment; kills it after `timeout`.
-fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result<(), String> {
+fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result<(), HookError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("empty fence command".to_owned());
+        return Err(HookError::NotConfigured(Hook::Fence));
+    };
+    let local = |action, source| HookError::Local {
+        action,
+        program: program.clone(),
+        source,
     };
     let mut child = Command::new(program)
         .args(args)
@@ -371,7 +434,7 @@ fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|e| local("run", e))?;
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
@@ -382,10 +445,11 @@ fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result
                     use std::io::Read;
                     let _ = stderr.read_to_string(&mut err);
                 }
-                let detail = last_line(&err)
-                    .map(|l| format!(": {l}"))
-                    .unwrap_or_default();
-                return Err(format!("{program} ended with {status}{detail}"));
+                return Err(HookError::LocalFailed {
+                    program: program.clone(),
+                    ended: LocalEnd::Exited(status),
+                    detail: last_line(&err),
+                });
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
@@ -393,9 +457,13 @@ fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result
                     warn!(%program, error = %e, "cannot kill a fence command that timed out");
                 }
                 let _ = child.wait();
-                return Err(format!("{program} timed out after {}s", timeout.as_secs()));
+                return Err(HookError::LocalFailed {
+                    program: program.clone(),
+                    ended: LocalEnd::TimedOut(timeout),
+                    detail: None,
+                });
             }
-            Err(e) => return Err(format!("cannot wait for {program}: {e}")),
+            Err(e) => return Err(local("wait for", e)),
         }
     }
 }
@@ -442,21 +510,26 @@ mod tests {
             "test \"$DNSD_NODE\" = app1 && test \"$DNSD_EPOCH\" = 3",
         ]
         .map(String::from);
-        assert_eq!(run_local(&ok, &values, Duration::from_secs(5)), Ok(()));
+        assert!(run_local(&ok, &values, Duration::from_secs(5)).is_ok());
         let fail = ["sh", "-c", "echo 'power switch said no' >&2; exit 4"].map(String::from);
-        let e = run_local(&fail, &values, Duration::from_secs(5)).unwrap_err();
+        let e = run_local(&fail, &values, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("exit status: 4") && e.ends_with("power switch said no"),
             "{e}"
         );
         let slow = ["sleep", "5"].map(String::from);
-        let e = run_local(&slow, &values, Duration::from_millis(200)).unwrap_err();
+        let e = run_local(&slow, &values, Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timed out"), "{e}");
         let missing = ["/nonexistent/fence".to_owned()];
         assert!(
-            run_local(&missing, &values, Duration::from_secs(1))
-                .unwrap_err()
-                .starts_with("cannot run /nonexistent/fence")
+            crate::controller::describe(
+                &run_local(&missing, &values, Duration::from_secs(1)).unwrap_err()
+            )
+            .starts_with("cannot run /nonexistent/fence")
         );
     }
 }

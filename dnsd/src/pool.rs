@@ -48,8 +48,11 @@ pub fn build_zone(config: &Config, c: &Controller) -> Result<Zone, dns::ZoneErro
         .iter()
         .map(|n| (n.name.as_str(), n.address))
         .collect();
-    for (s, svc) in config.services.iter().enumerate() {
-        hosts.push((svc.name.as_str(), config.nodes[c.primary(s)].address));
+    for s in c.service_ids() {
+        hosts.push((
+            config.service(s).name.as_str(),
+            config.node(c.primary(s)).address,
+        ));
     }
     Zone::build(&ZoneSpec {
         origin: &dns.zone,

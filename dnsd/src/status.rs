@@ -11,7 +11,7 @@ use dnsd_api::{
 use heartbeat::Health;
 
 use crate::config::Config;
-use crate::controller::{Controller, Failback, Fencing, Millis};
+use crate::controller::{Controller, Failback, Fencing, Millis, NodeId, PassId, ServiceId};
 use crate::mirror::PassProgress;
 
 /// Probe results kept per member for sparklines.
@@ -35,7 +35,7 @@ pub struct View<'a> {
     /// Indexed like the configuration's nodes.
     pub probes: &'a [ProbeHistory],
     /// Passes under way: service, member, and the latest progress.
-    pub running: &'a HashMap<u64, (usize, usize, Option<PassProgress>)>,
+    pub running: &'a HashMap<PassId, (ServiceId, NodeId, Option<PassProgress>)>,
     pub started_ms: Millis,
     pub now: Millis,
 }
@@ -49,8 +49,8 @@ impl View<'_> {
             .nodes
             .iter()
             .enumerate()
-            .map(|(n, node)| {
-                let probes = &self.probes[n];
+            .map(|(i, node)| {
+                let (n, probes) = (NodeId(i), &self.probes[i]);
                 NodeStatus {
                     name: node.name.clone(),
                     address: node.address.to_string(),
@@ -62,7 +62,8 @@ impl View<'_> {
                 }
             })
             .collect();
-        let services = (0..c.service_count())
+        let services = c
+            .service_ids()
             .map(|s| {
                 let name = c.service_name(s);
                 ServiceStatus {
@@ -75,7 +76,8 @@ impl View<'_> {
                     stranded: c.stranded(s),
                     next: c.next_candidate(s).map(|n| c.node_name(n).to_owned()),
                     transition: c.transition(s),
-                    paths: cfg.services[s]
+                    paths: cfg
+                        .service(s)
                         .paths
                         .iter()
                         .map(|p| p.display().to_string())
@@ -89,12 +91,12 @@ impl View<'_> {
                         ),
                     },
                     hooks: {
-                        let h = &cfg.services[s].hooks;
+                        let h = &cfg.service(s).hooks;
                         HookSettings {
                             promote: h.promote.is_some(),
                             demote: h.demote.is_some(),
                             fence: h.fence.is_some(),
-                            fencing_required: cfg.services[s].fencing == Fencing::Required,
+                            fencing_required: cfg.service(s).fencing == Fencing::Required,
                         }
                     },
                     members: c
@@ -134,7 +136,7 @@ impl View<'_> {
     }
 
     /// Mirroring state of member `n` in service `s`, for services with paths.
-    fn sync_status(&self, s: usize, n: usize) -> Option<SyncStatus> {
+    fn sync_status(&self, s: ServiceId, n: NodeId) -> Option<SyncStatus> {
         let c = self.controller;
         if !c.policy(s).mirrored || c.primary(s) == n {
             return None;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::detector::{Detector, Health, Transition};
 use crate::probe::{ProbeError, Protocol, probe};
@@ -212,7 +212,8 @@ pub fn spawn_monitor(
 ) -> Monitor {
     let tracker = TaskTracker::new();
     for target in targets {
-        tracker.spawn(run_target(config, target, reports.clone(), cancel.clone()));
+        let span = tracing::info_span!("heartbeat", target = target.id, addr = %target.addr);
+        tracker.spawn(run_target(config, target, reports.clone(), cancel.clone()).instrument(span));
     }
     tracker.close();
     Monitor { tracker, cancel }

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::controller::{Fencing, NoCandidate};
+use crate::controller::{Fencing, NoCandidate, NodeId, ServiceId};
 
 mod raw;
 #[cfg(test)]
@@ -99,6 +99,18 @@ pub struct Config {
     pub mirror: Option<rsync_sync::config::MirrorSettings>,
 }
 
+impl Config {
+    /// The node the controller calls `n`.
+    pub fn node(&self, n: NodeId) -> &NodeConfig {
+        &self.nodes[n.0]
+    }
+
+    /// The service the controller calls `s`.
+    pub fn service(&self, s: ServiceId) -> &ServiceConfig {
+        &self.services[s.0]
+    }
+}
+
 /// Validated `[dns]`. Names are lower case and end with a dot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsConfig {
@@ -144,7 +156,7 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     pub name: String,
-    pub nodes: Vec<usize>,
+    pub nodes: Vec<NodeId>,
     /// Absolute directories, without trailing slash.
     pub paths: Vec<PathBuf>,
     pub max_lag: Duration,

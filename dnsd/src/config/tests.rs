@@ -2,6 +2,7 @@
 //! `etc/`.
 
 use super::*;
+use crate::controller::NodeId;
 
 const GOOD: &str = r#"
     [dns]
@@ -65,7 +66,7 @@ fn good_config_validates() {
     assert_eq!(cfg.heartbeat.interval, Duration::from_millis(500));
     assert_eq!(cfg.heartbeat.protocol, heartbeat::Protocol::Tcp);
     assert_eq!(cfg.nodes[1].address, "fd00::12".parse::<IpAddr>().unwrap());
-    assert_eq!(cfg.services[0].nodes, vec![0, 1]);
+    assert_eq!(cfg.services[0].nodes, vec![NodeId(0), NodeId(1)]);
 }
 
 #[test]

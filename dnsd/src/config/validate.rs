@@ -346,10 +346,10 @@ fn validate_services(
             "at least one [[service]] is needed",
         ));
     }
-    let index: HashMap<String, usize> = nodes
+    let index: HashMap<String, NodeId> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.name.to_ascii_lowercase(), i))
+        .map(|(i, n)| (n.name.to_ascii_lowercase(), NodeId(i)))
         .collect();
     let mut names = HashMap::new();
     let mut services = Vec::new();
@@ -404,7 +404,7 @@ fn validate_service_policy(
     s: &RawService,
     path: &str,
     name: String,
-    members: Vec<usize>,
+    members: Vec<NodeId>,
     default_lag: Duration,
     p: &mut Vec<Problem>,
 ) -> ServiceConfig {

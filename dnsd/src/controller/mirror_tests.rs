@@ -3,6 +3,7 @@
 //! faults, pass and hook results, operator actions and restarts. Time is simulated.
 
 use super::*;
+use dnsd_api::Action;
 use proptest::prelude::*;
 
 const INTERVAL: Millis = 1_000;
@@ -22,7 +23,7 @@ fn one_service(nodes: usize, policy: Policy) -> Topology {
         nodes: (1..=nodes).map(|i| format!("app{i}")).collect(),
         services: vec![ServiceSpec {
             name: "www".into(),
-            members: (0..nodes).collect(),
+            members: (0..nodes).map(NodeId).collect(),
             policy,
         }],
     }
@@ -62,7 +63,7 @@ fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
         .collect()
 }
 
-fn ok() -> Result<PassSummary, String> {
+fn ok() -> Result<PassSummary, PassError> {
     Ok(PassSummary::default())
 }
 
@@ -70,7 +71,7 @@ fn ok() -> Result<PassSummary, String> {
 fn synced(nodes: usize, policy: Policy, t: Millis) -> Controller {
     let (mut c, _) = Controller::new(&one_service(nodes, policy), None, 0);
     let mut orders = Vec::new();
-    for n in 0..nodes {
+    for n in (0..nodes).map(NodeId) {
         orders.extend(passes(&c.health_changed(n, Health::Up, t)));
     }
     assert_eq!(
@@ -88,23 +89,26 @@ fn synced(nodes: usize, policy: Policy, t: Millis) -> Controller {
 fn members_are_not_eligible_before_their_first_pass() {
     let (mut c, _) = Controller::new(&one_service(3, mirrored()), None, 0);
     let mut orders = Vec::new();
-    for n in 0..3 {
+    for n in (0..3).map(NodeId) {
         orders.extend(passes(&c.health_changed(n, Health::Up, 10)));
     }
-    assert_eq!(c.eligibility(0, 1), Err(Skip::NeverSynced));
-    let to: Vec<usize> = orders.iter().map(|o| o.to).collect();
-    assert_eq!(to, vec![1, 2]);
+    assert_eq!(
+        c.eligibility(ServiceId(0), NodeId(1)),
+        Err(Skip::NeverSynced)
+    );
+    let to: Vec<NodeId> = orders.iter().map(|o| o.to).collect();
+    assert_eq!(to, vec![NodeId(1), NodeId(2)]);
     assert!(
         orders
             .iter()
-            .all(|o| o.from == 0 && o.kind == PassKind::Regular)
+            .all(|o| o.from == NodeId(0) && o.kind == PassKind::Regular)
     );
     // A tick while they run orders nothing more: passes to one member never overlap.
     assert!(passes(&c.tick(5_000)).is_empty());
     c.sync_finished(orders[0].id, ok(), 3_000);
-    assert_eq!(c.eligibility(0, 1), Ok(()));
+    assert_eq!(c.eligibility(ServiceId(0), NodeId(1)), Ok(()));
     assert_eq!(
-        c.sync_view(0, 1).unwrap().watermark,
+        c.sync_view(ServiceId(0), NodeId(1)).unwrap().watermark,
         Some(Watermark { at: 10, epoch: 1 })
     );
 }
@@ -127,8 +131,8 @@ fn a_lagging_member_is_skipped_and_the_event_says_why() {
     // app2's passes keep failing from now on; app3's succeed.
     let t = 100 + INTERVAL;
     for o in passes(&c.tick(t)) {
-        let r = if o.to == 1 {
-            Err("rsync exit 12".to_owned())
+        let r = if o.to == NodeId(1) {
+            Err(PassError::Simulated("rsync exit 12"))
         } else {
             ok()
         };
@@ -136,13 +140,20 @@ fn a_lagging_member_is_skipped_and_the_event_says_why() {
     }
     let t2 = 100 + MAX_LAG + 500;
     for o in passes(&c.tick(t2)) {
-        if o.to == 2 {
+        if o.to == NodeId(2) {
             c.sync_finished(o.id, ok(), t2);
         }
     }
-    assert!(matches!(c.eligibility(0, 1), Err(Skip::Lagging { .. })));
-    let fx = c.health_changed(0, Health::Down, t2 + 100);
-    assert_eq!(c.primary(0), 2, "app2 lags: app3 is promoted");
+    assert!(matches!(
+        c.eligibility(ServiceId(0), NodeId(1)),
+        Err(Skip::Lagging { .. })
+    ));
+    let fx = c.health_changed(NodeId(0), Health::Down, t2 + 100);
+    assert_eq!(
+        c.primary(ServiceId(0)),
+        NodeId(2),
+        "app2 lags: app3 is promoted"
+    );
     let e = event_of(&fx, EventKind::Failover);
     assert!(
         e.reason
@@ -160,12 +171,12 @@ fn sync_failures_back_off_and_are_reported_once() {
     let mut failed_events = 0;
     for _ in 0..4 {
         let o = passes(&c.tick(t)).pop().expect("a pass is due");
-        let fx = c.sync_finished(o.id, Err("connection refused".into()), t);
+        let fx = c.sync_finished(o.id, Err(PassError::Simulated("connection refused")), t);
         failed_events += events(&fx)
             .iter()
             .filter(|e| e.kind == EventKind::SyncFailed)
             .count();
-        let v = c.sync_view(0, 1).unwrap();
+        let v = c.sync_view(ServiceId(0), NodeId(1)).unwrap();
         gaps.push(v.next_due - t);
         assert_eq!(v.last_error.as_deref(), Some("connection refused"));
         t = v.next_due;
@@ -178,43 +189,47 @@ fn sync_failures_back_off_and_are_reported_once() {
     let o = passes(&c.tick(t)).pop().unwrap();
     let fx = c.sync_finished(o.id, ok(), t);
     assert!(events(&fx).iter().any(|e| e.kind == EventKind::SyncDone));
-    assert_eq!(c.sync_view(0, 1).unwrap().failures, 0);
+    assert_eq!(c.sync_view(ServiceId(0), NodeId(1)).unwrap().failures, 0);
 }
 
 #[test]
 fn returning_member_resyncs_keeping_its_own_files_before_it_can_be_promoted() {
     let mut c = synced(3, mirrored(), 0);
     // app1 (primary) dies; app2 takes over at epoch 2.
-    c.health_changed(0, Health::Down, 100);
-    assert_eq!(c.primary(0), 1);
+    c.health_changed(NodeId(0), Health::Down, 100);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
     // app1 comes back: resyncing, not eligible.
-    let fx = c.health_changed(0, Health::Up, 2_000);
-    assert_eq!(c.role(0, 0), Role::Resyncing);
-    assert_eq!(c.eligibility(0, 0), Err(Skip::Resyncing));
+    let fx = c.health_changed(NodeId(0), Health::Up, 2_000);
+    assert_eq!(c.role(ServiceId(0), NodeId(0)), Role::Resyncing);
+    assert_eq!(c.eligibility(ServiceId(0), NodeId(0)), Err(Skip::Resyncing));
     let resync = passes(&fx)
         .into_iter()
-        .find(|o| o.to == 0)
+        .find(|o| o.to == NodeId(0))
         .expect("a resync pass to app1");
     assert_eq!(resync.kind, PassKind::Resync);
-    assert_eq!(resync.from, 1);
+    assert_eq!(resync.from, NodeId(1));
     assert_eq!(
         resync.keep_epoch,
         Some(2),
         "kept in a folder named for the epoch"
     );
     // Even if everyone else dies now, app1 is not promoted before its resync.
-    c.health_changed(2, Health::Down, 2_100);
-    c.health_changed(1, Health::Down, 2_200);
-    assert_eq!(c.primary(0), 1);
-    assert!(c.stranded(0));
+    c.health_changed(NodeId(2), Health::Down, 2_100);
+    c.health_changed(NodeId(1), Health::Down, 2_200);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    assert!(c.stranded(ServiceId(0)));
     // (The pass was cut short by app2 dying.)
-    c.sync_finished(resync.id, Err("connection reset".into()), 2_300);
-    c.health_changed(1, Health::Up, 3_000);
-    assert!(!c.stranded(0));
+    c.sync_finished(
+        resync.id,
+        Err(PassError::Simulated("connection reset")),
+        2_300,
+    );
+    c.health_changed(NodeId(1), Health::Up, 3_000);
+    assert!(!c.stranded(ServiceId(0)));
     // The failed resync backs off one interval.
     let o = passes(&c.tick(2_300 + INTERVAL))
         .into_iter()
-        .find(|o| o.to == 0)
+        .find(|o| o.to == NodeId(0))
         .expect("resync again");
     assert_eq!(o.kind, PassKind::Resync);
     let kept = PassSummary {
@@ -233,20 +248,20 @@ fn returning_member_resyncs_keeping_its_own_files_before_it_can_be_promoted() {
         "{}",
         e.reason
     );
-    assert_eq!(c.role(0, 0), Role::Secondary);
-    assert_eq!(c.eligibility(0, 0), Ok(()));
+    assert_eq!(c.role(ServiceId(0), NodeId(0)), Role::Secondary);
+    assert_eq!(c.eligibility(ServiceId(0), NodeId(0)), Ok(()));
 }
 
 #[test]
 fn service_without_paths_counts_live_members_as_in_sync() {
     let (mut c, _) = Controller::new(&one_service(2, Policy::plain()), None, 0);
-    let fx0 = c.health_changed(0, Health::Up, 1);
-    let fx1 = c.health_changed(1, Health::Up, 1);
+    let fx0 = c.health_changed(NodeId(0), Health::Up, 1);
+    let fx1 = c.health_changed(NodeId(1), Health::Up, 1);
     assert!(
         passes(&fx0).is_empty() && passes(&fx1).is_empty(),
         "nothing to mirror"
     );
-    assert_eq!(c.eligibility(0, 1), Ok(()));
+    assert_eq!(c.eligibility(ServiceId(0), NodeId(1)), Ok(()));
     let (r, _) = c.act(
         &Action::Sync {
             service: None,
@@ -255,7 +270,10 @@ fn service_without_paths_counts_live_members_as_in_sync() {
         "t",
         2,
     );
-    assert_eq!(r.unwrap_err().0, "service www has no paths to mirror");
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "service www has no paths to mirror"
+    );
 }
 
 #[test]
@@ -266,18 +284,25 @@ fn fence_then_promote_then_dns() {
         ..mirrored()
     };
     let mut c = synced(3, policy, 0);
-    let fx = c.health_changed(0, Health::Down, 100);
+    let fx = c.health_changed(NodeId(0), Health::Down, 100);
     let fence = hooks(&fx);
     assert_eq!(fence.len(), 1);
-    assert_eq!((fence[0].hook, fence[0].node), (Hook::Fence, 0));
-    assert_eq!(c.primary(0), 0, "DNS does not move before the promotion");
+    assert_eq!((fence[0].hook, fence[0].node), (Hook::Fence, NodeId(0)));
+    assert_eq!(
+        c.primary(ServiceId(0)),
+        NodeId(0),
+        "DNS does not move before the promotion"
+    );
     assert!(!fx.contains(&Effect::Publish));
     let fx = c.hook_finished(fence[0].id, Ok(()), 200);
     let promote = hooks(&fx);
-    assert_eq!((promote[0].hook, promote[0].node), (Hook::Promote, 1));
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(
+        (promote[0].hook, promote[0].node),
+        (Hook::Promote, NodeId(1))
+    );
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     let fx = c.hook_finished(promote[0].id, Ok(()), 300);
-    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
     assert!(fx.contains(&Effect::Publish));
     assert_eq!(
         event_of(&fx, EventKind::Failover).new_primary.as_deref(),
@@ -293,11 +318,15 @@ fn required_fence_failure_stops_the_promotion_loudly() {
         ..mirrored()
     };
     let mut c = synced(3, policy, 0);
-    let fence = hooks(&c.health_changed(0, Health::Down, 100))
+    let fence = hooks(&c.health_changed(NodeId(0), Health::Down, 100))
         .pop()
         .unwrap();
-    let fx = c.hook_finished(fence.id, Err("power controller unreachable".into()), 200);
-    assert_eq!(c.primary(0), 0);
+    let fx = c.hook_finished(
+        fence.id,
+        Err(HookError::Simulated("power controller unreachable")),
+        200,
+    );
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     let e = event_of(&fx, EventKind::SwitchoverFailed);
     assert!(e.reason.contains("fence of app1 failed: power controller unreachable; not promoting app2 (fencing = \"required\")"), "{}", e.reason);
     assert!(
@@ -315,11 +344,11 @@ fn best_effort_fence_failure_promotes_anyway_and_says_so() {
         ..mirrored()
     };
     let mut c = synced(3, policy, 0);
-    let fence = hooks(&c.health_changed(0, Health::Down, 100))
+    let fence = hooks(&c.health_changed(NodeId(0), Health::Down, 100))
         .pop()
         .unwrap();
-    let fx = c.hook_finished(fence.id, Err("timeout".into()), 200);
-    assert_eq!(c.primary(0), 1);
+    let fx = c.hook_finished(fence.id, Err(HookError::Simulated("timeout")), 200);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
     assert!(events(&fx).iter().any(|e| {
         e.reason
             .contains("promoting app2 anyway (fencing = \"best-effort\")")
@@ -333,16 +362,19 @@ fn failed_promote_hook_in_a_failover_moves_on_to_the_next_member() {
         ..mirrored()
     };
     let mut c = synced(3, policy, 0);
-    let p = hooks(&c.health_changed(0, Health::Down, 100))
+    let p = hooks(&c.health_changed(NodeId(0), Health::Down, 100))
         .pop()
         .unwrap();
-    assert_eq!(p.node, 1);
-    let fx = c.hook_finished(p.id, Err("exit 1".into()), 200);
+    assert_eq!(p.node, NodeId(1));
+    let fx = c.hook_finished(p.id, Err(HookError::Simulated("exit 1")), 200);
     let next = hooks(&fx).pop().expect("promote tried on the next member");
-    assert_eq!((next.hook, next.node), (Hook::Promote, 2));
-    assert_eq!(c.eligibility(0, 1), Err(Skip::PromoteFailed));
+    assert_eq!((next.hook, next.node), (Hook::Promote, NodeId(2)));
+    assert_eq!(
+        c.eligibility(ServiceId(0), NodeId(1)),
+        Err(Skip::PromoteFailed)
+    );
     c.hook_finished(next.id, Ok(()), 300);
-    assert_eq!(c.primary(0), 2);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(2));
 }
 
 /// A switchover to app2 through every step, with hooks.
@@ -360,7 +392,7 @@ fn switch(c: &mut Controller, t: Millis) -> (HookOrder, Fx) {
             .contains("switchover to app2: demoting the old primary started")
     );
     let demote = hooks(&fx).pop().unwrap();
-    assert_eq!((demote.hook, demote.node), (Hook::Demote, 0));
+    assert_eq!((demote.hook, demote.node), (Hook::Demote, NodeId(0)));
     (demote, fx)
 }
 
@@ -377,23 +409,27 @@ fn switchover_demotes_syncs_promotes_then_switches_dns() {
     let final_pass = passes(&fx).pop().expect("final pass");
     assert_eq!(
         (final_pass.kind, final_pass.from, final_pass.to),
-        (PassKind::Final, 0, 1)
+        (PassKind::Final, NodeId(0), NodeId(1))
     );
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     let fx = c.sync_finished(final_pass.id, ok(), 300);
     let promote = hooks(&fx).pop().unwrap();
-    assert_eq!((promote.hook, promote.node), (Hook::Promote, 1));
-    assert_eq!(c.primary(0), 0, "DNS still on the old primary");
+    assert_eq!((promote.hook, promote.node), (Hook::Promote, NodeId(1)));
+    assert_eq!(
+        c.primary(ServiceId(0)),
+        NodeId(0),
+        "DNS still on the old primary"
+    );
     let fx = c.hook_finished(promote.id, Ok(()), 400);
-    assert_eq!(c.primary(0), 1);
-    assert_eq!(c.epoch(0), 2);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    assert_eq!(c.epoch(ServiceId(0)), 2);
     assert!(fx.contains(&Effect::Publish));
     assert_eq!(
-        c.role(0, 0),
+        c.role(ServiceId(0), NodeId(0)),
         Role::Secondary,
         "the old primary becomes a secondary, in sync"
     );
-    assert_eq!(c.eligibility(0, 0), Ok(()));
+    assert_eq!(c.eligibility(ServiceId(0), NodeId(0)), Ok(()));
 }
 
 #[test]
@@ -414,7 +450,7 @@ fn switchover_waits_for_a_running_pass_before_the_final_one() {
     let f = passes(&fx).pop().expect("final pass after the running one");
     assert_eq!(f.kind, PassKind::Final);
     c.sync_finished(f.id, ok(), INTERVAL + 60);
-    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
 }
 
 #[test]
@@ -427,11 +463,15 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
     // Demote fails.
     let mut c = synced(3, policy.clone(), 0);
     let (demote, _) = switch(&mut c, 100);
-    let fx = c.hook_finished(demote.id, Err("read-only remount failed".into()), 200);
+    let fx = c.hook_finished(
+        demote.id,
+        Err(HookError::Simulated("read-only remount failed")),
+        200,
+    );
     let re = hooks(&fx).pop().unwrap();
     assert_eq!(
         (re.hook, re.node),
-        (Hook::Promote, 0),
+        (Hook::Promote, NodeId(0)),
         "re-promote the old primary"
     );
     let fx = c.hook_finished(re.id, Ok(()), 250);
@@ -443,7 +483,10 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
         "{}",
         e.reason
     );
-    assert_eq!((c.primary(0), c.epoch(0)), (0, 1));
+    assert_eq!(
+        (c.primary(ServiceId(0)), c.epoch(ServiceId(0))),
+        (NodeId(0), 1)
+    );
 
     // Final sync fails.
     let mut c = synced(3, policy.clone(), 0);
@@ -451,7 +494,11 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
     let f = passes(&c.hook_finished(demote.id, Ok(()), 200))
         .pop()
         .unwrap();
-    let fx = c.sync_finished(f.id, Err("No space left on device".into()), 300);
+    let fx = c.sync_finished(
+        f.id,
+        Err(PassError::Simulated("No space left on device")),
+        300,
+    );
     let re = hooks(&fx).pop().unwrap();
     let fx = c.hook_finished(re.id, Ok(()), 350);
     assert!(
@@ -459,7 +506,7 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
             .reason
             .starts_with("final sync to app2 failed: No space left on device; rolled back")
     );
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
 
     // Promote fails, and so does the rollback.
     let mut c = synced(3, policy, 0);
@@ -468,14 +515,14 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
         .pop()
         .unwrap();
     let p = hooks(&c.sync_finished(f.id, ok(), 300)).pop().unwrap();
-    let re = hooks(&c.hook_finished(p.id, Err("exit 3".into()), 400))
+    let re = hooks(&c.hook_finished(p.id, Err(HookError::Simulated("exit 3")), 400))
         .pop()
         .unwrap();
-    let fx = c.hook_finished(re.id, Err("exit 4".into()), 450);
+    let fx = c.hook_finished(re.id, Err(HookError::Simulated("exit 4")), 450);
     let e = event_of(&fx, EventKind::SwitchoverFailed);
     assert!(e.reason.contains("promote hook failed on app2: exit 3; the rollback failed too: re-promoting app1: exit 4"), "{}", e.reason);
-    assert_eq!(c.primary(0), 0);
-    assert!(c.transition(0).is_none());
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
+    assert!(c.transition(ServiceId(0)).is_none());
 }
 
 #[test]
@@ -485,12 +532,12 @@ fn automatic_failback_after_failback_after_and_not_before() {
         ..mirrored()
     };
     let mut c = synced(3, policy, 0);
-    c.health_changed(0, Health::Down, 100);
-    assert_eq!(c.primary(0), 1);
+    c.health_changed(NodeId(0), Health::Down, 100);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
     // app1 returns and resyncs.
-    let o = passes(&c.health_changed(0, Health::Up, 1_000))
+    let o = passes(&c.health_changed(NodeId(0), Health::Up, 1_000))
         .into_iter()
-        .find(|o| o.to == 0)
+        .find(|o| o.to == NodeId(0))
         .unwrap();
     c.sync_finished(o.id, ok(), 1_100);
     c.tick(1_200); // eligible since here
@@ -519,9 +566,9 @@ fn automatic_failback_after_failback_after_and_not_before() {
         .into_iter()
         .find(|o| o.kind == PassKind::Final)
         .expect("final pass");
-    assert_eq!((f.from, f.to), (1, 0));
+    assert_eq!((f.from, f.to), (NodeId(1), NodeId(0)));
     let fx = c.sync_finished(f.id, ok(), 4_300);
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     assert_eq!(
         event_of(&fx, EventKind::Failback).new_primary.as_deref(),
         Some("app1")
@@ -531,10 +578,10 @@ fn automatic_failback_after_failback_after_and_not_before() {
 #[test]
 fn manual_failback_waits_for_the_operator() {
     let mut c = synced(2, mirrored(), 0);
-    c.health_changed(0, Health::Down, 100);
-    let o = passes(&c.health_changed(0, Health::Up, 1_000))
+    c.health_changed(NodeId(0), Health::Down, 100);
+    let o = passes(&c.health_changed(NodeId(0), Health::Up, 1_000))
         .into_iter()
-        .find(|o| o.to == 0)
+        .find(|o| o.to == NodeId(0))
         .unwrap();
     c.sync_finished(o.id, ok(), 1_100);
     for t in (2_000..60_000).step_by(1_000) {
@@ -542,7 +589,7 @@ fn manual_failback_waits_for_the_operator() {
             c.sync_finished(o.id, ok(), t);
         }
     }
-    assert_eq!(c.primary(0), 1, "failback = manual");
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1), "failback = manual");
     let (r, fx) = c.act(&Action::Failback { service: None }, "op", 60_000);
     r.unwrap();
     let f = passes(&fx)
@@ -550,10 +597,10 @@ fn manual_failback_waits_for_the_operator() {
         .find(|o| o.kind == PassKind::Final)
         .unwrap();
     c.sync_finished(f.id, ok(), 60_100);
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     let (r, _) = c.act(&Action::Failback { service: None }, "op", 60_200);
     assert_eq!(
-        r.unwrap_err().0,
+        r.unwrap_err().to_string(),
         "app1, the preferred member, is already the primary"
     );
 }
@@ -566,10 +613,10 @@ fn pausing_stops_an_automatic_failback_under_way() {
         ..mirrored()
     };
     let mut c = synced(2, policy, 0);
-    c.health_changed(0, Health::Down, 100);
-    let o = passes(&c.health_changed(0, Health::Up, 1_000))
+    c.health_changed(NodeId(0), Health::Down, 100);
+    let o = passes(&c.health_changed(NodeId(0), Health::Up, 1_000))
         .into_iter()
-        .find(|o| o.to == 0)
+        .find(|o| o.to == NodeId(0))
         .unwrap();
     let fx = c.sync_finished(o.id, ok(), 1_100);
     assert!(
@@ -578,16 +625,19 @@ fn pausing_stops_an_automatic_failback_under_way() {
     );
     let (r, fx) = c.act(&Action::Pause { service: None }, "op", 1_200);
     r.unwrap();
-    assert!(c.transition(0).is_none());
+    assert!(c.transition(ServiceId(0)).is_none());
     assert!(events(&fx).iter().any(
         |e| e.kind == EventKind::SwitchoverFailed && e.reason.contains("service paused by op")
     ));
-    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
 }
 
 #[test]
 fn no_candidate_policy_wait_or_freshest() {
-    for (policy, expect) in [(NoCandidate::Wait, None), (NoCandidate::Freshest, Some(2))] {
+    for (policy, expect) in [
+        (NoCandidate::Wait, None),
+        (NoCandidate::Freshest, Some(NodeId(2))),
+    ] {
         let mut c = synced(
             3,
             Policy {
@@ -598,14 +648,14 @@ fn no_candidate_policy_wait_or_freshest() {
         );
         // app3 synced more recently than app2; then both lag beyond max_lag.
         for o in passes(&c.tick(INTERVAL)) {
-            if o.to == 2 {
+            if o.to == NodeId(2) {
                 c.sync_finished(o.id, ok(), INTERVAL);
             }
         }
-        let fx = c.health_changed(0, Health::Down, INTERVAL + MAX_LAG + 1);
+        let fx = c.health_changed(NodeId(0), Health::Down, INTERVAL + MAX_LAG + 1);
         match expect {
             None => {
-                assert_eq!(c.primary(0), 0);
+                assert_eq!(c.primary(ServiceId(0)), NodeId(0));
                 let e = event_of(&fx, EventKind::Stranded);
                 assert!(
                     e.reason.contains("waiting (on_no_candidate = \"wait\")"),
@@ -614,7 +664,7 @@ fn no_candidate_policy_wait_or_freshest() {
                 );
             }
             Some(n) => {
-                assert_eq!(c.primary(0), n);
+                assert_eq!(c.primary(ServiceId(0)), n);
                 let e = event_of(&fx, EventKind::Failover);
                 assert!(
                     e.reason
@@ -641,7 +691,7 @@ fn operator_sync_orders_passes_now() {
     assert_eq!(r.unwrap(), "sync of www to app3 requested by op");
     let o = passes(&fx);
     assert_eq!(o.len(), 1);
-    assert_eq!(o[0].to, 2);
+    assert_eq!(o[0].to, NodeId(2));
     let (r, _) = c.act(
         &Action::Sync {
             service: None,
@@ -651,7 +701,7 @@ fn operator_sync_orders_passes_now() {
         11,
     );
     assert_eq!(
-        r.unwrap_err().0,
+        r.unwrap_err().to_string(),
         "app1 is the primary: passes go from it, not to it"
     );
 }
@@ -664,24 +714,24 @@ fn restart_keeps_watermarks_and_resync_and_rolls_back_an_interrupted_switchover(
         ..mirrored()
     };
     let mut c = synced(3, policy.clone(), 50);
-    c.health_changed(2, Health::Down, 60);
-    c.health_changed(2, Health::Up, 70); // app3 resyncing
+    c.health_changed(NodeId(2), Health::Down, 60);
+    c.health_changed(NodeId(2), Health::Up, 70); // app3 resyncing
     switch(&mut c, 100); // demote sent, then dnsd dies
     let saved: Persisted =
         serde_json::from_str(&serde_json::to_string(&c.persisted()).unwrap()).unwrap();
     assert_eq!(saved.services[0].switchover_to.as_deref(), Some("app2"));
     let (r, fx) = Controller::new(&one_service(3, policy), Some(&saved), 1_000);
     assert_eq!(
-        r.sync_view(0, 1).unwrap().watermark,
+        r.sync_view(ServiceId(0), NodeId(1)).unwrap().watermark,
         Some(Watermark { at: 50, epoch: 1 })
     );
     assert_eq!(
-        r.role(0, 2),
+        r.role(ServiceId(0), NodeId(2)),
         Role::Resyncing,
         "its resync is still owed after a restart"
     );
     let re = hooks(&fx).pop().expect("re-promote the old primary");
-    assert_eq!((re.hook, re.node), (Hook::Promote, 0));
+    assert_eq!((re.hook, re.node), (Hook::Promote, NodeId(0)));
 }
 
 // ---------------------------------------------------------------------------
@@ -753,7 +803,7 @@ struct Model {
     hooks: Vec<HookOrder>,
     /// Members that came back from down as secondaries and have had no successful
     /// resync pass since.
-    unresynced: Vec<usize>,
+    unresynced: Vec<NodeId>,
     /// A successful fence of the current primary since the last change of primary.
     fenced: bool,
 }
@@ -784,9 +834,9 @@ proptest! {
             let before = c.clone();
             let fx = match op.clone() {
                 Op::Health(n, up) => {
-                    let n = n % nodes;
+                    let n = NodeId(n % nodes);
                     let h = if up { Health::Up } else { Health::Down };
-                    if up && c.health(n) == Health::Down && c.primary(0) != n && policy.mirrored && !m.unresynced.contains(&n) {
+                    if up && c.health(n) == Health::Down && c.primary(ServiceId(0)) != n && policy.mirrored && !m.unresynced.contains(&n) {
                         m.unresynced.push(n);
                     }
                     c.health_changed(n, h, now)
@@ -809,10 +859,10 @@ proptest! {
                         continue;
                     }
                     let o = m.passes.remove(i % m.passes.len());
-                    if ok && o.kind == PassKind::Resync && o.from == c.primary(0) {
+                    if ok && o.kind == PassKind::Resync && o.from == c.primary(ServiceId(0)) {
                         m.unresynced.retain(|&n| n != o.to);
                     }
-                    let r = if ok { Ok(PassSummary::default()) } else { Err("failed".to_owned()) };
+                    let r = if ok { Ok(PassSummary::default()) } else { Err(PassError::Simulated("failed")) };
                     c.sync_finished(o.id, r, now)
                 }
                 Op::HookDone(i, ok) => {
@@ -820,10 +870,10 @@ proptest! {
                         continue;
                     }
                     let o = m.hooks.remove(i % m.hooks.len());
-                    if ok && o.hook == Hook::Fence && o.node == c.primary(0) {
+                    if ok && o.hook == Hook::Fence && o.node == c.primary(ServiceId(0)) {
                         m.fenced = true;
                     }
-                    c.hook_finished(o.id, if ok { Ok(()) } else { Err("failed".into()) }, now)
+                    c.hook_finished(o.id, if ok { Ok(()) } else { Err(HookError::Simulated("failed")) }, now)
                 }
                 Op::Restart => {
                     let saved = c.persisted();
@@ -832,48 +882,50 @@ proptest! {
                     m.passes.clear();
                     m.hooks.clear();
                     let mut fx = fx;
-                    for n in 0..nodes {
+                    for n in (0..nodes).map(NodeId) {
                         let h = c.health(n);
                         if h != Health::Unknown {
                             fx.extend(r.health_changed(n, h, now));
                         }
                     }
-                    prop_assert_eq!(r.epoch(0), c.epoch(0));
+                    prop_assert_eq!(r.epoch(ServiceId(0)), c.epoch(ServiceId(0)));
                     c = r;
                     fx
                 }
             };
             m.absorb(&fx);
 
+            // The service's state is one its state machine allows.
+            prop_assert_eq!(c.check_states(), Ok(()));
             // One primary, a member; epoch and serial monotone; they move together.
-            prop_assert!(c.members(0).contains(&c.primary(0)));
-            prop_assert!(c.epoch(0) >= before.epoch(0));
+            prop_assert!(c.members(ServiceId(0)).contains(&c.primary(ServiceId(0))));
+            prop_assert!(c.epoch(ServiceId(0)) >= before.epoch(ServiceId(0)));
             prop_assert!(c.serial() >= before.serial());
-            let moved = c.primary(0) != before.primary(0);
-            prop_assert_eq!(moved, c.epoch(0) > before.epoch(0));
+            let moved = c.primary(ServiceId(0)) != before.primary(ServiceId(0));
+            prop_assert_eq!(moved, c.epoch(ServiceId(0)) > before.epoch(ServiceId(0)));
             if moved {
-                let p = c.primary(0);
+                let p = c.primary(ServiceId(0));
                 prop_assert!(c.serial() > before.serial());
                 prop_assert!(fx.contains(&Effect::Publish));
                 prop_assert_eq!(c.health(p), Health::Up, "promoted a member that is not up");
                 prop_assert!(!c.maintenance(p), "promoted a member in maintenance");
-                prop_assert!(!m.unresynced.contains(&p), "promoted {} before its resync finished", p);
+                prop_assert!(!m.unresynced.contains(&p), "promoted {:?} before its resync finished", p);
                 if policy.mirrored && policy.on_no_candidate == NoCandidate::Wait {
-                    prop_assert!(c.sync_view(0, p).unwrap().watermark.is_some(), "promoted a member that never synced");
+                    prop_assert!(c.sync_view(ServiceId(0), p).unwrap().watermark.is_some(), "promoted a member that never synced");
                 }
                 let failover = events(&fx).iter().any(|e| e.kind == EventKind::Failover);
                 if failover && policy.fencing == Fencing::Required {
                     prop_assert!(m.fenced, "failover without a successful required fence");
                 }
-                if before.paused(0) && !matches!(op, Op::Act(_)) {
-                    prop_assert_eq!(before.transition_by_operator(0), Some(true), "paused service changed by itself");
+                if before.paused(ServiceId(0)) && !matches!(op, Op::Act(_)) {
+                    prop_assert_eq!(before.transition_by_operator(ServiceId(0)), Some(true), "paused service changed by itself");
                 }
                 m.fenced = false;
                 m.unresynced.retain(|&n| n != p);
             }
             // A member that returned is never eligible before its resync.
             for &n in &m.unresynced {
-                prop_assert!(c.eligibility(0, n).is_err() || c.primary(0) == n);
+                prop_assert!(c.eligibility(ServiceId(0), n).is_err() || c.primary(ServiceId(0)) == n);
             }
         }
     }

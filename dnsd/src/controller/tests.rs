@@ -2,6 +2,7 @@
 //! fault sequences. Time is simulated; nothing here sleeps.
 
 use super::*;
+use dnsd_api::Action;
 use proptest::prelude::*;
 
 fn topology(nodes: usize, services: &[&[usize]]) -> Topology {
@@ -12,7 +13,7 @@ fn topology(nodes: usize, services: &[&[usize]]) -> Topology {
             .enumerate()
             .map(|(i, m)| ServiceSpec {
                 name: format!("svc{i}"),
-                members: m.to_vec(),
+                members: m.iter().copied().map(NodeId).collect(),
                 policy: Policy::plain(),
             })
             .collect(),
@@ -35,7 +36,7 @@ fn kinds(fx: &[Effect]) -> Vec<EventKind> {
 /// A controller with three members all up.
 fn three_up() -> Controller {
     let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2]]), None, 0);
-    for n in 0..3 {
+    for n in (0..3).map(NodeId) {
         c.health_changed(n, Health::Up, 1);
     }
     c
@@ -44,8 +45,8 @@ fn three_up() -> Controller {
 #[test]
 fn starts_on_the_preferred_member() {
     let (c, fx) = Controller::new(&topology(3, &[&[1, 0, 2]]), None, 5);
-    assert_eq!(c.primary(0), 1);
-    assert_eq!(c.epoch(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    assert_eq!(c.epoch(ServiceId(0)), 1);
     assert_eq!(kinds(&fx), vec![EventKind::Started]);
     assert!(fx.contains(&Effect::Publish));
 }
@@ -54,9 +55,9 @@ fn starts_on_the_preferred_member() {
 fn primary_down_promotes_the_next_member_and_bumps_epoch_and_serial() {
     let mut c = three_up();
     let serial = c.serial();
-    let fx = c.health_changed(0, Health::Down, 100);
-    assert_eq!(c.primary(0), 1);
-    assert_eq!(c.epoch(0), 2);
+    let fx = c.health_changed(NodeId(0), Health::Down, 100);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    assert_eq!(c.epoch(ServiceId(0)), 2);
     assert!(c.serial() > serial);
     let failover = events(&fx)
         .into_iter()
@@ -79,15 +80,15 @@ fn primary_down_promotes_the_next_member_and_bumps_epoch_and_serial() {
 #[test]
 fn round_robin_wraps_around_from_the_failed_primary() {
     let mut c = three_up();
-    c.health_changed(0, Health::Down, 10); // app1 -> app2
-    c.health_changed(1, Health::Down, 20); // app2 -> app3
-    assert_eq!(c.primary(0), 2);
-    c.health_changed(0, Health::Up, 30); // app1 back: rejoins as secondary
-    assert_eq!(c.primary(0), 2);
-    assert_eq!(c.role(0, 0), Role::Secondary);
-    c.health_changed(2, Health::Down, 40); // app3 -> wraps to app1 (app2 is down)
-    assert_eq!(c.primary(0), 0);
-    assert_eq!(c.epoch(0), 4);
+    c.health_changed(NodeId(0), Health::Down, 10); // app1 -> app2
+    c.health_changed(NodeId(1), Health::Down, 20); // app2 -> app3
+    assert_eq!(c.primary(ServiceId(0)), NodeId(2));
+    c.health_changed(NodeId(0), Health::Up, 30); // app1 back: rejoins as secondary
+    assert_eq!(c.primary(ServiceId(0)), NodeId(2));
+    assert_eq!(c.role(ServiceId(0), NodeId(0)), Role::Secondary);
+    c.health_changed(NodeId(2), Health::Down, 40); // app3 -> wraps to app1 (app2 is down)
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
+    assert_eq!(c.epoch(ServiceId(0)), 4);
 }
 
 #[test]
@@ -103,27 +104,35 @@ fn skips_down_and_maintenance_members() {
     )
     .0
     .unwrap();
-    c.health_changed(0, Health::Down, 10);
-    assert_eq!(c.primary(0), 2, "app2 is in maintenance, app3 is next");
+    c.health_changed(NodeId(0), Health::Down, 10);
+    assert_eq!(
+        c.primary(ServiceId(0)),
+        NodeId(2),
+        "app2 is in maintenance, app3 is next"
+    );
 }
 
 #[test]
 fn member_with_unknown_health_is_not_promoted() {
     let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2]]), None, 0);
-    c.health_changed(2, Health::Up, 1);
-    c.health_changed(0, Health::Down, 2);
-    assert_eq!(c.primary(0), 2, "app2 has not been heard from yet");
+    c.health_changed(NodeId(2), Health::Up, 1);
+    c.health_changed(NodeId(0), Health::Down, 2);
+    assert_eq!(
+        c.primary(ServiceId(0)),
+        NodeId(2),
+        "app2 has not been heard from yet"
+    );
 }
 
 #[test]
 fn no_member_up_keeps_the_last_primary_and_says_so() {
     let mut c = three_up();
-    c.health_changed(1, Health::Down, 1);
-    c.health_changed(2, Health::Down, 2);
+    c.health_changed(NodeId(1), Health::Down, 1);
+    c.health_changed(NodeId(2), Health::Down, 2);
     let serial = c.serial();
-    let fx = c.health_changed(0, Health::Down, 3);
-    assert_eq!(c.primary(0), 0);
-    assert!(c.stranded(0));
+    let fx = c.health_changed(NodeId(0), Health::Down, 3);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
+    assert!(c.stranded(ServiceId(0)));
     assert_eq!(c.serial(), serial, "nothing moved");
     let e = events(&fx)
         .into_iter()
@@ -138,22 +147,22 @@ fn no_member_up_keeps_the_last_primary_and_says_so() {
     // A tick while stranded does not repeat the event.
     assert!(kinds(&c.tick(4)).is_empty());
     // A secondary coming back is promoted.
-    let fx = c.health_changed(2, Health::Up, 5);
-    assert_eq!(c.primary(0), 2);
-    assert!(!c.stranded(0));
+    let fx = c.health_changed(NodeId(2), Health::Up, 5);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(2));
+    assert!(!c.stranded(ServiceId(0)));
     assert!(kinds(&fx).contains(&EventKind::Failover));
 }
 
 #[test]
 fn stranded_service_recovers_when_its_primary_returns() {
     let mut c = three_up();
-    c.health_changed(1, Health::Down, 1);
-    c.health_changed(2, Health::Down, 2);
-    c.health_changed(0, Health::Down, 3);
-    let fx = c.health_changed(0, Health::Up, 4);
-    assert_eq!(c.primary(0), 0);
-    assert_eq!(c.epoch(0), 1);
-    assert!(!c.stranded(0));
+    c.health_changed(NodeId(1), Health::Down, 1);
+    c.health_changed(NodeId(2), Health::Down, 2);
+    c.health_changed(NodeId(0), Health::Down, 3);
+    let fx = c.health_changed(NodeId(0), Health::Up, 4);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
+    assert_eq!(c.epoch(ServiceId(0)), 1);
+    assert!(!c.stranded(ServiceId(0)));
     assert!(kinds(&fx).contains(&EventKind::Recovered));
 }
 
@@ -163,9 +172,9 @@ fn paused_service_takes_no_automatic_decision_until_resumed() {
     c.act(&Action::Pause { service: None }, "test", 1)
         .0
         .unwrap();
-    c.health_changed(0, Health::Down, 2);
+    c.health_changed(NodeId(0), Health::Down, 2);
     c.tick(3);
-    assert_eq!(c.primary(0), 0);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
     let (r, fx) = c.act(
         &Action::Resume {
             service: Some("svc0".into()),
@@ -174,7 +183,7 @@ fn paused_service_takes_no_automatic_decision_until_resumed() {
         4,
     );
     r.unwrap();
-    assert_eq!(c.primary(0), 1, "resuming re-evaluates");
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1), "resuming re-evaluates");
     assert!(kinds(&fx).contains(&EventKind::Failover));
 }
 
@@ -188,13 +197,13 @@ fn operator_failover_moves_to_the_next_eligible_member() {
         .find(|e| e.kind == EventKind::Promotion)
         .unwrap();
     assert!(e.reason.contains("console"));
-    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
 }
 
 #[test]
 fn operator_failover_is_refused_when_nobody_can_take_over() {
     let mut c = three_up();
-    c.health_changed(1, Health::Down, 1);
+    c.health_changed(NodeId(1), Health::Down, 1);
     c.act(
         &Action::Maintenance {
             node: "app3".into(),
@@ -209,7 +218,7 @@ fn operator_failover_is_refused_when_nobody_can_take_over() {
     let (r, fx) = c.act(&Action::Failover { service: None }, "t", 3);
     c.now = before.now;
     assert_eq!(
-        r.unwrap_err().0,
+        r.unwrap_err().to_string(),
         "no member of svc0 can take over: app2 is down, app3 is in maintenance"
     );
     assert_eq!(c, before, "a refusal changes nothing");
@@ -219,7 +228,7 @@ fn operator_failover_is_refused_when_nobody_can_take_over() {
 #[test]
 fn promote_checks_membership_and_eligibility() {
     let (mut c, _) = Controller::new(&topology(4, &[&[0, 1, 2]]), None, 0);
-    for n in 0..4 {
+    for n in (0..4).map(NodeId) {
         c.health_changed(n, Health::Up, 1);
     }
     let promote = |node: &str| Action::Promote {
@@ -227,24 +236,24 @@ fn promote_checks_membership_and_eligibility() {
         node: node.into(),
     };
     assert_eq!(
-        c.act(&promote("app4"), "t", 2).0.unwrap_err().0,
+        c.act(&promote("app4"), "t", 2).0.unwrap_err().to_string(),
         "app4 is not a member of svc0"
     );
     assert_eq!(
-        c.act(&promote("nope"), "t", 2).0.unwrap_err().0,
+        c.act(&promote("nope"), "t", 2).0.unwrap_err().to_string(),
         "unknown node \"nope\""
     );
     assert_eq!(
-        c.act(&promote("app1"), "t", 2).0.unwrap_err().0,
+        c.act(&promote("app1"), "t", 2).0.unwrap_err().to_string(),
         "app1 is the primary"
     );
-    c.health_changed(2, Health::Down, 3);
+    c.health_changed(NodeId(2), Health::Down, 3);
     assert_eq!(
-        c.act(&promote("app3"), "t", 4).0.unwrap_err().0,
+        c.act(&promote("app3"), "t", 4).0.unwrap_err().to_string(),
         "app3 is down"
     );
     c.act(&promote("app2"), "t", 5).0.unwrap();
-    assert_eq!(c.primary(0), 1);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
 }
 
 #[test]
@@ -259,7 +268,7 @@ fn maintenance_of_a_primary_is_refused() {
         1,
     );
     assert_eq!(
-        r.unwrap_err().0,
+        r.unwrap_err().to_string(),
         "app1 is the primary of svc0; fail over or promote another member first"
     );
     let (r, _) = c.act(
@@ -270,7 +279,10 @@ fn maintenance_of_a_primary_is_refused() {
         "t",
         1,
     );
-    assert_eq!(r.unwrap_err().0, "app2 is already out of maintenance");
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "app2 is already out of maintenance"
+    );
 }
 
 #[test]
@@ -296,8 +308,8 @@ fn leaving_maintenance_can_unstrand_a_service() {
     )
     .0
     .unwrap();
-    c.health_changed(0, Health::Down, 2);
-    assert!(c.stranded(0));
+    c.health_changed(NodeId(0), Health::Down, 2);
+    assert!(c.stranded(ServiceId(0)));
     c.act(
         &Action::Maintenance {
             node: "app3".into(),
@@ -308,7 +320,7 @@ fn leaving_maintenance_can_unstrand_a_service() {
     )
     .0
     .unwrap();
-    assert_eq!(c.primary(0), 2);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(2));
 }
 
 #[test]
@@ -316,7 +328,7 @@ fn service_is_required_when_there_are_several() {
     let (mut c, _) = Controller::new(&topology(2, &[&[0, 1], &[1, 0]]), None, 0);
     let (r, _) = c.act(&Action::Failover { service: None }, "t", 1);
     assert_eq!(
-        r.unwrap_err().0,
+        r.unwrap_err().to_string(),
         "there are 2 services; name one (svc0, svc1)"
     );
 }
@@ -324,18 +336,18 @@ fn service_is_required_when_there_are_several() {
 #[test]
 fn a_node_in_two_services_fails_over_both() {
     let (mut c, _) = Controller::new(&topology(3, &[&[0, 1, 2], &[0, 2, 1]]), None, 0);
-    for n in 0..3 {
+    for n in (0..3).map(NodeId) {
         c.health_changed(n, Health::Up, 1);
     }
-    c.health_changed(0, Health::Down, 2);
-    assert_eq!(c.primary(0), 1);
-    assert_eq!(c.primary(1), 2);
+    c.health_changed(NodeId(0), Health::Down, 2);
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    assert_eq!(c.primary(ServiceId(1)), NodeId(2));
 }
 
 #[test]
 fn restart_keeps_primaries_epochs_flags_and_grows_the_serial() {
     let mut c = three_up();
-    c.health_changed(0, Health::Down, 1);
+    c.health_changed(NodeId(0), Health::Down, 1);
     c.act(
         &Action::Maintenance {
             node: "app3".into(),
@@ -351,10 +363,10 @@ fn restart_keeps_primaries_epochs_flags_and_grows_the_serial() {
     let json = serde_json::to_string(&saved).unwrap();
     let restored: Persisted = serde_json::from_str(&json).unwrap();
     let (r, fx) = Controller::new(&topology(3, &[&[0, 1, 2]]), Some(&restored), 10);
-    assert_eq!(r.primary(0), 1);
-    assert_eq!(r.epoch(0), 2);
-    assert!(r.paused(0));
-    assert!(r.maintenance(2));
+    assert_eq!(r.primary(ServiceId(0)), NodeId(1));
+    assert_eq!(r.epoch(ServiceId(0)), 2);
+    assert!(r.paused(ServiceId(0)));
+    assert!(r.maintenance(NodeId(2)));
     assert!(r.serial() > c.serial());
     assert!(events(&fx)[0].reason.starts_with("state restored"));
 }
@@ -386,8 +398,8 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
         maintenance: vec!["app7".into()],
     };
     let (c, fx) = Controller::new(&topology(2, &[&[0, 1]]), Some(&saved), 0);
-    assert_eq!(c.primary(0), 0);
-    assert_eq!(c.epoch(0), 5, "epoch still grows");
+    assert_eq!(c.primary(ServiceId(0)), NodeId(0));
+    assert_eq!(c.epoch(ServiceId(0)), 5, "epoch still grows");
     let reason = &events(&fx)[0].reason;
     assert!(reason.contains("forgot service gone"), "{reason}");
     assert!(reason.contains("forgot maintenance of app7"), "{reason}");
@@ -397,22 +409,22 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
 #[test]
 fn election_explains_every_other_member_in_order() {
     let mut c = three_up();
-    c.health_changed(1, Health::Down, 1);
-    let e = c.election(0);
+    c.health_changed(NodeId(1), Health::Down, 1);
+    let e = c.election(ServiceId(0));
     assert_eq!(
         e,
         vec![
             Candidate {
-                node: 1,
+                node: NodeId(1),
                 verdict: Err(Skip::Down)
             },
             Candidate {
-                node: 2,
+                node: NodeId(2),
                 verdict: Ok(())
             },
         ]
     );
-    assert_eq!(c.next_candidate(0), Some(2));
+    assert_eq!(c.next_candidate(ServiceId(0)), Some(NodeId(2)));
 }
 
 // ---------------------------------------------------------------------------
@@ -462,7 +474,7 @@ fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
                     .enumerate()
                     .map(|(i, m)| ServiceSpec {
                         name: format!("svc{i}"),
-                        members: m,
+                        members: m.into_iter().map(NodeId).collect(),
                         policy: Policy::plain(),
                     })
                     .collect(),
@@ -473,7 +485,7 @@ fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
 
 /// The member a failover from `c`'s current primary must pick, computed independently
 /// of `Controller::election`: walk the member list from the primary's position.
-fn reference_next(c: &Controller, s: usize) -> Option<usize> {
+fn reference_next(c: &Controller, s: ServiceId) -> Option<NodeId> {
     let members = c.members(s);
     let pos = members.iter().position(|&m| m == c.primary(s)).unwrap();
     (1..members.len())
@@ -492,7 +504,7 @@ proptest! {
             now += 10;
             let before = c.clone();
             let fx = match &op {
-                Op::Health(n, up) => c.health_changed(*n, if *up { Health::Up } else { Health::Down }, now),
+                Op::Health(n, up) => c.health_changed(NodeId(*n), if *up { Health::Up } else { Health::Down }, now),
                 Op::Act(a) => {
                     let (r, fx) = c.act(a, "prop", now);
                     if r.is_err() {
@@ -507,13 +519,13 @@ proptest! {
                     let saved = c.persisted();
                     let (mut r, fx) = Controller::new(&topo, Some(&saved), now);
                     // Health is not persisted; the heartbeat re-reports it.
-                    for n in 0..topo.nodes.len() {
+                    for n in (0..topo.nodes.len()).map(NodeId) {
                         let h = c.health(n);
                         if h != Health::Unknown {
                             r.health_changed(n, h, now);
                         }
                     }
-                    for s in 0..topo.services.len() {
+                    for s in (0..topo.services.len()).map(ServiceId) {
                         prop_assert_eq!(r.primary(s), before.primary(s), "restart moved a primary");
                         prop_assert_eq!(r.epoch(s), before.epoch(s));
                     }
@@ -521,8 +533,9 @@ proptest! {
                     fx
                 }
             };
+            prop_assert_eq!(c.check_states(), Ok(()));
             prop_assert!(c.serial() >= before.serial(), "serial went down");
-            for s in 0..topo.services.len() {
+            for s in (0..topo.services.len()).map(ServiceId) {
                 // One primary, always a member; epoch monotone.
                 prop_assert!(c.members(s).contains(&c.primary(s)));
                 prop_assert!(c.epoch(s) >= before.epoch(s), "epoch went down");
@@ -552,8 +565,8 @@ proptest! {
 fn before_with_flags(before: &Controller, after: &Controller) -> Controller {
     let mut c = before.clone();
     for (i, n) in c.nodes.iter_mut().enumerate() {
-        n.health = after.health(i);
-        n.maintenance = after.maintenance(i);
+        n.health = after.health(NodeId(i));
+        n.maintenance = after.maintenance(NodeId(i));
     }
     c
 }

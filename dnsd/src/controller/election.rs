@@ -1,0 +1,240 @@
+//! Who may be promoted, and who is: a member's eligibility, the round-robin election
+//! from the failed primary's position, and the failover decision (promote, promote the
+//! freshest by policy, or strand the service).
+
+use std::fmt;
+
+use dnsd_api::EventKind;
+use heartbeat::Health;
+
+use super::ids::{NodeId, ServiceId};
+use super::spec::NoCandidate;
+use super::state::{Initiator, ServiceState};
+use super::{Controller, Fx, Millis, seconds};
+
+/// Why a member may not be promoted right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It is the primary already.
+    IsPrimary,
+    /// Its heartbeat says it is down.
+    Down,
+    /// Not enough probes yet to call it up.
+    HealthUnknown,
+    /// An operator put it in maintenance.
+    Maintenance,
+    /// Its `promote` hook failed recently.
+    PromoteFailed,
+    /// Back from down and its resync has not completed.
+    Resyncing,
+    /// No pass to it has ever completed.
+    NeverSynced,
+    /// Its last complete pass is older than `max_lag`.
+    Lagging { lag: Millis, max_lag: Millis },
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::IsPrimary => f.write_str("is the primary"),
+            Skip::Down => f.write_str("is down"),
+            Skip::HealthUnknown => f.write_str("has not answered enough heartbeats yet"),
+            Skip::Maintenance => f.write_str("is in maintenance"),
+            Skip::PromoteFailed => f.write_str("failed its promote hook recently"),
+            Skip::Resyncing => f.write_str("is resyncing"),
+            Skip::NeverSynced => f.write_str("has never completed a sync"),
+            Skip::Lagging { lag, max_lag } => write!(
+                f,
+                "last synced {} ago, more than max_lag {}",
+                seconds(*lag),
+                seconds(*max_lag)
+            ),
+        }
+    }
+}
+
+/// One line of the election explanation: a member, in the order it would be tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub node: NodeId,
+    pub verdict: Result<(), Skip>,
+}
+
+impl Controller {
+    /// Whether `n` could be promoted in service `s` now, and if not, why.
+    pub fn eligibility(&self, s: ServiceId, n: NodeId) -> Result<(), Skip> {
+        let svc = &self.services[s.0];
+        let node = &self.nodes[n.0];
+        if svc.primary == n {
+            return Err(Skip::IsPrimary);
+        }
+        if node.maintenance {
+            return Err(Skip::Maintenance);
+        }
+        match node.health {
+            Health::Up => {}
+            Health::Down => return Err(Skip::Down),
+            Health::Unknown => return Err(Skip::HealthUnknown),
+        }
+        if self.now < node.promote_failed_until {
+            return Err(Skip::PromoteFailed);
+        }
+        if svc.policy.mirrored {
+            let Some(ms) = svc.sync_of(n) else {
+                return Err(Skip::NeverSynced);
+            };
+            if ms.resyncing {
+                return Err(Skip::Resyncing);
+            }
+            let Some(w) = ms.watermark else {
+                return Err(Skip::NeverSynced);
+            };
+            let lag = self.now.saturating_sub(w.at);
+            if lag > svc.policy.max_lag {
+                return Err(Skip::Lagging {
+                    lag,
+                    max_lag: svc.policy.max_lag,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The members other than the primary, in the order a failover would try them
+    /// (round-robin from the primary's position), each with its verdict.
+    pub fn election(&self, s: ServiceId) -> Vec<Candidate> {
+        let svc = &self.services[s.0];
+        let len = svc.members.len();
+        let pos = svc.slot(svc.primary).map_or(0, |i| i.0);
+        (1..len)
+            .map(|k| svc.members[(pos + k) % len])
+            .map(|node| Candidate {
+                node,
+                verdict: self.eligibility(s, node),
+            })
+            .collect()
+    }
+
+    /// The member a failover would promote now, if any.
+    pub fn next_candidate(&self, s: ServiceId) -> Option<NodeId> {
+        self.election(s)
+            .into_iter()
+            .find(|c| c.verdict.is_ok())
+            .map(|c| c.node)
+    }
+
+    /// The live member with the most recent complete pass (for `on_no_candidate =
+    /// "freshest"`): up, not in maintenance, not resyncing, ever synced.
+    fn freshest(&self, s: ServiceId) -> Option<NodeId> {
+        let svc = &self.services[s.0];
+        svc.members
+            .iter()
+            .zip(&svc.sync)
+            .filter(|&(&n, ms)| {
+                let node = &self.nodes[n.0];
+                n != svc.primary
+                    && node.health == Health::Up
+                    && !node.maintenance
+                    && self.now >= node.promote_failed_until
+                    && !ms.resyncing
+            })
+            .filter_map(|(&n, ms)| ms.watermark.map(|w| (w.at, n)))
+            .max_by_key(|&(at, _)| at)
+            .map(|(_, n)| n)
+    }
+
+    /// "app2 is down, app3 is in maintenance".
+    pub(super) fn explain_skips(&self, s: ServiceId) -> String {
+        let parts: Vec<String> = self
+            .election(s)
+            .into_iter()
+            .filter_map(|c| {
+                c.verdict
+                    .err()
+                    .map(|skip| format!("{} {skip}", self.nodes[c.node.0].name))
+            })
+            .collect();
+        if parts.is_empty() {
+            "it has no other member".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// The primary is down: promote the next eligible member, or apply the policy.
+    pub(super) fn fail_over(&mut self, s: ServiceId, fx: &mut Fx) {
+        let old = self.node_name(self.services[s.0].primary).to_owned();
+        if let Some(target) = self.next_candidate(s) {
+            // Name the members passed over on the way, with why.
+            let skipped: Vec<String> = self
+                .election(s)
+                .into_iter()
+                .take_while(|c| c.node != target)
+                .filter_map(|c| {
+                    c.verdict
+                        .err()
+                        .map(|skip| format!("{} {skip}", self.nodes[c.node.0].name))
+                })
+                .collect();
+            let skipped = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (skipped: {})", skipped.join(", "))
+            };
+            let reason = format!(
+                "{old} is down; {} is the next eligible member in round-robin order{skipped}",
+                self.nodes[target.0].name
+            );
+            self.start_failover(
+                s,
+                target,
+                EventKind::Failover,
+                Initiator::Automatic,
+                reason,
+                fx,
+            );
+            return;
+        }
+        let skips = self.explain_skips(s);
+        let policy = self.services[s.0].policy.on_no_candidate;
+        if policy == NoCandidate::Freshest
+            && let Some(target) = self.freshest(s)
+        {
+            let age = self.services[s.0]
+                .sync_of(target)
+                .and_then(|ms| ms.watermark)
+                .map_or(0, |w| self.now.saturating_sub(w.at));
+            let reason = format!(
+                "{old} is down and no member is eligible ({skips}); promoting the freshest, {}, last synced {} ago, as on_no_candidate = \"freshest\" says",
+                self.nodes[target.0].name,
+                seconds(age)
+            );
+            self.start_failover(
+                s,
+                target,
+                EventKind::Failover,
+                Initiator::Automatic,
+                reason,
+                fx,
+            );
+            return;
+        }
+        if matches!(self.services[s.0].state, ServiceState::Stranded) {
+            return;
+        }
+        if self.become_stranded(s) {
+            let policy_word = match policy {
+                NoCandidate::Wait => "on_no_candidate = \"wait\"",
+                NoCandidate::Freshest => {
+                    "on_no_candidate = \"freshest\" but no live member has ever synced"
+                }
+            };
+            let reason = format!(
+                "{old} is down and no member can take over ({skips}); waiting ({policy_word}); DNS keeps answering {old}"
+            );
+            let mut e = self.event(EventKind::Stranded, Some(s), reason);
+            e.old_primary = Some(old);
+            fx.push(super::Effect::Event(e));
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The contract between the controller and the executor that carries out its work: the
+//! effects it returns, the passes and hooks it orders, and what comes back from them
+//! (a pass's summary, or why a pass or hook failed).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dnsd_api::Event;
+use rsync_sync::connector::ConnectError;
+use rsync_sync::ssh::SshError;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{HookId, NodeId, PassId, ServiceId};
+
+/// What the driver must do after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The zone changed: build and publish a new DNS snapshot.
+    Publish,
+    /// Roles, epochs, flags or watermarks changed: write the state file.
+    Persist,
+    /// Record and broadcast this event.
+    Event(Event),
+    /// Start a mirroring pass; report it with [`super::Controller::sync_finished`].
+    StartSync(SyncOrder),
+    /// Run a hook; report it with [`super::Controller::hook_finished`].
+    RunHook(HookOrder),
+}
+
+/// A mirroring pass to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOrder {
+    pub id: PassId,
+    pub service: ServiceId,
+    /// Where rsync runs (the primary).
+    pub from: NodeId,
+    /// Who receives.
+    pub to: NodeId,
+    pub kind: PassKind,
+    /// Keep what the pass deletes or overwrites on `to` in a folder named for this
+    /// epoch (first pass after a role change, and every resync).
+    pub keep_epoch: Option<u64>,
+}
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassKind {
+    /// The periodic pass.
+    Regular,
+    /// The first pass to a member that came back; it is not eligible until it completes.
+    Resync,
+    /// The last pass of a switchover, after the old primary stopped writing.
+    Final,
+}
+
+impl fmt::Display for PassKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PassKind::Regular => "regular",
+            PassKind::Resync => "resync",
+            PassKind::Final => "final",
+        })
+    }
+}
+
+/// A hook to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookOrder {
+    pub id: HookId,
+    pub service: ServiceId,
+    /// The member the hook concerns (for `fence`, the old primary).
+    pub node: NodeId,
+    pub hook: Hook,
+    /// The service's epoch when the hook was ordered.
+    pub epoch: u64,
+}
+
+/// The hooks a service may configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Run on a member over SSH before it becomes primary (and to roll back).
+    Promote,
+    /// Run on the primary over SSH to stop writes before a switchover.
+    Demote,
+    /// Run on the terminal server against the old primary before a failover.
+    Fence,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::Promote => "promote",
+            Hook::Demote => "demote",
+            Hook::Fence => "fence",
+        })
+    }
+}
+
+/// What a completed pass reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub files_transferred: u64,
+    pub literal_bytes: u64,
+    pub matched_bytes: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration_ms: u64,
+    /// Files this pass set aside instead of deleting or overwriting them.
+    pub kept: Option<Kept>,
+}
+
+/// Files kept aside by a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub files: u64,
+    pub bytes: u64,
+    /// Where on the member, e.g. `/srv/data.dnsd-kept/epoch-4`.
+    pub dir: String,
+}
+
+/// Why a mirroring pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// There is no `[mirror]` section, so members cannot be reached.
+    #[error("no [mirror] section: members cannot be reached over SSH")]
+    NoMirror,
+    /// The terminal server could not open (or reuse) its session to a member.
+    #[error("{node} ({address})")]
+    Connect {
+        node: String,
+        address: IpAddr,
+        #[source]
+        source: Box<ConnectError>,
+    },
+    /// The member's host key is unknown or changed, or could not be checked.
+    #[error("{node} ({address})")]
+    HostKey {
+        node: String,
+        address: IpAddr,
+        #[source]
+        source: Box<SshError>,
+    },
+    /// rsync, run on the source, failed.
+    #[error("{from} -> {to}")]
+    Rsync {
+        from: String,
+        to: String,
+        #[source]
+        source: Box<rsync_sync::rsync::PassError>,
+    },
+    /// The files a pass kept could not be counted on the member.
+    #[error("cannot count kept files in {}", dir.display())]
+    CountKept {
+        dir: PathBuf,
+        #[source]
+        source: Box<SshError>,
+    },
+    /// `find` ran on the member and failed.
+    #[error("cannot count kept files in {}: {stderr}", dir.display())]
+    CountKeptFailed { dir: PathBuf, stderr: String },
+    /// The task running the pass died.
+    #[error("pass task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// dnsd stopped before the pass could start.
+    #[error("dnsd is shutting down")]
+    ShuttingDown,
+    /// A failure a test feeds the controller, with the words it should report.
+    #[cfg(test)]
+    #[error("{0}")]
+    Simulated(&'static str),
+}
+
+/// How a hook command ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this status (as the member's shell reports it).
+    Status(String),
+    /// It ran longer than `hook_timeout` and was killed.
+    TimedOut(Duration),
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::Status(status) => f.write_str(status),
+            Ended::TimedOut(after) => write!(f, "timed out after {}s", after.as_secs().max(1)),
+        }
+    }
+}
+
+/// Why a hook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The service has no such hook.
+    #[error("no {0} hook is configured")]
+    NotConfigured(Hook),
+    /// There is no `[mirror]` section, so members cannot be reached.
+    #[error("no [mirror] section: members cannot be reached over SSH")]
+    NoMirror,
+    /// The terminal server could not open (or reuse) its session to the member.
+    #[error("on {node} ({address})")]
+    Connect {
+        node: String,
+        address: IpAddr,
+        #[source]
+        source: Box<ConnectError>,
+    },
+    /// The session to the member failed while running the command.
+    #[error("on {node} ({address})")]
+    Ssh {
+        node: String,
+        address: IpAddr,
+        #[source]
+        source: Box<SshError>,
+    },
+    /// The command ran on the member and failed; `detail` is the last line it printed.
+    #[error("on {node}: {ended}{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Failed {
+        node: String,
+        ended: Ended,
+        detail: Option<String>,
+    },
+    /// The local (fence) command could not be started or waited for.
+    #[error("cannot {action} {program}")]
+    Local {
+        action: &'static str,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local (fence) command ran and failed.
+    #[error("{program} {ended}{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    LocalFailed {
+        program: String,
+        ended: LocalEnd,
+        detail: Option<String>,
+    },
+    /// The task running the hook died.
+    #[error("hook task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// A failure a test feeds the controller, with the words it should report.
+    #[cfg(test)]
+    #[error("{0}")]
+    Simulated(&'static str),
+}
+
+/// How a local command ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalEnd {
+    /// It exited with this status.
+    Exited(std::process::ExitStatus),
+    /// It ran past its timeout and was killed.
+    TimedOut(Duration),
+}
+
+impl fmt::Display for LocalEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalEnd::Exited(status) => write!(f, "ended with {status}"),
+            LocalEnd::TimedOut(after) => write!(f, "timed out after {}s", after.as_secs()),
+        }
+    }
+}
+
+/// An error and its causes on one line: "app2 (10.0.0.12): cannot connect to 10.0.0.12
+/// port 22: Connection refused (os error 111)". Causes a message already quotes are not
+/// repeated.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not connect to echo port 10.0.0.1:7")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn describe_shows_every_cause_once() {
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            describe(&e),
+            "could not connect to echo port 10.0.0.1:7: connection refused"
+        );
+        let plain = std::io::Error::other("x");
+        assert_eq!(describe(&plain), "x");
+    }
+}

@@ -1,0 +1,86 @@
+//! The pool as configured, in the controller's terms: node names, and each service with
+//! its members in round-robin order and the policy it decides by.
+
+use super::Millis;
+use super::ids::NodeId;
+
+/// The pool as configured: node names, and each service with its members in
+/// round-robin order and its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Node names; a node's index is its [`NodeId`].
+    pub nodes: Vec<String>,
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One configured service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Members in round-robin order; the first is the preferred primary.
+    pub members: Vec<NodeId>,
+    pub policy: Policy,
+}
+
+/// How a service mirrors, promotes and fails back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The service has paths to mirror. Without, every live member counts as in sync.
+    pub mirrored: bool,
+    /// A pass to each secondary this often.
+    pub sync_interval: Millis,
+    /// A member whose last complete pass is older than this is not eligible.
+    pub max_lag: Millis,
+    pub failback: Failback,
+    pub on_no_candidate: NoCandidate,
+    pub fencing: Fencing,
+    /// A `promote` hook is configured.
+    pub promote_hook: bool,
+    /// A `demote` hook is configured.
+    pub demote_hook: bool,
+}
+
+impl Policy {
+    /// A service with nothing to mirror and no hooks: promotion needs only a live member.
+    pub fn plain() -> Policy {
+        Policy {
+            mirrored: false,
+            sync_interval: 10_000,
+            max_lag: 30_000,
+            failback: Failback::Manual,
+            on_no_candidate: NoCandidate::Wait,
+            fencing: Fencing::Off,
+            promote_hook: false,
+            demote_hook: false,
+        }
+    }
+}
+
+/// When the preferred member takes the primary back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// Only on the operator's `failback` (or `promote`).
+    Manual,
+    /// Once it has been eligible for this long.
+    Auto { after: Millis },
+}
+
+/// What a failover does when no member is eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCandidate {
+    /// Keep DNS on the old primary until a member is eligible or the primary returns.
+    Wait,
+    /// Promote the live member with the most recent complete pass, however old.
+    Freshest,
+}
+
+/// Whether a failover fences the old primary first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fencing {
+    /// No `fence` command is configured.
+    Off,
+    /// Run `fence`; promote even if it fails (the event says so).
+    BestEffort,
+    /// Run `fence`; no promotion unless it succeeds.
+    Required,
+}

@@ -1,0 +1,332 @@
+//! What the controller knows about each node and service, and the service's state
+//! machine: a service is serving, stranded, failing over or switching over, and moves
+//! between these only through the named methods at the bottom, which log old -> new
+//! with the epoch and refuse a move that the state does not allow.
+
+use std::fmt;
+
+use dnsd_api::EventKind;
+use heartbeat::Health;
+use tracing::{debug, error, info};
+
+use super::ids::{HookId, NodeId, PassId, ServiceId, Slot};
+use super::orders::{PassKind, PassSummary};
+use super::persist::Watermark;
+use super::spec::Policy;
+use super::{Controller, Millis};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Node {
+    pub(super) name: String,
+    pub(super) health: Health,
+    pub(super) maintenance: bool,
+    /// Failovers skip it until then, after its promote hook failed.
+    pub(super) promote_failed_until: Millis,
+}
+
+/// A pass under way to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pass {
+    pub(super) id: PassId,
+    pub(super) kind: PassKind,
+    pub(super) started: Millis,
+    pub(super) epoch: u64,
+    pub(super) from: NodeId,
+    /// Ordered to keep what it deletes or overwrites.
+    pub(super) keep: bool,
+}
+
+/// One member's mirroring state in one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct MemberSync {
+    pub(super) watermark: Option<Watermark>,
+    pub(super) resyncing: bool,
+    /// When it last came back from down: only a resync pass started since counts.
+    pub(super) returned_at: Millis,
+    pub(super) pass: Option<Pass>,
+    pub(super) next_due: Millis,
+    pub(super) failures: u32,
+    pub(super) last_error: Option<String>,
+    /// The next pass keeps what it would delete or overwrite.
+    pub(super) keep: bool,
+    pub(super) last: Option<PassSummary>,
+}
+
+/// Where a service stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ServiceState {
+    /// No change of primary under way and nothing stranded: the primary serves, or has
+    /// just failed and the next evaluation decides.
+    Serving,
+    /// The primary is down and no member could be promoted: DNS keeps answering the old
+    /// primary (no worse than answering nothing), until a member is eligible or the
+    /// primary returns.
+    Stranded,
+    /// The primary is down (or presumed so): fence it if configured, then promote.
+    FailingOver(Move<FailoverStep>),
+    /// The primary is alive: stop its writes, copy the last of them, promote the target;
+    /// or, after a step failed, re-promote the old primary.
+    SwitchingOver(Move<SwitchoverStep>),
+}
+
+impl ServiceState {
+    /// The target of a change of primary under way.
+    pub(super) fn target(&self) -> Option<NodeId> {
+        match self {
+            ServiceState::FailingOver(m) => Some(m.target),
+            ServiceState::SwitchingOver(m) => Some(m.target),
+            ServiceState::Serving | ServiceState::Stranded => None,
+        }
+    }
+
+    /// Whether a change of primary is under way.
+    pub(super) fn moving(&self) -> bool {
+        self.target().is_some()
+    }
+
+    /// Who started the change of primary under way.
+    pub(super) fn initiator(&self) -> Option<Initiator> {
+        match self {
+            ServiceState::FailingOver(m) => Some(m.by),
+            ServiceState::SwitchingOver(m) => Some(m.by),
+            ServiceState::Serving | ServiceState::Stranded => None,
+        }
+    }
+
+    /// The hook the state is waiting for, if any, and what it is for.
+    pub(super) fn awaited_hook(&self) -> Option<(HookId, Awaited)> {
+        match self {
+            ServiceState::FailingOver(m) => Some(match m.step {
+                FailoverStep::Fencing(id) => (id, Awaited::Fence),
+                FailoverStep::Promoting(id) => (id, Awaited::FailoverPromote),
+            }),
+            ServiceState::SwitchingOver(m) => match &m.step {
+                SwitchoverStep::Demoting(id) => Some((*id, Awaited::Demote)),
+                SwitchoverStep::Promoting(id) => Some((*id, Awaited::SwitchoverPromote)),
+                SwitchoverStep::RollingBack { hook, why } => {
+                    Some((*hook, Awaited::RollBack(why.clone())))
+                }
+                SwitchoverStep::AwaitingPass | SwitchoverStep::FinalSync(_) => None,
+            },
+            ServiceState::Serving | ServiceState::Stranded => None,
+        }
+    }
+}
+
+/// What a hook a service waits for is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Awaited {
+    /// A failover's fence of the old primary.
+    Fence,
+    /// A failover's promote of the target.
+    FailoverPromote,
+    /// A switchover's demote of the old primary.
+    Demote,
+    /// A switchover's promote of the target.
+    SwitchoverPromote,
+    /// The re-promote of the old primary after step `why` failed.
+    RollBack(String),
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceState::Serving => f.write_str("serving"),
+            ServiceState::Stranded => f.write_str("stranded"),
+            ServiceState::FailingOver(m) => write!(f, "failing over ({})", m.step),
+            ServiceState::SwitchingOver(m) => write!(f, "switching over ({})", m.step),
+        }
+    }
+}
+
+/// A change of primary under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Move<S> {
+    pub(super) target: NodeId,
+    /// The kind of event its commit logs (failover, promotion, failback).
+    pub(super) kind: EventKind,
+    pub(super) by: Initiator,
+    pub(super) reason: String,
+    pub(super) step: S,
+}
+
+/// Who started a change of primary: pausing a service stops only automatic ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Initiator {
+    Automatic,
+    Operator,
+}
+
+/// The steps of a failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum FailoverStep {
+    /// Running `fence` against the old primary.
+    Fencing(HookId),
+    /// Running `promote` on the target.
+    Promoting(HookId),
+}
+
+impl fmt::Display for FailoverStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailoverStep::Fencing(_) => "fencing the old primary",
+            FailoverStep::Promoting(_) => "promoting",
+        })
+    }
+}
+
+/// The steps of a planned switchover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SwitchoverStep {
+    /// Running `demote` on the old primary (stop writes).
+    Demoting(HookId),
+    /// A periodic pass to the target is running; the final one starts after it.
+    AwaitingPass,
+    /// The final pass to the target, after the old primary stopped writing.
+    FinalSync(PassId),
+    /// Running `promote` on the target.
+    Promoting(HookId),
+    /// Re-promoting the old primary after step `why` failed.
+    RollingBack { hook: HookId, why: String },
+}
+
+impl fmt::Display for SwitchoverStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SwitchoverStep::Demoting(_) => "demoting the old primary",
+            SwitchoverStep::AwaitingPass => "waiting for a running pass",
+            SwitchoverStep::FinalSync(_) => "final sync",
+            SwitchoverStep::Promoting(_) => "promoting",
+            SwitchoverStep::RollingBack { .. } => "rolling back",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Service {
+    pub(super) name: String,
+    pub(super) members: Vec<NodeId>,
+    pub(super) policy: Policy,
+    pub(super) primary: NodeId,
+    pub(super) epoch: u64,
+    pub(super) paused: bool,
+    pub(super) state: ServiceState,
+    /// Indexed by [`Slot`], like `members`.
+    pub(super) sync: Vec<MemberSync>,
+    /// Since when the preferred member has been eligible (automatic failback).
+    pub(super) preferred_ready_since: Option<Millis>,
+    /// No automatic failover before this time (after a required fence failed).
+    pub(super) retry_failover_at: Millis,
+}
+
+impl Service {
+    /// The slot of member `n`, if it is one.
+    pub(super) fn slot(&self, n: NodeId) -> Option<Slot> {
+        self.members.iter().position(|&m| m == n).map(Slot)
+    }
+
+    pub(super) fn member(&self, slot: Slot) -> NodeId {
+        self.members[slot.0]
+    }
+
+    pub(super) fn sync(&self, slot: Slot) -> &MemberSync {
+        &self.sync[slot.0]
+    }
+
+    pub(super) fn sync_mut(&mut self, slot: Slot) -> &mut MemberSync {
+        &mut self.sync[slot.0]
+    }
+
+    /// Every slot, in round-robin order.
+    pub(super) fn slots(&self) -> impl Iterator<Item = Slot> + use<> {
+        (0..self.members.len()).map(Slot)
+    }
+
+    /// The mirroring state of member `n`.
+    pub(super) fn sync_of(&self, n: NodeId) -> Option<&MemberSync> {
+        self.slot(n).map(|i| self.sync(i))
+    }
+}
+
+// -- the state machine's moves -------------------------------------------------------
+//
+// Every change of `Service::state` goes through one of these methods. Each says which
+// states it may be called from; a call from another state is a bug in the controller,
+// which is logged and ignored (the property tests check it never happens).
+
+impl Controller {
+    fn set_state(&mut self, s: ServiceId, new: ServiceState, allowed: bool, what: &str) -> bool {
+        let svc = &mut self.services[s.0];
+        if !allowed {
+            self.illegal_moves += 1;
+            error!(service = %svc.name, epoch = svc.epoch, from = %svc.state, to = %new, "controller bug: {what} is not allowed from this state; ignored");
+            return false;
+        }
+        let kind_changed = std::mem::discriminant(&svc.state) != std::mem::discriminant(&new);
+        if kind_changed {
+            info!(service = %svc.name, epoch = svc.epoch, from = %svc.state, to = %new, "{what}");
+        } else {
+            debug!(service = %svc.name, epoch = svc.epoch, from = %svc.state, to = %new, "{what}");
+        }
+        svc.state = new;
+        true
+    }
+
+    /// No member can take over: from serving (the primary just failed).
+    pub(super) fn become_stranded(&mut self, s: ServiceId) -> bool {
+        let ok = matches!(self.services[s.0].state, ServiceState::Serving);
+        self.set_state(s, ServiceState::Stranded, ok, "stranded")
+    }
+
+    /// The change under way ended (committed, abandoned or rolled back), or a stranded
+    /// service's primary answers again: back to serving.
+    pub(super) fn become_serving(&mut self, s: ServiceId) -> bool {
+        let ok = !matches!(self.services[s.0].state, ServiceState::Serving);
+        self.set_state(s, ServiceState::Serving, ok, "serving")
+    }
+
+    /// A failover starts, from serving or stranded.
+    pub(super) fn begin_failover(&mut self, s: ServiceId, m: Move<FailoverStep>) -> bool {
+        let ok = matches!(
+            self.services[s.0].state,
+            ServiceState::Serving | ServiceState::Stranded
+        );
+        self.set_state(s, ServiceState::FailingOver(m), ok, "failover started")
+    }
+
+    /// The next step of the failover under way.
+    pub(super) fn failover_step(&mut self, s: ServiceId, step: FailoverStep) -> bool {
+        let next = match &self.services[s.0].state {
+            ServiceState::FailingOver(m) => Some(Move { step, ..m.clone() }),
+            _ => None,
+        };
+        match next {
+            Some(m) => self.set_state(s, ServiceState::FailingOver(m), true, "failover step"),
+            None => {
+                let state = self.services[s.0].state.clone();
+                self.set_state(s, state, false, "a failover step")
+            }
+        }
+    }
+
+    /// A planned switchover starts, from serving (the primary is alive).
+    pub(super) fn begin_switchover(&mut self, s: ServiceId, m: Move<SwitchoverStep>) -> bool {
+        let ok = matches!(self.services[s.0].state, ServiceState::Serving);
+        self.set_state(s, ServiceState::SwitchingOver(m), ok, "switchover started")
+    }
+
+    /// The next step of the switchover under way.
+    pub(super) fn switchover_step(&mut self, s: ServiceId, step: SwitchoverStep) -> bool {
+        let next = match &self.services[s.0].state {
+            ServiceState::SwitchingOver(m) => Some(Move { step, ..m.clone() }),
+            _ => None,
+        };
+        match next {
+            Some(m) => self.set_state(s, ServiceState::SwitchingOver(m), true, "switchover step"),
+            None => {
+                let state = self.services[s.0].state.clone();
+                self.set_state(s, state, false, "a switchover step")
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Mirroring passes: which are due, ordering them (and hooks), and what a finished pass
+//! means for the member's watermark, its resync and the switchover waiting on it.
+
+use dnsd_api::EventKind;
+use heartbeat::Health;
+
+use super::ids::{HookId, NodeId, PassId, ServiceId, Slot};
+use super::orders::{
+    Effect, Hook, HookOrder, PassError, PassKind, PassSummary, SyncOrder, describe,
+};
+use super::persist::Watermark;
+use super::state::{Pass, ServiceState, SwitchoverStep};
+use super::{Controller, Fx, MAX_SYNC_BACKOFF, Millis, seconds};
+
+/// A member's mirroring state in one service, for status views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncView {
+    pub watermark: Option<Watermark>,
+    pub resyncing: bool,
+    /// The pass running now: its kind and start.
+    pub running: Option<(PassKind, Millis)>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Earliest start of the next periodic pass.
+    pub next_due: Millis,
+    pub last: Option<PassSummary>,
+}
+
+impl Controller {
+    /// Mirroring state of member `n` in service `s`.
+    pub fn sync_view(&self, s: ServiceId, n: NodeId) -> Option<SyncView> {
+        let ms = self.services[s.0].sync_of(n)?;
+        Some(SyncView {
+            watermark: ms.watermark,
+            resyncing: ms.resyncing,
+            running: ms.pass.as_ref().map(|p| (p.kind, p.started)),
+            failures: ms.failures,
+            last_error: ms.last_error.clone(),
+            next_due: ms.next_due,
+            last: ms.last.clone(),
+        })
+    }
+
+    /// Starts the passes that are due: to every live secondary, one at a time each.
+    pub(super) fn schedule_passes(&mut self, s: ServiceId, fx: &mut Fx) {
+        let svc = &self.services[s.0];
+        if !svc.policy.mirrored || self.nodes[svc.primary.0].health != Health::Up {
+            return;
+        }
+        let due: Vec<Slot> = svc
+            .slots()
+            .filter(|&i| {
+                let n = svc.member(i);
+                let ms = svc.sync(i);
+                n != svc.primary
+                    && self.nodes[n.0].health == Health::Up
+                    && ms.pass.is_none()
+                    && self.now >= ms.next_due
+            })
+            .collect();
+        for i in due {
+            let kind = if self.services[s.0].sync(i).resyncing {
+                PassKind::Resync
+            } else {
+                PassKind::Regular
+            };
+            self.order_pass(s, i, kind, fx);
+        }
+    }
+
+    pub(super) fn order_pass(
+        &mut self,
+        s: ServiceId,
+        i: Slot,
+        kind: PassKind,
+        fx: &mut Fx,
+    ) -> PassId {
+        let id = PassId(self.next_id());
+        let now = self.now;
+        let svc = &mut self.services[s.0];
+        let (primary, epoch, to) = (svc.primary, svc.epoch, svc.member(i));
+        let ms = svc.sync_mut(i);
+        ms.pass = Some(Pass {
+            id,
+            kind,
+            started: now,
+            epoch,
+            from: primary,
+            keep: ms.keep,
+        });
+        fx.push(Effect::StartSync(SyncOrder {
+            id,
+            service: s,
+            from: primary,
+            to,
+            kind,
+            keep_epoch: ms.keep.then_some(epoch),
+        }));
+        id
+    }
+
+    pub(super) fn order_hook(
+        &mut self,
+        s: ServiceId,
+        node: NodeId,
+        hook: Hook,
+        fx: &mut Fx,
+    ) -> HookId {
+        let id = HookId(self.next_id());
+        fx.push(Effect::RunHook(HookOrder {
+            id,
+            service: s,
+            node,
+            hook,
+            epoch: self.services[s.0].epoch,
+        }));
+        id
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The pass to slot `i` of service `s` ended.
+    pub(super) fn pass_finished(
+        &mut self,
+        s: ServiceId,
+        i: Slot,
+        outcome: Result<PassSummary, PassError>,
+        fx: &mut Fx,
+    ) {
+        let now = self.now;
+        let Some(pass) = self.services[s.0].sync_mut(i).pass.take() else {
+            return;
+        };
+        let name = self.node_name(self.services[s.0].member(i)).to_owned();
+        let interval = self.services[s.0].policy.sync_interval;
+        let current =
+            pass.epoch == self.services[s.0].epoch && pass.from == self.services[s.0].primary;
+        let in_final = matches!(
+            &self.services[s.0].state,
+            ServiceState::SwitchingOver(m) if m.step == SwitchoverStep::FinalSync(pass.id)
+        );
+        match outcome {
+            Ok(summary) => {
+                let ms = self.services[s.0].sync_mut(i);
+                let recovered = ms.failures > 0;
+                ms.failures = 0;
+                ms.last_error = None;
+                ms.next_due = now + interval;
+                ms.last = Some(summary.clone());
+                if current {
+                    ms.watermark = Some(Watermark {
+                        at: pass.started,
+                        epoch: pass.epoch,
+                    });
+                    if pass.keep {
+                        ms.keep = false;
+                    }
+                    // Only a resync pass that started after the member came back
+                    // brings its copy up to date; an older pass does not.
+                    let resynced = ms.resyncing
+                        && pass.kind == PassKind::Resync
+                        && pass.started >= ms.returned_at;
+                    if resynced {
+                        ms.resyncing = false;
+                    }
+                    fx.push(Effect::Persist);
+                    if resynced {
+                        let reason = match &summary.kept {
+                            Some(k) if k.files > 0 => format!(
+                                "{name} resynced; {} file(s), {} bytes it alone had were kept in {}",
+                                k.files, k.bytes, k.dir
+                            ),
+                            _ => format!("{name} resynced; it had nothing of its own to keep"),
+                        };
+                        let mut e = self.event(EventKind::Resynced, Some(s), reason);
+                        e.node = Some(name.clone());
+                        fx.push(Effect::Event(e));
+                    } else if let Some(k) = summary.kept.as_ref().filter(|k| k.files > 0) {
+                        let reason = format!(
+                            "{name}: {} file(s), {} bytes it alone had were kept in {}",
+                            k.files, k.bytes, k.dir
+                        );
+                        let mut e = self.event(EventKind::Resynced, Some(s), reason);
+                        e.node = Some(name.clone());
+                        fx.push(Effect::Event(e));
+                    } else if recovered {
+                        let mut e = self.event(
+                            EventKind::SyncDone,
+                            Some(s),
+                            format!("sync to {name} works again"),
+                        );
+                        e.node = Some(name.clone());
+                        fx.push(Effect::Event(e));
+                    }
+                }
+                if in_final {
+                    self.final_sync_done(s, fx);
+                }
+            }
+            Err(error) => {
+                let error = describe(&error);
+                let ms = self.services[s.0].sync_mut(i);
+                ms.failures = ms.failures.saturating_add(1);
+                let backoff = interval
+                    .saturating_mul(1 << ms.failures.saturating_sub(1).min(10))
+                    .min(MAX_SYNC_BACKOFF.max(interval));
+                ms.next_due = now + backoff;
+                let repeated = ms.last_error.as_deref() == Some(error.as_str());
+                ms.last_error = Some(error.clone());
+                if in_final {
+                    self.roll_back(s, format!("final sync to {name} failed: {error}"), fx);
+                } else if !repeated {
+                    let reason = format!(
+                        "{} pass to {name} failed: {error}; next attempt in {}",
+                        pass.kind,
+                        seconds(backoff)
+                    );
+                    let mut e = self.event(EventKind::SyncFailed, Some(s), reason);
+                    e.node = Some(name);
+                    fx.push(Effect::Event(e));
+                }
+            }
+        }
+    }
+}
