@@ -11,4 +11,5 @@ pub mod controller;
 pub mod daemon;
 pub mod dns;
 pub mod mirror;
+pub mod oneshot;
 pub mod state;

@@ -1,6 +1,7 @@
-//! End-to-end tests of the rsync-sync crate and its CLI on lab hosts: real sshd, real rsync,
-//! real faults. Library calls run from the root namespace (the terminal server's side); rsync
-//! runs on the source host and pushes to the destination host, as in production.
+//! End-to-end tests of the rsync-sync crate and of `dnsd sync` (its one-shot run planned
+//! from a dnsd configuration) on lab hosts: real sshd, real rsync, real faults. Library
+//! calls run from the root namespace (the terminal server's side); rsync runs on the source
+//! host and pushes to the destination host, as in production.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration::harness::binary;
 use integration::lab::{DATA_DIR, Host, Lab, LabOptions};
 use rsync_sync::config::{MirrorConfig, MirrorSettings};
 use rsync_sync::connector::{Backoff, ConnectError, Connector};
@@ -161,20 +163,7 @@ fn stranger_key(dir: &Path) -> PathBuf {
     key
 }
 
-/// The `rsync-sync` binary built beside this test executable.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("rsync-sync");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` before the integration tests",
-        bin.display()
-    );
-    bin
-}
-
-/// A dnsd-style configuration file for the CLI: nodes a (h1) and b (h2), service `data`.
+/// A dnsd configuration file for `dnsd sync`: nodes a (h1) and b (h2), service `data`.
 fn cli_config(dir: &Path, mirror: &MirrorConfig, lab: &Lab, paths: &[&str]) -> PathBuf {
     let [h1, h2, ..] = lab.hosts() else {
         panic!("two hosts needed")
@@ -189,7 +178,8 @@ fn cli_config(dir: &Path, mirror: &MirrorConfig, lab: &Lab, paths: &[&str]) -> P
     let text = format!(
         r#"# written by the rsync_sync integration tests
 [dns]
-zone = "lab.test"
+zone = "lab.test."
+nameservers = [{{ name = "ns1.lab.test.", address = "{a}" }}]
 
 [mirror]
 identity = {identity:?}
@@ -231,14 +221,26 @@ paths = [{paths}]
     path
 }
 
-/// Runs `rsync-sync --config FILE --service data --from a --to b EXTRA...`.
+/// `dnsd sync`, without any `DNSD_*` variable of the test's own environment (dnsd would
+/// read them as overrides of the file, e.g. `DNSD_LAB_DATASET_MIB`).
+fn dnsd_sync() -> Command {
+    let mut command = Command::new(binary("dnsd").unwrap());
+    command.arg("sync").stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DNSD_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs `dnsd sync --config FILE --service data --from a --to b EXTRA...`.
 fn run_cli(config: &Path, extra: &[&str]) -> Output {
-    Command::new(binary())
+    dnsd_sync()
         .arg("--config")
         .arg(config)
         .args(["--service", "data", "--from", "a", "--to", "b"])
         .args(extra)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
@@ -754,7 +756,7 @@ fn the_cli_mirrors_reports_json_and_exits_by_class() {
 
     // Usage and configuration errors exit 2 before contacting anyone.
     let config = cli_config(dir.path(), &mirror, &lab, &[DATA_DIR]);
-    let output = Command::new(binary())
+    let output = dnsd_sync()
         .args(["--config"])
         .arg(&config)
         .args(["--service", "nope", "--from", "a", "--to", "b"])
