@@ -211,7 +211,8 @@ fn stat(text: &str, label: &str) -> anyhow::Result<u64> {
 
 struct CostSetup<'a> {
     lab: &'a Lab,
-    config: PathBuf,
+    /// rsync-sync's arguments: h1 to h2 under the root /srv/rs, with the lab's keys.
+    rsync_sync_args: Vec<String>,
     hand_argv: Vec<String>,
     /// The same command into its own destination, as one remote shell command line.
     hand_ssh_command: String,
@@ -246,18 +247,7 @@ impl CostSetup<'_> {
         let children0 = procs::children_cpu_ticks();
         let (literal, matched, sent, received, transferred) = if tool == "rsync_sync" {
             let output = procs::run(
-                Command::new(procs::workspace_binary("rsync-sync")?)
-                    .arg("--config")
-                    .arg(&self.config)
-                    .args([
-                        "--service",
-                        "data",
-                        "--from",
-                        "src",
-                        "--to",
-                        "dst",
-                        "--json",
-                    ]),
+                Command::new(procs::workspace_binary("rsync-sync")?).args(&self.rsync_sync_args),
                 Duration::from_secs(1800),
             )?;
             let report: Value = serde_json::from_slice(&output.stdout)
@@ -409,21 +399,28 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     let (h1, h2) = (lab.hosts()[0].clone(), lab.hosts()[1].clone());
     let key = lab.client_key();
     let kh = lab.known_hosts();
-    // dnsd's [mirror] defaults, with the lab's keys; rsync-sync applies `root` to the
-    // destination node, so its copy lands in /srv/rs/srv/data on h2.
+    // dnsd's [mirror] defaults, with the lab's keys; rsync-sync puts the root /srv/rs in
+    // front of the path on h2, so its copy lands in /srv/rs/srv/data there.
     let config = dir.path().join("mirror.toml");
     std::fs::write(
         &config,
         format!(
-            "[mirror]\nidentity = \"{k}\"\nknown_hosts = \"{kh}\"\npeer_identity = \"{k}\"\npeer_known_hosts = \"{kh}\"\n\
-             [[node]]\nname = \"src\"\naddress = \"{a}\"\n[[node]]\nname = \"dst\"\naddress = \"{b}\"\nroot = \"/srv/rs\"\n\
-             [[service]]\nname = \"data\"\nnodes = [\"src\", \"dst\"]\npaths = [\"/srv/data\"]\n",
+            "[mirror]\nidentity = \"{k}\"\nknown_hosts = \"{kh}\"\npeer_identity = \"{k}\"\npeer_known_hosts = \"{kh}\"\n",
             k = key.display(),
             kh = kh.display(),
-            a = h1.addr,
-            b = h2.addr
         ),
     )?;
+    let rsync_sync_args: Vec<String> = vec![
+        "--mirror-config".into(),
+        config.display().to_string(),
+        "--from".into(),
+        h1.addr.to_string(),
+        "--to".into(),
+        format!("{}:/srv/rs", h2.addr),
+        "--path".into(),
+        "/srv/data".into(),
+        "--json".into(),
+    ];
     // The same options dnsd's pass uses at the [mirror] defaults (connect_timeout 5s,
     // io_timeout 60s, keepalive 15s, port 22, no bwlimit, no extra options): see
     // rsync-sync/README.md.
@@ -466,7 +463,7 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         .context("h2 has no /srv")?;
     let setup = CostSetup {
         lab: &lab,
-        config,
+        rsync_sync_args,
         hand_argv,
         hand_ssh_command,
         src: lab.data_path(&h1),
@@ -479,8 +476,8 @@ fn cost(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         "bench": "mirror", "type": "cost_setup", "files": args.files, "file_kib": args.file_kib,
         "set_bytes": set_bytes, "by_hand_argv": setup.hand_argv,
         "by_hand_ssh": format!("ssh root@{} {}", h1.addr, setup.hand_ssh_command),
-        "dnsd_pass": format!("{} --config {} --service data --from src --to dst --json",
-            procs::workspace_binary("rsync-sync")?.display(), setup.config.display()),
+        "dnsd_pass": format!("{} {}",
+            procs::workspace_binary("rsync-sync")?.display(), setup.rsync_sync_args.join(" ")),
     }));
 
     say(format!(

@@ -13,6 +13,7 @@ pub mod dns;
 mod driver;
 pub mod handle;
 pub mod mirror;
+pub mod oneshot;
 pub mod pool;
 pub mod state;
 pub mod status;

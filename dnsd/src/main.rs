@@ -31,6 +31,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    // `dnsd sync`: its help is SyncArgs' documentation.
+    Sync(dnsd::oneshot::SyncArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sync(args) => dnsd::oneshot::main(&args),
     }
 }
 

@@ -10,13 +10,17 @@
 //! - [`rsync`]: a pass runs `rsync` on the source member and pushes to the destination
 //!   over ssh, streaming `--info=progress2` and parsing `--stats`, with failures classified;
 //! - [`config`]: the `[mirror]` section of the configuration file and its validation;
-//! - [`cli`]: one scripted mirror pass, as run by the `rsync-sync` binary.
+//! - [`oneshot`]: one scripted run of passes from host A to host B, its report, exit class
+//!   and printing, for any command that plans one (`rsync-sync`, `dnsd sync`);
+//! - [`cli`]: the `rsync-sync` command line: explicit hosts and paths, and a file holding
+//!   only a `[mirror]` table.
 //!
 //! All I/O here is blocking (ssh2 is); async callers run it on `spawn_blocking` or a thread.
 
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod oneshot;
 pub mod quote;
 pub mod rsync;
 pub mod ssh;

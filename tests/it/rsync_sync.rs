@@ -1,6 +1,8 @@
-//! End-to-end tests of the rsync-sync crate and its CLI on lab hosts: real sshd, real rsync,
-//! real faults. Library calls run from the root namespace (the terminal server's side); rsync
-//! runs on the source host and pushes to the destination host, as in production.
+//! End-to-end tests of the rsync-sync crate and of the two one-shot commands built on it
+//! (`dnsd sync` from a dnsd configuration, `rsync-sync` from explicit hosts and paths) on lab
+//! hosts: real sshd, real rsync, real faults. Library calls run from the root namespace (the
+//! terminal server's side); rsync runs on the source host and pushes to the destination
+//! host, as in production.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration::harness::binary;
 use integration::lab::{DATA_DIR, Host, Lab, LabOptions};
 use rsync_sync::config::{MirrorConfig, MirrorSettings};
 use rsync_sync::connector::{Backoff, ConnectError, Connector};
@@ -161,20 +164,7 @@ fn stranger_key(dir: &Path) -> PathBuf {
     key
 }
 
-/// The `rsync-sync` binary built beside this test executable.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("rsync-sync");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` before the integration tests",
-        bin.display()
-    );
-    bin
-}
-
-/// A dnsd-style configuration file for the CLI: nodes a (h1) and b (h2), service `data`.
+/// A dnsd configuration file for `dnsd sync`: nodes a (h1) and b (h2), service `data`.
 fn cli_config(dir: &Path, mirror: &MirrorConfig, lab: &Lab, paths: &[&str]) -> PathBuf {
     let [h1, h2, ..] = lab.hosts() else {
         panic!("two hosts needed")
@@ -189,7 +179,8 @@ fn cli_config(dir: &Path, mirror: &MirrorConfig, lab: &Lab, paths: &[&str]) -> P
     let text = format!(
         r#"# written by the rsync_sync integration tests
 [dns]
-zone = "lab.test"
+zone = "lab.test."
+nameservers = [{{ name = "ns1.lab.test.", address = "{a}" }}]
 
 [mirror]
 identity = {identity:?}
@@ -231,14 +222,26 @@ paths = [{paths}]
     path
 }
 
-/// Runs `rsync-sync --config FILE --service data --from a --to b EXTRA...`.
+/// `dnsd sync`, without any `DNSD_*` variable of the test's own environment (dnsd would
+/// read them as overrides of the file, e.g. `DNSD_LAB_DATASET_MIB`).
+fn dnsd_sync() -> Command {
+    let mut command = Command::new(binary("dnsd").unwrap());
+    command.arg("sync").stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DNSD_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs `dnsd sync --config FILE --service data --from a --to b EXTRA...`.
 fn run_cli(config: &Path, extra: &[&str]) -> Output {
-    Command::new(binary())
+    dnsd_sync()
         .arg("--config")
         .arg(config)
         .args(["--service", "data", "--from", "a", "--to", "b"])
         .args(extra)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
@@ -754,7 +757,7 @@ fn the_cli_mirrors_reports_json_and_exits_by_class() {
 
     // Usage and configuration errors exit 2 before contacting anyone.
     let config = cli_config(dir.path(), &mirror, &lab, &[DATA_DIR]);
-    let output = Command::new(binary())
+    let output = dnsd_sync()
         .args(["--config"])
         .arg(&config)
         .args(["--service", "nope", "--from", "a", "--to", "b"])
@@ -765,6 +768,170 @@ fn the_cli_mirrors_reports_json_and_exits_by_class() {
     bad.connect_timeout = "soon".into();
     let config = cli_config(dir.path(), &bad, &lab, &[DATA_DIR]);
     assert_cli_fails(&run_cli(&config, &[]), 2, &["mirror.connect_timeout"]);
+}
+
+/// A `--mirror-config` file for `rsync-sync`: the `[mirror]` table alone.
+fn mirror_file(dir: &Path, mirror: &MirrorConfig) -> PathBuf {
+    let text = format!(
+        "[mirror]\nidentity = {:?}\nknown_hosts = {:?}\npeer_identity = {:?}\npeer_known_hosts = {:?}\n\
+         connect_timeout = {:?}\nio_timeout = {:?}\nkeepalive = {:?}\n",
+        mirror.identity,
+        mirror.known_hosts.display().to_string(),
+        mirror.peer_identity.display().to_string(),
+        mirror.peer_known_hosts.display().to_string(),
+        mirror.connect_timeout,
+        mirror.io_timeout,
+        mirror.keepalive,
+    );
+    let path = dir.join("mirror.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Asserts a `--json` run mirrored everything without a word on stderr; returns its report.
+fn succeeded(output: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!((output.status.code(), stderr.as_ref()), (Some(0), ""));
+    json(output)
+}
+
+/// Runs `rsync-sync ARGS...`.
+fn rsync_sync(args: &[&str]) -> Output {
+    Command::new(binary("rsync-sync").unwrap())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rsync_sync_mirrors_explicit_hosts_and_paths_without_a_dnsd_file() {
+    let Some(lab) = Lab::require(
+        "rsync_sync::rsync_sync_mirrors_explicit_hosts_and_paths_without_a_dnsd_file",
+        LabOptions::new(2),
+    ) else {
+        return;
+    };
+    let [h1, h2] = lab.hosts() else {
+        unreachable!()
+    };
+    let (src, dst) = (lab.data_path(h1), lab.data_path(h2));
+    populate(&src.join("one"), 60, 5_000);
+    populate(&src.join("two"), 5, 1_000);
+    // h2 receives under a root: /srv/data/one on h1 becomes /srv/data/copy/srv/data/one.
+    fs::create_dir_all(dst.join("copy/srv/data")).unwrap();
+    fs::write(dst.join("copy/srv/data/stale"), b"not in any --path\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_config(&lab);
+    let file = mirror_file(dir.path(), &mirror);
+    let file_arg = file.to_str().unwrap();
+    let (a, b) = (h1.addr.to_string(), h2.addr.to_string());
+    let to = format!("{b}:/srv/data/copy");
+    let one = format!("{DATA_DIR}/one");
+    let two = format!("{DATA_DIR}/two");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--mirror-config",
+            file_arg,
+            "--from",
+            &a,
+            "--to",
+            &to,
+            "--path",
+            &one,
+            "--path",
+            &two,
+        ];
+        args.extend_from_slice(extra);
+        rsync_sync(&args)
+    };
+
+    let report = succeeded(&run(&["--json"]));
+    assert_eq!(report["service"], serde_json::Value::Null);
+    assert_eq!(report["from"]["address"], a.as_str());
+    assert_eq!(
+        (
+            report["to"]["name"].as_str(),
+            report["to"]["address"].as_str()
+        ),
+        (Some(to.as_str()), Some(b.as_str()))
+    );
+    assert_eq!(report["to_host_key"], keyscan_fingerprint(h2));
+    assert_eq!(
+        report["paths"][1]["destination_dir"],
+        "/srv/data/copy/srv/data/two"
+    );
+    assert_eq!(stats_of(&report["paths"][0]).files_transferred, 60);
+    assert_eq!(stats_of(&report["paths"][1]).files_transferred, 5);
+    let copy = dst.join("copy/srv/data");
+    assert_eq!(hash_tree(&copy.join("one")), hash_tree(&src.join("one")));
+    assert_eq!(hash_tree(&copy.join("two")), hash_tree(&src.join("two")));
+    assert!(
+        copy.join("stale").exists(),
+        "a file outside every --path was deleted"
+    );
+
+    // Human output: one line per path, nothing left to send.
+    let output = run(&[]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("{one}: {a} -> {to}: 0 of ")),
+        "{stdout}"
+    );
+
+    // A flag overrides the file: a known_hosts without h1 refuses the source, exit 3.
+    let without_h1 = known_hosts_without(&lab, h1, dir.path());
+    let output = run(&["--known-hosts", without_h1.to_str().unwrap()]);
+    assert_cli_fails(
+        &output,
+        3,
+        &["source node", &a, &keyscan_fingerprint(h1), "is unknown"],
+    );
+
+    // Usage errors exit 2 with one clear line, before contacting anyone: a relative path,
+    // and a dnsd configuration given where only a [mirror] table belongs.
+    assert_cli_fails(
+        &rsync_sync(&[
+            "--mirror-config",
+            file_arg,
+            "--from",
+            &a,
+            "--to",
+            &b,
+            "--path",
+            "srv/data",
+        ]),
+        2,
+        &["path \"srv/data\" must be absolute"],
+    );
+    let dnsd_file = cli_config(dir.path(), &mirror, &lab, &[DATA_DIR]);
+    assert_cli_fails(
+        &rsync_sync(&[
+            "--mirror-config",
+            dnsd_file.to_str().unwrap(),
+            "--from",
+            &a,
+            "--to",
+            &b,
+            "--path",
+            DATA_DIR,
+        ]),
+        2,
+        &["besides [mirror]", "dnsd sync"],
+    );
+
+    // A crashed destination is a connection failure, exit 5.
+    lab.crash(h2).unwrap();
+    let output = run(&["--json"]);
+    assert_cli_fails(
+        &output,
+        5,
+        &["destination node", &to, &b, "Connection refused"],
+    );
+    assert_eq!(json(&output)["class"], "connection");
 }
 
 #[test]
