@@ -35,16 +35,104 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::app::DemoCommand;
-use crate::cli::{DemoArgs, operator, render_status, user_name};
+use crate::app::{ExtraKey, Extras};
 use crate::client::{Client, Endpoint};
-use crate::tui::{self, DemoControl};
-use crate::units;
+use crate::operator::{operator, user_name};
+use crate::tui::{self, Extension};
+use crate::{render, units};
 use echo::Echo;
+
+/// Options of `console demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Work directory: keys, configuration, members' data, logs (an earlier demo's is replaced)
+    #[arg(long, default_value = "/tmp/dnsd-demo")]
+    pub dir: PathBuf,
+    /// No TUI: print where things are, then read commands on stdin (kill NODE, revive NODE, status, quit)
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Where the demo's DNS answers
+    #[arg(long, default_value = "127.0.0.1:5380")]
+    pub dns: SocketAddr,
+    /// The three members' loopback addresses
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.11,127.0.0.12,127.0.0.13"
+    )]
+    pub addresses: Vec<IpAddr>,
+    /// Echo (heartbeat) port of every member
+    #[arg(long, default_value_t = 7007)]
+    pub echo_port: u16,
+    /// sshd port of every member
+    #[arg(long, default_value_t = 2222)]
+    pub ssh_port: u16,
+}
+
+/// The demo's own commands on a member: keys in the live view, words on stdin without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DemoCommand {
+    /// Stop the member's echo service and sshd, as if the machine crashed.
+    Kill,
+    /// Start them again.
+    Revive,
+}
+
+impl DemoCommand {
+    const ALL: [DemoCommand; 2] = [DemoCommand::Kill, DemoCommand::Revive];
+
+    /// Its key in the live view.
+    fn key(self) -> char {
+        match self {
+            DemoCommand::Kill => 'K',
+            DemoCommand::Revive => 'R',
+        }
+    }
+
+    /// Its word on stdin (`kill app1`), and in the key line.
+    fn word(self) -> &'static str {
+        match self {
+            DemoCommand::Kill => "kill",
+            DemoCommand::Revive => "revive",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            DemoCommand::Kill => "demo: kill the selected member (echo and sshd stop)",
+            DemoCommand::Revive => "demo: revive the selected member",
+        }
+    }
+
+    fn from_key(key: char) -> Option<DemoCommand> {
+        DemoCommand::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    fn from_word(word: &str) -> Option<DemoCommand> {
+        DemoCommand::ALL.into_iter().find(|c| c.word() == word)
+    }
+}
+
+/// What the demo adds to the live view: `banner` under the header, and its keys.
+fn extras(banner: String) -> Extras {
+    Extras {
+        name: "demo".to_owned(),
+        banner,
+        keys: DemoCommand::ALL
+            .into_iter()
+            .map(|c| ExtraKey {
+                key: c.key(),
+                verb: c.word().to_owned(),
+                help: c.help().to_owned(),
+            })
+            .collect(),
+    }
+}
 
 /// File whose presence says a directory holds a demo (and may be wiped by the next).
 const MARKER: &str = ".dnsd-demo";
@@ -119,8 +207,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if demo.args.no_tui {
             demo.headless(&client).await
         } else {
-            let banner = demo.banner();
-            tui::run(client, Some((&mut demo, banner))).await
+            tui::run(client, Some(&mut demo)).await
         }
     }
     .await;
@@ -589,11 +676,12 @@ promote = ["rm", "-f", {demoted}]
                             [] => {}
                             ["quit" | "exit" | "stop"] => return Ok(()),
                             ["status"] => match client.status().await {
-                                Ok(s) => print!("{}", render_status(&s)),
+                                Ok(s) => print!("{}", render::status_table(&s)),
                                 Err(e) => println!("error: {e}"),
                             },
-                            ["kill", node] => report(self.run(&DemoCommand::Kill((*node).to_owned()))),
-                            ["revive", node] => report(self.run(&DemoCommand::Revive((*node).to_owned()))),
+                            [word, node] if let Some(command) = DemoCommand::from_word(word) => {
+                                report(self.obey(command, node));
+                            }
                             _ => println!("error: unknown command {line:?}; use kill NODE, revive NODE, status or quit"),
                         }
                     }
@@ -607,22 +695,28 @@ promote = ["rm", "-f", {demoted}]
         }
     }
 
-    fn member_index(&self, name: &str) -> Result<usize, String> {
-        self.members
-            .iter()
-            .position(|m| m.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
-                format!("no member {name:?} in the demo ({})", names.join(", "))
-            })
+    /// Runs one of the demo's commands on member `node`; the text says what was done.
+    fn obey(&mut self, command: DemoCommand, node: &str) -> anyhow::Result<String> {
+        match command {
+            DemoCommand::Kill => self.kill(node),
+            DemoCommand::Revive => self.revive(node),
+        }
+    }
+
+    fn member_index(&self, name: &str) -> anyhow::Result<usize> {
+        let Some(i) = self.members.iter().position(|m| m.name == name) else {
+            let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+            bail!("no member {name:?} in the demo ({})", names.join(", "));
+        };
+        Ok(i)
     }
 
     /// Kills a member: its echo service and its sshd with every session stop at once.
-    fn kill(&mut self, name: &str) -> Result<String, String> {
+    fn kill(&mut self, name: &str) -> anyhow::Result<String> {
         let i = self.member_index(name)?;
         let m = &mut self.members[i];
         if !m.alive.load(Ordering::SeqCst) {
-            return Err(format!("{name} is already killed (R revives it)"));
+            bail!("{name} is already killed (R revives it)");
         }
         m.alive.store(false, Ordering::SeqCst);
         if let Some(mut e) = m.echo.take() {
@@ -636,12 +730,12 @@ promote = ["rm", "-f", {demoted}]
         ))
     }
 
-    fn revive(&mut self, name: &str) -> Result<String, String> {
+    fn revive(&mut self, name: &str) -> anyhow::Result<String> {
         let i = self.member_index(name)?;
         if self.members[i].alive.load(Ordering::SeqCst) {
-            return Err(format!("{name} is running (K kills it)"));
+            bail!("{name} is running (K kills it)");
         }
-        self.start_member(i).map_err(|e| format!("{e:#}"))?;
+        self.start_member(i)?;
         Ok(format!(
             "{name} revived: dnsd sees it up after 3 answered heartbeats, resyncs it, then fails back"
         ))
@@ -676,12 +770,16 @@ promote = ["rm", "-f", {demoted}]
     }
 }
 
-impl DemoControl for Demo {
-    fn run(&mut self, command: &DemoCommand) -> Result<String, String> {
-        match command {
-            DemoCommand::Kill(name) => self.kill(name),
-            DemoCommand::Revive(name) => self.revive(name),
-        }
+impl Extension for Demo {
+    fn extras(&self) -> Extras {
+        extras(self.banner())
+    }
+
+    fn run(&mut self, key: char, node: &str) -> anyhow::Result<String> {
+        let Some(command) = DemoCommand::from_key(key) else {
+            bail!("the demo has no key {key}");
+        };
+        self.obey(command, node)
     }
 }
 
@@ -691,10 +789,10 @@ impl Drop for Demo {
     }
 }
 
-fn report(outcome: Result<String, String>) {
+fn report(outcome: anyhow::Result<String>) {
     match outcome {
         Ok(text) => println!("ok: {text}"),
-        Err(e) => println!("error: {e}"),
+        Err(e) => println!("error: {e:#}"),
     }
 }
 
@@ -837,7 +935,12 @@ fn tail(path: &Path, n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
     use super::*;
+    use crate::app::Input;
+    use crate::fixtures;
+    use crate::ui::testing::{app, screen};
 
     fn args(dir: &Path) -> DemoArgs {
         DemoArgs {
@@ -900,6 +1003,31 @@ mod tests {
             assert!(err.contains("does not hold an earlier demo"), "{err}");
             assert!(dir.path().join("precious.txt").exists());
         }
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = app(fixtures::three_members()).with_extras(extras(
+            "dig @127.0.0.1 -p 5380 www.demo.test +short · K kills, R revives the selected member"
+                .into(),
+        ));
+        app.update(Input::Key(KeyEvent::new(
+            KeyCode::Char('?'),
+            KeyModifiers::NONE,
+        )));
+        let s = screen(&app, 80, 24);
+        insta::assert_snapshot!("help_demo_80x24", s);
+        assert!(s.contains("demo: kill the selected member"), "{s}");
+    }
+
+    #[test]
+    fn keys_and_words_name_the_same_commands() {
+        for c in DemoCommand::ALL {
+            assert_eq!(DemoCommand::from_key(c.key()), Some(c));
+            assert_eq!(DemoCommand::from_word(c.word()), Some(c));
+        }
+        assert_eq!(DemoCommand::from_word("status"), None);
+        assert_eq!(DemoCommand::from_key('q'), None);
     }
 
     #[test]
