@@ -11,12 +11,14 @@
 //!   the view's state and rules without a terminal;
 //! - below them, each on its own: [`client`] talks to dnsd's control API; [`plan`] says
 //!   in words what an action will do; [`render`] writes the status and events as text;
-//!   [`operator`] says who is acting; [`units`] formats times and sizes.
+//!   [`operator`] says who is acting; [`launch`] starts and stops the real dnsd (also
+//!   for the integration tests and the benchmarks); [`units`] formats times and sizes.
 
 pub mod app;
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod launch;
 pub mod operator;
 pub mod plan;
 pub mod render;

@@ -25,7 +25,7 @@ mod echo;
 mod procs;
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader, IsTerminal as _, Read as _};
+use std::io::{IsTerminal as _, Read as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::{ExtraKey, Extras};
 use crate::client::{Client, Endpoint};
+use crate::launch::{self, Launch};
 use crate::operator::{operator, user_name};
 use crate::tui::{self, Extension};
 use crate::{render, units};
@@ -179,7 +180,7 @@ struct Demo {
     args: DemoArgs,
     sshd_bin: PathBuf,
     members: Vec<Member>,
-    dnsd: Option<Child>,
+    dnsd: Option<launch::Dnsd>,
     writer: Option<JoinHandle<()>>,
     /// DNS address and control socket, from dnsd's ready line.
     dns: Option<SocketAddr>,
@@ -440,7 +441,7 @@ impl Demo {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        procs::die_with_parent(&mut cmd);
+        launch::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("{}: cannot start {}", m.name, sshd_bin.display()))?;
@@ -568,55 +569,21 @@ promote = ["rm", "-f", {demoted}]
                 bin.display()
             );
         }
-        let log_path = self.dir.join("logs").join("dnsd.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        procs::die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let _ = std::fs::write(
-            self.dir.join("run").join("dnsd.pid"),
-            child.id().to_string(),
-        );
-        let stdout = child.stdout.take();
-        self.dnsd = Some(child);
-        let Some(stdout) = stdout else {
-            bail!("cannot read dnsd's output");
-        };
-        // The ready line is read on a thread, which then keeps draining the pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let Ok(Some(Ok(line))) = rx.recv_timeout(START_TIMEOUT) else {
-            bail!(
-                "dnsd did not start; the end of its log ({}):\n{}",
-                log_path.display(),
-                tail(&log_path, 20)
-            );
-        };
-        let ready: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("dnsd printed an unreadable ready line: {line}"))?;
-        let ready = &ready["ready"];
-        self.dns = ready["dns"][0].as_str().and_then(|s| s.parse().ok());
-        if let Some(control) = ready["control"].as_str() {
-            self.control = PathBuf::from(control);
+        let dnsd = Launch::new(bin, self.dir.join("logs").join("dnsd.log"))
+            .log_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .ready_timeout(START_TIMEOUT)
+            // The demo runs on this thread until it stops dnsd, and a killed console must
+            // not leave dnsd behind; the PID file lets the next demo sweep it otherwise.
+            .die_with_parent()
+            .pid_file(self.dir.join("run").join("dnsd.pid"))
+            .start(config)
+            .context("dnsd did not start")?;
+        let ready = dnsd.ready();
+        self.dns = ready.dns.first().copied();
+        if let Some(control) = &ready.control {
+            self.control = control.clone();
         }
+        self.dnsd = Some(dnsd);
         Ok(())
     }
 
@@ -645,7 +612,7 @@ promote = ["rm", "-f", {demoted}]
                 "dir": self.dir,
                 "dns": self.dns.map(|d| d.to_string()),
                 "control": self.control,
-                "dnsd_pid": self.dnsd.as_ref().map(Child::id),
+                "dnsd_pid": self.dnsd.as_ref().map(launch::Dnsd::pid),
                 "members": self.members.iter().map(|m| serde_json::json!({
                     "name": m.name, "address": m.addr.to_string(), "data": m.data(),
                 })).collect::<Vec<_>>(),
@@ -748,8 +715,8 @@ promote = ["rm", "-f", {demoted}]
             w.abort();
         }
         if let Some(mut dnsd) = self.dnsd.take() {
-            procs::stop(&mut dnsd, Duration::from_secs(10));
-            let _ = std::fs::remove_file(self.dir.join("run").join("dnsd.pid"));
+            // SIGTERM first, so dnsd saves its state; it removes its PID file.
+            dnsd.stop();
         }
         for m in &mut self.members {
             m.alive.store(false, Ordering::SeqCst);
@@ -924,13 +891,6 @@ fn toml_str(path: &Path) -> String {
     }
     out.push('"');
     out
-}
-
-/// The last `n` lines of a log file.
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]
