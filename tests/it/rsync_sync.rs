@@ -163,15 +163,7 @@ fn stranger_key(dir: &Path) -> PathBuf {
 
 /// The `rsync-sync` binary built beside this test executable.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("rsync-sync");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` before the integration tests",
-        bin.display()
-    );
-    bin
+    integration::harness::binary("rsync-sync").unwrap()
 }
 
 /// A dnsd-style configuration file for the CLI: nodes a (h1) and b (h2), service `data`.
