@@ -1,39 +1,31 @@
-//! Runs the real `dnsd` binary for a benchmark: writes its configuration, starts it,
-//! waits for its JSON ready line, and talks to its control API (status, events).
+//! Runs the real `dnsd` binary for a benchmark through the console's launcher
+//! (`console::launch`): writes its configuration, starts it without the caller's
+//! `DNSD_*` variables, waits for its ready line, and talks to its control API (status,
+//! events, actions).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use console::client::{Client, Endpoint};
+use console::launch::{self, Launch};
 use dnsd_api::{Action, ActionReply, Event, Status};
 
-use crate::procs::{self, Guard};
+use crate::procs;
+
+/// The last lines of a log file, for error messages.
+pub use console::launch::tail;
 
 /// How long dnsd may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(serde::Deserialize)]
-struct ReadyLine {
-    ready: Ready,
-}
-
-#[derive(serde::Deserialize)]
-struct Ready {
-    dns: Vec<SocketAddr>,
-    control: Option<PathBuf>,
-    pid: u32,
-}
+/// How long dnsd may take to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A running dnsd, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Dnsd {
-    guard: Guard,
+    dnsd: launch::Dnsd,
     dns: SocketAddr,
-    pid: i32,
-    log: PathBuf,
     client: Client,
     rt: tokio::runtime::Runtime,
 }
@@ -44,66 +36,28 @@ impl Dnsd {
     pub fn start(dir: &Path, config: &str) -> anyhow::Result<Dnsd> {
         let path = dir.join("dnsd.toml");
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-        let bin = procs::workspace_binary("dnsd")?;
-        let log = dir.join("dnsd.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut command = Command::new(&bin);
-        // dnsd reads DNSD_<SECTION>__<KEY> from its environment: none of the caller's may
-        // change the configuration under test.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("DNSD_") {
-                command.env_remove(&key);
-            }
-        }
-        let mut child = command
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
+        let dnsd = Launch::new(procs::workspace_binary("dnsd")?, dir.join("dnsd.log"))
             // BENCH_DNSD_LOG sets dnsd's log filter (e.g. "debug" to look into a run).
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe from dnsd")?;
-        let guard = Guard::adopt("dnsd", child);
-        // Read the ready line on a thread so a silent dnsd cannot hang the benchmark; keep
-        // draining afterwards so dnsd never blocks on a full pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let Ok(Some(Ok(line))) = rx.recv_timeout(READY_TIMEOUT) else {
-            bail!(
-                "dnsd printed no ready line within {READY_TIMEOUT:?}; its log:\n{}",
-                tail(&log, 30)
-            );
-        };
-        let ready: ReadyLine = serde_json::from_str(&line)
-            .with_context(|| format!("dnsd's ready line {line:?} is not what was expected"))?;
-        let dns = *ready
-            .ready
-            .dns
-            .first()
-            .context("dnsd serves no DNS address")?;
-        let control = ready.ready.control.context("dnsd has no control socket")?;
+            .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| "info".to_owned()))
+            // dnsd reads DNSD_<SECTION>__<KEY> from its environment: none of the caller's
+            // may change the configuration under test.
+            .scrub_dnsd_env()
+            .ready_timeout(READY_TIMEOUT)
+            .stop_grace(STOP_GRACE)
+            .start(&path)?;
+        let ready = dnsd.ready();
+        let dns = *ready.dns.first().context("dnsd serves no DNS address")?;
+        let control = ready
+            .control
+            .clone()
+            .context("dnsd has no control socket")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("building a tokio runtime")?;
         Ok(Dnsd {
-            guard,
+            dnsd,
             dns,
-            pid: i32::try_from(ready.ready.pid).unwrap_or(0),
-            log,
             client: Client::new(Endpoint::Unix(control)).with_operator("dnsd-bench"),
             rt,
         })
@@ -116,7 +70,7 @@ impl Dnsd {
 
     /// Its PID (from the ready line).
     pub fn pid(&self) -> i32 {
-        self.pid
+        i32::try_from(self.dnsd.ready().pid).unwrap_or(0)
     }
 
     /// `GET /v1/status`.
@@ -147,20 +101,13 @@ impl Dnsd {
 
     /// The last `lines` lines of its log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
+        self.dnsd.log_tail(lines)
     }
 
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
-        self.guard.exited()
+        self.dnsd.exited()
     }
-}
-
-/// The last `lines` lines of a file.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Polls `f` every `every` until it returns `Some` or `timeout` passes (or a stop is

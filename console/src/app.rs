@@ -1,7 +1,11 @@
 //! The TUI's state and its rules, without a terminal: inputs (keys, status polls,
 //! events, action replies) go in through [`App::update`], which may ask the loop for
-//! one [`Effect`] (send an action to dnsd, run a demo command, quit). Rendering reads
+//! one [`Effect`] (send an action to dnsd, run an extra key, quit). Rendering reads
 //! the state (see `ui`); tests drive `update` directly.
+//!
+//! A program running the live view may add [`Extras`]: a banner line and keys of its
+//! own that act on the selected member (the demo's kill and revive). The app knows them
+//! only as data; the program runs them when the loop hands it [`Effect::Extra`].
 //!
 //! Keys are first decoded into an [`Action`] according to what is on screen (a dialog,
 //! the help, the filter prompt or the main view), then applied. Every change marks the
@@ -13,6 +17,7 @@ use std::collections::VecDeque;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use dnsd_api::{Action as Request, ActionReply, Event, MemberStatus, ServiceStatus, Status};
 
+use crate::client::ClientError;
 use crate::plan::{self, Plan};
 
 /// Most events kept for the log view.
@@ -36,12 +41,13 @@ pub enum Input {
     /// dnsd answered an action (or it could not be sent).
     ActionDone {
         request: Request,
-        outcome: Result<ActionReply, String>,
+        outcome: Result<ActionReply, ClientError>,
     },
-    /// A demo command finished.
-    DemoDone {
-        command: DemoCommand,
-        outcome: Result<String, String>,
+    /// An extra key's command finished: what it did, or why it failed.
+    ExtraDone {
+        key: char,
+        node: String,
+        outcome: anyhow::Result<String>,
     },
 }
 
@@ -70,27 +76,13 @@ pub enum Action {
     FilterDone,
     FilterCancel,
     ClearFilter,
-    Demo(DemoCommand),
+    /// An extra key on the selected member.
+    Extra {
+        key: char,
+        node: String,
+    },
     /// Explain why a key did nothing (no member selected, ...).
     Hint(String),
-}
-
-/// A demo-only command on a member.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DemoCommand {
-    /// Stop the member's echo listener and sshd, as if the machine crashed.
-    Kill(String),
-    /// Start them again.
-    Revive(String),
-}
-
-impl std::fmt::Display for DemoCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DemoCommand::Kill(n) => write!(f, "kill {n}"),
-            DemoCommand::Revive(n) => write!(f, "revive {n}"),
-        }
-    }
 }
 
 /// What the loop must do for the app.
@@ -98,8 +90,9 @@ impl std::fmt::Display for DemoCommand {
 pub enum Effect {
     /// Send this action to dnsd; its reply comes back as [`Input::ActionDone`].
     Send(Request),
-    /// Run this demo command; its result comes back as [`Input::DemoDone`].
-    Demo(DemoCommand),
+    /// Run extra key `key` on member `node`; its result comes back as
+    /// [`Input::ExtraDone`].
+    Extra { key: char, node: String },
     /// Leave the TUI.
     Quit,
 }
@@ -146,11 +139,35 @@ pub struct Notice {
     pub text: String,
 }
 
-/// Extra state of the demo.
+/// What a program running the live view adds to it (the demo: its hint line, and keys
+/// that kill and revive a member).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoInfo {
-    /// One line telling the newcomer what to try (`dig ...`).
+pub struct Extras {
+    /// Who adds them, as the label of the banner line and the prefix of the keys'
+    /// results ("demo").
+    pub name: String,
+    /// One line under the header (the demo: what to try, `dig ...`).
     pub banner: String,
+    /// Keys of its own, each acting on the selected member.
+    pub keys: Vec<ExtraKey>,
+}
+
+/// A key of the [`Extras`], acting on the selected member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraKey {
+    /// A key the view does not use itself (such a key would never reach the extras).
+    pub key: char,
+    /// What it does, in one word, for the key line and hints ("kill").
+    pub verb: String,
+    /// What it does, for the help ("demo: kill the selected member ...").
+    pub help: String,
+}
+
+impl Extras {
+    /// The extra key `key`, if there is one.
+    pub fn key(&self, key: char) -> Option<&ExtraKey> {
+        self.keys.iter().find(|k| k.key == key)
+    }
 }
 
 /// The console's state.
@@ -180,7 +197,7 @@ pub struct App {
     pub(crate) notice: Option<Notice>,
     /// The action sent and not answered yet.
     pub(crate) in_flight: Option<String>,
-    pub(crate) demo: Option<DemoInfo>,
+    pub(crate) extras: Option<Extras>,
     /// The console's clock, ms since the Unix epoch; set by the loop (and by tests).
     pub(crate) now_ms: u64,
     dirty: bool,
@@ -207,17 +224,15 @@ impl App {
             overlay: Overlay::None,
             notice: None,
             in_flight: None,
-            demo: None,
+            extras: None,
             now_ms: 0,
             dirty: true,
         }
     }
 
-    /// Turns on the demo's keys and banner.
-    pub fn with_demo(mut self, banner: impl Into<String>) -> App {
-        self.demo = Some(DemoInfo {
-            banner: banner.into(),
-        });
+    /// Adds a program's banner line and keys.
+    pub fn with_extras(mut self, extras: Extras) -> App {
+        self.extras = Some(extras);
         self
     }
 
@@ -307,13 +322,13 @@ impl App {
                 self.action_done(&request, outcome);
                 None
             }
-            Input::DemoDone { command, outcome } => {
+            Input::ExtraDone { key, node, outcome } => {
                 self.dirty = true;
                 self.notice = Some(match outcome {
                     Ok(text) => Notice { ok: true, text },
                     Err(e) => Notice {
                         ok: false,
-                        text: format!("demo: {command} failed: {e}"),
+                        text: format!("{} failed: {e:#}", self.extra_title(key, &node)),
                     },
                 });
                 None
@@ -341,7 +356,18 @@ impl App {
         self.dirty = true;
     }
 
-    fn action_done(&mut self, request: &Request, outcome: Result<ActionReply, String>) {
+    /// "demo: kill app1": an extra key's command, for its notices.
+    fn extra_title(&self, key: char, node: &str) -> String {
+        match &self.extras {
+            Some(x) => {
+                let verb = x.key(key).map_or("", |k| k.verb.as_str());
+                format!("{}: {verb} {node}", x.name)
+            }
+            None => format!("{key} {node}"),
+        }
+    }
+
+    fn action_done(&mut self, request: &Request, outcome: Result<ActionReply, ClientError>) {
         match outcome {
             Ok(reply) if reply.accepted => {
                 self.notice = Some(Notice {
@@ -366,7 +392,7 @@ impl App {
                 });
                 self.overlay = Overlay::Reply {
                     title: format!("could not send: {request}"),
-                    message: error,
+                    message: error.to_string(),
                 };
             }
         }
@@ -454,14 +480,16 @@ impl App {
                 }
                 None => Action::Hint("select a member first (↑/↓)".into()),
             },
-            KeyCode::Char('K') if self.demo.is_some() => match &self.node {
-                Some(n) => Action::Demo(DemoCommand::Kill(n.clone())),
-                None => Action::Hint("select a member to kill first (↑/↓)".into()),
-            },
-            KeyCode::Char('R') if self.demo.is_some() => match &self.node {
-                Some(n) => Action::Demo(DemoCommand::Revive(n.clone())),
-                None => Action::Hint("select a member to revive first (↑/↓)".into()),
-            },
+            KeyCode::Char(c) => {
+                let extra = self.extras.as_ref().and_then(|x| x.key(c))?;
+                match &self.node {
+                    Some(node) => Action::Extra {
+                        key: c,
+                        node: node.clone(),
+                    },
+                    None => Action::Hint(format!("select a member to {} first (↑/↓)", extra.verb)),
+                }
+            }
             _ => return None,
         };
         Some(action)
@@ -533,12 +561,12 @@ impl App {
                 self.filter.clear();
                 self.filter_changed();
             }
-            Action::Demo(command) => {
+            Action::Extra { key, node } => {
                 self.notice = Some(Notice {
                     ok: true,
-                    text: format!("demo: {command}…"),
+                    text: format!("{}…", self.extra_title(key, &node)),
                 });
-                return Some(Effect::Demo(command));
+                return Some(Effect::Extra { key, node });
             }
             Action::Hint(text) => self.notice = Some(Notice { ok: false, text }),
         }
@@ -913,14 +941,30 @@ mod tests {
             Some(Effect::Quit),
             "Ctrl-C quits from anywhere"
         );
-        let mut demo = app_with(fixtures::three_members()).with_demo("dig ...");
+        let key_for = |key: char, verb: &str| ExtraKey {
+            key,
+            verb: verb.into(),
+            help: format!("{verb} the selected member"),
+        };
+        let extras = Extras {
+            name: "demo".into(),
+            banner: "dig ...".into(),
+            keys: vec![key_for('K', "kill"), key_for('R', "revive")],
+        };
+        let mut demo = app_with(fixtures::three_members()).with_extras(extras);
         assert_eq!(
             demo.update(key('K')),
-            Some(Effect::Demo(DemoCommand::Kill("app1".into())))
+            Some(Effect::Extra {
+                key: 'K',
+                node: "app1".into()
+            })
         );
         assert_eq!(
             demo.update(key('R')),
-            Some(Effect::Demo(DemoCommand::Revive("app1".into())))
+            Some(Effect::Extra {
+                key: 'R',
+                node: "app1".into()
+            })
         );
     }
 

@@ -12,17 +12,18 @@
 //! | 3 | dnsd refused the action; the reason is on stderr |
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dnsd_api::{Action as Request, Event, Health, Status};
+use dnsd_api::{Action as Request, Event};
 use futures::StreamExt as _;
 
 use crate::client::{Client, ClientError, Endpoint};
-use crate::{plan, units};
+use crate::demo::DemoArgs;
+use crate::operator::operator;
+use crate::{plan, render};
 
 /// Where the control socket is when neither `--socket` nor `DNSD_SOCKET` says.
 pub const DEFAULT_SOCKET: &str = "/run/dnsd/control.sock";
@@ -131,33 +132,6 @@ pub struct ActionArgs {
 pub enum OnOff {
     On,
     Off,
-}
-
-/// Options of `console demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Work directory: keys, configuration, members' data, logs (an earlier demo's is replaced)
-    #[arg(long, default_value = "/tmp/dnsd-demo")]
-    pub dir: PathBuf,
-    /// No TUI: print where things are, then read commands on stdin (kill NODE, revive NODE, status, quit)
-    #[arg(long)]
-    pub no_tui: bool,
-    /// Where the demo's DNS answers
-    #[arg(long, default_value = "127.0.0.1:5380")]
-    pub dns: SocketAddr,
-    /// The three members' loopback addresses
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.11,127.0.0.12,127.0.0.13"
-    )]
-    pub addresses: Vec<IpAddr>,
-    /// Echo (heartbeat) port of every member
-    #[arg(long, default_value_t = 7007)]
-    pub echo_port: u16,
-    /// sshd port of every member
-    #[arg(long, default_value_t = 2222)]
-    pub ssh_port: u16,
 }
 
 /// How a command ended, as an exit code.
@@ -347,52 +321,12 @@ fn parse_url(url: &str) -> Result<String, String> {
     Ok(host_port.to_owned())
 }
 
-/// "console <user>@<host>": who is acting, for the daemon's log.
-pub fn operator() -> String {
-    let user = user_name()
-        .ok()
-        .or_else(|| std::env::var("USER").ok())
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        .unwrap_or_else(|| format!("uid{}", unsafe { libc::geteuid() }));
-    format!("console {user}@{}", hostname())
-}
-
-/// The name of the user this process runs as, from the password database.
-pub(crate) fn user_name() -> anyhow::Result<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    // SAFETY: passwd is plain old data (integers and pointers); all-zero is a valid value.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getpwuid_r writes into pwd and buf
-    // (of the length given) and sets result to &pwd or null.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        anyhow::bail!("user {uid} is not in the password database");
-    }
-    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r, which outlives this.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    Ok(name.to_string_lossy().into_owned())
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_owned();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 async fn status(client: &Client, json: bool) -> Result<(), Failure> {
     let status = client.status().await?;
     let text = if json {
         serde_json::to_string_pretty(&status).context("cannot render the status as JSON")? + "\n"
     } else {
-        render_status(&status)
+        render::status_table(&status)
     };
     print_out(&text).map(drop)
 }
@@ -410,162 +344,12 @@ fn print_out(text: &str) -> Result<bool, Failure> {
     }
 }
 
-/// The status as a readable table, one block per service.
-pub fn render_status(st: &Status) -> String {
-    let hb = &st.heartbeat;
-    let mut out = format!(
-        "dnsd: zone {}, serial {}, ttl {}s, heartbeat {} port {} every {} (fall {}, rise {}), up {}\n",
-        st.zone,
-        st.serial,
-        st.ttl,
-        hb.protocol,
-        hb.port,
-        units::span(hb.interval_ms),
-        hb.fall,
-        hb.rise,
-        units::span(st.now_ms.saturating_sub(st.started_ms))
-    );
-    for svc in &st.services {
-        let mut state = vec![if svc.paused { "PAUSED" } else { "running" }.to_owned()];
-        if svc.stranded {
-            state.push("STRANDED".into());
-        }
-        if let Some(t) = &svc.transition {
-            state.push(format!("in progress: {t}"));
-        }
-        out.push_str(&format!(
-            "\nservice {} ({}): primary {}, epoch {}, {}; failback {}; next {}\n",
-            svc.name,
-            svc.fqdn,
-            svc.primary,
-            svc.epoch,
-            state.join(", "),
-            if svc.failback.is_empty() {
-                "manual"
-            } else {
-                &svc.failback
-            },
-            svc.next
-                .as_deref()
-                .unwrap_or("none (no member can be promoted)")
-        ));
-        let mut rows = vec![[
-            "NODE".to_owned(),
-            "ADDRESS".to_owned(),
-            "ROLE".to_owned(),
-            "HEALTH".to_owned(),
-            "RTT".to_owned(),
-            "SYNC".to_owned(),
-            "LAG".to_owned(),
-            "NOTES".to_owned(),
-        ]];
-        for m in &svc.members {
-            let node = st.node(&m.node);
-            let rtt = node
-                .filter(|n| n.health != Health::Down)
-                .and_then(|n| n.rtt_us)
-                .map(units::rtt)
-                .unwrap_or_else(|| "-".into());
-            let sync = match (&m.sync, svc.paths.is_empty(), m.node == svc.primary) {
-                (_, true, _) => "-".to_owned(),
-                (_, false, true) => "source".to_owned(),
-                (None, _, _) => "-".to_owned(),
-                (Some(y), _, _) => match (&y.running, y.last_sync_ms) {
-                    (Some(r), _) => format!("{} pass {}%", r.kind, r.percent),
-                    (None, _) if y.failures > 0 => format!("failing x{}", y.failures),
-                    (None, Some(t)) => format!("synced {}", units::ago(t, st.now_ms)),
-                    (None, None) => "never synced".into(),
-                },
-            };
-            let lag = m
-                .sync
-                .as_ref()
-                .and_then(|y| y.lag_ms)
-                .map(units::span)
-                .unwrap_or_else(|| "-".into());
-            let mut notes = Vec::new();
-            if svc.preferred == m.node {
-                notes.push("preferred".to_owned());
-            }
-            if node.is_some_and(|n| n.maintenance) {
-                notes.push("maintenance".into());
-            }
-            if svc.next.as_deref() == Some(m.node.as_str()) {
-                notes.push("next".into());
-            }
-            if m.node != svc.primary
-                && let Some(why) = &m.skip_reason
-            {
-                notes.push(format!("skipped: {why}"));
-            }
-            rows.push([
-                m.node.clone(),
-                node.map(|n| n.address.clone()).unwrap_or_default(),
-                m.role.to_string(),
-                node.map(|n| n.health.to_string()).unwrap_or_default(),
-                rtt,
-                sync,
-                lag,
-                notes.join(", "),
-            ]);
-        }
-        let mut widths = [0usize; 8];
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        for row in &rows {
-            let mut line = String::from(" ");
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(&format!(" {cell}"));
-                } else {
-                    line.push_str(&format!(" {cell:<w$}"));
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// One event as a log line.
-pub fn render_event(e: &Event) -> String {
-    let mut subject = Vec::new();
-    if let Some(s) = &e.service {
-        subject.push(s.clone());
-    }
-    if let Some(n) = &e.node {
-        subject.push(n.clone());
-    }
-    if let (Some(old), Some(new)) = (&e.old_primary, &e.new_primary) {
-        subject.push(format!("{old}->{new}"));
-    }
-    if let (Some(epoch), Some(_)) = (e.epoch, &e.new_primary) {
-        subject.push(format!("epoch {epoch}"));
-    }
-    let subject = if subject.is_empty() {
-        String::new()
-    } else {
-        format!("[{}] ", subject.join(" "))
-    };
-    format!(
-        "{} #{} {} {subject}{}\n",
-        units::timestamp(e.at_ms),
-        e.seq,
-        e.kind,
-        e.reason
-    )
-}
-
 async fn events(client: &Client, follow: bool, json: bool, since: u64) -> Result<(), Failure> {
     let render = |e: &Event| -> Result<String, Failure> {
         if json {
             Ok(serde_json::to_string(e).context("cannot render an event as JSON")? + "\n")
         } else {
-            Ok(render_event(e))
+            Ok(render::event_line(e))
         }
     };
     if !follow {
@@ -633,7 +417,6 @@ fn ask(plan: &plan::Plan) -> Result<bool, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(args).unwrap()
@@ -710,34 +493,5 @@ mod tests {
             (addr.as_str(), token.as_str()),
             ("127.0.0.1:8053", "0123456789abcdef0123")
         );
-    }
-
-    #[test]
-    fn status_table_names_roles_sync_and_skips() {
-        let text = render_status(&fixtures::member_down());
-        insta::assert_snapshot!("status_table", text);
-        assert!(text.contains("skipped: is down"), "{text}");
-    }
-
-    #[test]
-    fn events_print_as_timestamped_lines() {
-        let events = fixtures::events();
-        assert_eq!(
-            render_event(&events[2]),
-            "2023-11-14T22:11:46.000Z #3 failover [www app1->app2 epoch 3] app1 is down; app2 promoted (first eligible after app1)\n"
-        );
-        let mut bare = events[0].clone();
-        bare.service = None;
-        assert_eq!(
-            render_event(&bare),
-            "2023-11-14T22:00:46.000Z #1 started state restored\n"
-        );
-    }
-
-    #[test]
-    fn operator_names_user_and_host() {
-        let op = operator();
-        let user = user_name().unwrap();
-        assert!(op.starts_with(&format!("console {user}@")), "{op}");
     }
 }

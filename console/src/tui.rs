@@ -11,6 +11,9 @@
 //!   it saw; when dnsd restarted (its start time changed) it starts over;
 //! - each operator action runs in its own task and reports the daemon's reply.
 //!
+//! A program may add keys of its own through an [`Extension`] (the demo's kill and
+//! revive); the loop runs them in place, since they only start or stop local processes.
+//!
 //! The terminal is set up through ratatui's `try_init`, whose panic hook restores it
 //! before a panic is printed; a guard restores it on every other way out (quit, Ctrl-C,
 //! a signal, an error).
@@ -24,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::{App, DemoCommand, Effect, Input};
+use crate::app::{App, Effect, Extras, Input};
 use crate::client::Client;
 use crate::units::now_ms;
 
@@ -38,10 +41,14 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// connection died silently (it resumes after the last event, so nothing repeats).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
 
-/// Demo-only commands the loop can run (the demo implements it).
-pub trait DemoControl {
-    /// Runs `command`; the text says what was done, or why it failed.
-    fn run(&mut self, command: &DemoCommand) -> Result<String, String>;
+/// What a program adds to the live view: a banner line and keys of its own on the
+/// selected member. The demo implements it; the view knows nothing else of the demo.
+pub trait Extension {
+    /// The banner and the keys, read once when the view starts.
+    fn extras(&self) -> Extras;
+    /// Runs extra key `key` (one of [`Extension::extras`]) on member `node`; the text
+    /// says what was done.
+    fn run(&mut self, key: char, node: &str) -> anyhow::Result<String>;
 }
 
 /// Restores the terminal when the loop ends, however it ends.
@@ -60,11 +67,8 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Runs the TUI against `client` until the operator quits or a signal arrives.
-/// `demo` adds the demo's keys and banner line.
-pub async fn run(
-    client: Client,
-    mut demo: Option<(&mut dyn DemoControl, String)>,
-) -> anyhow::Result<()> {
+/// `extension` adds a program's banner line and keys.
+pub async fn run(client: Client, mut extension: Option<&mut dyn Extension>) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -81,8 +85,8 @@ pub async fn run(
     ];
     let mut keys = EventStream::new();
     let mut app = App::new(client.endpoint().to_string());
-    if let Some((_, banner)) = &demo {
-        app = app.with_demo(banner.clone());
+    if let Some(extension) = &extension {
+        app = app.with_extras(extension.extras());
     }
 
     let result = loop {
@@ -113,17 +117,18 @@ pub async fn run(
                 let client = client.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let outcome = client.act(&request).await.map_err(|e| e.to_string());
+                    let outcome = client.act(&request).await;
                     // The loop may have ended meanwhile; nobody to tell then.
                     let _ = tx.send(Input::ActionDone { request, outcome }).await;
                 });
             }
-            Some(Effect::Demo(command)) => {
-                let outcome = match demo.as_mut() {
-                    Some((control, _)) => control.run(&command),
-                    None => Err("not running the demo".to_owned()),
+            Some(Effect::Extra { key, node }) => {
+                let outcome = match extension.as_mut() {
+                    Some(extension) => extension.run(key, &node),
+                    // The app asks only for the keys an extension gave it.
+                    None => Err(anyhow::anyhow!("no program handles the key {key}")),
                 };
-                app.update(Input::DemoDone { command, outcome });
+                app.update(Input::ExtraDone { key, node, outcome });
             }
         }
     };

@@ -1,45 +1,76 @@
-//! Runs the real `dnsd` binary for end-to-end tests: writes its configuration, starts
-//! it, waits for its machine-readable ready line, and stops it by PID.
-//!
-//! The binaries are found next to the test executable's directory (`target/<profile>/`),
-//! so the workspace must be built first: `cargo build --workspace --bins` (the README's
-//! test command does it).
+//! Runs the real binaries for end-to-end tests. [`binary`] finds them beside the test
+//! executable (`target/<profile>/`), building them through Cargo first when the tests
+//! run under it; [`Dnsd`] runs `dnsd` through the console's launcher
+//! ([`console::launch`]): writes its configuration, starts it, waits for its
+//! machine-readable ready line, and stops it by PID.
 
-use std::io::{BufRead, BufReader};
+use std::error::Error as _;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use console::client::{Client, Endpoint};
+use console::launch::{self, Launch, LaunchError};
+use dnsd_api::Ready;
 
 /// Why the harness could not do what it was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum HarnessError {
-    #[error(
-        "{name} binary not found at {path}; build the workspace first: cargo build --workspace --bins"
-    )]
-    NoBinary { name: String, path: PathBuf },
+    #[error("{name} not found at {}: build the binaries first with `{command}`", path.display())]
+    NoBinary {
+        name: String,
+        path: PathBuf,
+        command: String,
+    },
+    #[error(transparent)]
+    Build(#[from] BuildFailed),
     #[error("cannot {what}: {error}")]
     Io { what: String, error: std::io::Error },
-    #[error("dnsd did not print its ready line within {timeout:?}; its log:\n{log}")]
-    NotReady { timeout: Duration, log: String },
-    #[error("dnsd printed an unreadable ready line {line:?}: {error}")]
-    BadReady { line: String, error: String },
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
 }
 
-/// Path of a workspace binary built beside the tests.
+/// Printed by a test's `unwrap()`: the message with its causes, on one line for a
+/// missing binary, rather than the variant's fields.
+impl std::fmt::Debug for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut cause = self.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+/// `cargo build` of the binaries failed (the same failure for every test of the process).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{command}` failed: {why}")]
+pub struct BuildFailed {
+    command: String,
+    why: String,
+}
+
+/// Path of a workspace binary (`dnsd`, `console`, `rsync-sync`) in the test executable's
+/// target directory.
+///
+/// Under Cargo (`cargo test` sets `CARGO`), the first call of a test process runs
+/// `cargo build --workspace --bins` in the test executable's profile, so a binary is
+/// never missing nor older than its sources: Cargo only rebuilds what changed, and the
+/// build is a no-op when everything is fresh (as after `scripts/test`, which builds
+/// the binaries first). Other calls wait for that build. Without Cargo, a missing
+/// binary is an error naming the command that builds it.
 pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
-    let exe = std::env::current_exe().map_err(|error| HarnessError::Io {
-        what: "find the test executable".into(),
-        error,
-    })?;
-    // target/<profile>/deps/it-xxxx -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = target_dir()?;
+    let command = build_command(&dir);
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        static BUILT: OnceLock<Result<(), BuildFailed>> = OnceLock::new();
+        BUILT.get_or_init(|| build(&cargo, &command)).clone()?;
+    }
     let path = dir.join(name);
     if path.is_file() {
         Ok(path)
@@ -47,35 +78,63 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
         Err(HarnessError::NoBinary {
             name: name.into(),
             path,
+            command: command.join(" "),
         })
     }
 }
 
-/// What dnsd says once it serves.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Ready {
-    pub dns: Vec<SocketAddr>,
-    pub control: Option<PathBuf>,
-    pub control_tcp: Option<SocketAddr>,
-    pub pid: u32,
+/// `target/<profile>`: the test executable is `target/<profile>/deps/it-<hash>`.
+fn target_dir() -> Result<PathBuf, HarnessError> {
+    let exe = std::env::current_exe().map_err(|error| HarnessError::Io {
+        what: "find the test executable".into(),
+        error,
+    })?;
+    Ok(exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default())
 }
 
-#[derive(serde::Deserialize)]
-struct ReadyLine {
-    ready: Ready,
+/// `cargo build --workspace --bins` for the profile whose directory is `dir`.
+fn build_command(dir: &Path) -> Vec<String> {
+    let mut command: Vec<String> = ["cargo", "build", "--workspace", "--bins"]
+        .map(String::from)
+        .into();
+    match dir.file_name().and_then(OsStr::to_str) {
+        // The dev (and test) profile builds into target/debug.
+        Some("debug") | None => {}
+        Some("release") => command.push("--release".into()),
+        Some(profile) => command.extend(["--profile".into(), profile.into()]),
+    }
+    command
 }
 
-/// A running dnsd. Stopped (SIGTERM, then SIGKILL) when dropped.
+/// Runs `command` with `cargo` as its program, in this workspace. Cargo's progress and
+/// errors go to the test run's stderr, outside the tests' captured output.
+fn build(cargo: &OsStr, command: &[String]) -> Result<(), BuildFailed> {
+    let failed = |why: String| BuildFailed {
+        command: command.join(" "),
+        why,
+    };
+    let status = Command::new(cargo)
+        .args(&command[1..])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| failed(format!("cannot run {}: {e}", Path::new(cargo).display())))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!("{status}; its errors are above")))
+    }
+}
+
+/// A running dnsd, started through [`console::launch`]. Stopped (SIGTERM, then SIGKILL
+/// after 10 s) when dropped.
 #[derive(Debug)]
-pub struct Dnsd {
-    child: Option<Child>,
-    ready: Ready,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-/// How long dnsd may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub struct Dnsd(launch::Dnsd);
 
 impl Dnsd {
     /// Writes `config` to `dir/dnsd.toml` and starts dnsd on it; `env` adds variables.
@@ -88,124 +147,44 @@ impl Dnsd {
         Self::start_with_file(&path, env)
     }
 
-    /// Starts dnsd on an existing configuration file.
+    /// Starts dnsd on an existing configuration file, logging beside it.
     pub fn start_with_file(config: &Path, env: &[(&str, &str)]) -> Result<Dnsd, HarnessError> {
-        let bin = binary("dnsd")?;
         let dir = config.parent().unwrap_or(Path::new("."));
-        let log = dir.join(format!("dnsd-{}.log", unique()));
-        let log_file = std::fs::File::create(&log).map_err(|error| HarnessError::Io {
-            what: format!("create {}", log.display()),
-            error,
-        })?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        for (k, v) in env {
-            cmd.env(k, v);
+        let mut launch = Launch::new(binary("dnsd")?, dir.join(format!("dnsd-{}.log", unique())));
+        for (key, value) in env {
+            launch = launch.env(key, value);
         }
-        let mut child = cmd.spawn().map_err(|error| HarnessError::Io {
-            what: format!("start {}", bin.display()),
-            error,
-        })?;
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            return Err(HarnessError::Io {
-                what: "read dnsd's stdout".into(),
-                error: std::io::Error::other("no pipe"),
-            });
-        };
-        // Read the ready line on a thread so a silent dnsd cannot hang the test.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            // Keep draining so dnsd never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let Ok(Some(Ok(line))) = rx.recv_timeout(READY_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HarnessError::NotReady {
-                timeout: READY_TIMEOUT,
-                log: std::fs::read_to_string(&log).unwrap_or_default(),
-            });
-        };
-        let ready = match serde_json::from_str::<ReadyLine>(&line) {
-            Ok(r) => r.ready,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(HarnessError::BadReady {
-                    line,
-                    error: e.to_string(),
-                });
-            }
-        };
-        Ok(Dnsd {
-            child: Some(child),
-            ready,
-            config: config.to_owned(),
-            log,
-        })
+        Ok(Dnsd(launch.start(config)?))
     }
 
     /// The first DNS address dnsd serves on.
     pub fn dns(&self) -> SocketAddr {
-        self.ready.dns[0]
+        self.0.ready().dns[0]
     }
 
+    /// What dnsd said in its ready line.
     pub fn ready(&self) -> &Ready {
-        &self.ready
+        self.0.ready()
     }
 
     pub fn config_path(&self) -> &Path {
-        &self.config
+        self.0.config()
     }
 
     /// A control API client on dnsd's socket.
     pub fn client(&self) -> Client {
-        let socket = self.ready.control.clone().unwrap_or_default();
+        let socket = self.0.ready().control.clone().unwrap_or_default();
         Client::new(Endpoint::Unix(socket)).with_operator("integration-test")
     }
 
     /// dnsd's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log()
     }
 
     /// Stops dnsd with SIGTERM and waits (SIGKILL after 10 s). Returns its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    return child.wait().ok();
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Dnsd {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop()
     }
 }
 

@@ -25,7 +25,7 @@ mod echo;
 mod procs;
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader, IsTerminal as _, Read as _};
+use std::io::{IsTerminal as _, Read as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -35,16 +35,105 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::app::DemoCommand;
-use crate::cli::{DemoArgs, operator, render_status, user_name};
+use crate::app::{ExtraKey, Extras};
 use crate::client::{Client, Endpoint};
-use crate::tui::{self, DemoControl};
-use crate::units;
+use crate::launch::{self, Launch};
+use crate::operator::{operator, user_name};
+use crate::tui::{self, Extension};
+use crate::{render, units};
 use echo::Echo;
+
+/// Options of `console demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Work directory: keys, configuration, members' data, logs (an earlier demo's is replaced)
+    #[arg(long, default_value = "/tmp/dnsd-demo")]
+    pub dir: PathBuf,
+    /// No TUI: print where things are, then read commands on stdin (kill NODE, revive NODE, status, quit)
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Where the demo's DNS answers
+    #[arg(long, default_value = "127.0.0.1:5380")]
+    pub dns: SocketAddr,
+    /// The three members' loopback addresses
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.11,127.0.0.12,127.0.0.13"
+    )]
+    pub addresses: Vec<IpAddr>,
+    /// Echo (heartbeat) port of every member
+    #[arg(long, default_value_t = 7007)]
+    pub echo_port: u16,
+    /// sshd port of every member
+    #[arg(long, default_value_t = 2222)]
+    pub ssh_port: u16,
+}
+
+/// The demo's own commands on a member: keys in the live view, words on stdin without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DemoCommand {
+    /// Stop the member's echo service and sshd, as if the machine crashed.
+    Kill,
+    /// Start them again.
+    Revive,
+}
+
+impl DemoCommand {
+    const ALL: [DemoCommand; 2] = [DemoCommand::Kill, DemoCommand::Revive];
+
+    /// Its key in the live view.
+    fn key(self) -> char {
+        match self {
+            DemoCommand::Kill => 'K',
+            DemoCommand::Revive => 'R',
+        }
+    }
+
+    /// Its word on stdin (`kill app1`), and in the key line.
+    fn word(self) -> &'static str {
+        match self {
+            DemoCommand::Kill => "kill",
+            DemoCommand::Revive => "revive",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            DemoCommand::Kill => "demo: kill the selected member (echo and sshd stop)",
+            DemoCommand::Revive => "demo: revive the selected member",
+        }
+    }
+
+    fn from_key(key: char) -> Option<DemoCommand> {
+        DemoCommand::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    fn from_word(word: &str) -> Option<DemoCommand> {
+        DemoCommand::ALL.into_iter().find(|c| c.word() == word)
+    }
+}
+
+/// What the demo adds to the live view: `banner` under the header, and its keys.
+fn extras(banner: String) -> Extras {
+    Extras {
+        name: "demo".to_owned(),
+        banner,
+        keys: DemoCommand::ALL
+            .into_iter()
+            .map(|c| ExtraKey {
+                key: c.key(),
+                verb: c.word().to_owned(),
+                help: c.help().to_owned(),
+            })
+            .collect(),
+    }
+}
 
 /// File whose presence says a directory holds a demo (and may be wiped by the next).
 const MARKER: &str = ".dnsd-demo";
@@ -91,7 +180,7 @@ struct Demo {
     args: DemoArgs,
     sshd_bin: PathBuf,
     members: Vec<Member>,
-    dnsd: Option<Child>,
+    dnsd: Option<launch::Dnsd>,
     writer: Option<JoinHandle<()>>,
     /// DNS address and control socket, from dnsd's ready line.
     dns: Option<SocketAddr>,
@@ -119,8 +208,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if demo.args.no_tui {
             demo.headless(&client).await
         } else {
-            let banner = demo.banner();
-            tui::run(client, Some((&mut demo, banner))).await
+            tui::run(client, Some(&mut demo)).await
         }
     }
     .await;
@@ -353,7 +441,7 @@ impl Demo {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        procs::die_with_parent(&mut cmd);
+        launch::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("{}: cannot start {}", m.name, sshd_bin.display()))?;
@@ -481,55 +569,21 @@ promote = ["rm", "-f", {demoted}]
                 bin.display()
             );
         }
-        let log_path = self.dir.join("logs").join("dnsd.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        procs::die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let _ = std::fs::write(
-            self.dir.join("run").join("dnsd.pid"),
-            child.id().to_string(),
-        );
-        let stdout = child.stdout.take();
-        self.dnsd = Some(child);
-        let Some(stdout) = stdout else {
-            bail!("cannot read dnsd's output");
-        };
-        // The ready line is read on a thread, which then keeps draining the pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let Ok(Some(Ok(line))) = rx.recv_timeout(START_TIMEOUT) else {
-            bail!(
-                "dnsd did not start; the end of its log ({}):\n{}",
-                log_path.display(),
-                tail(&log_path, 20)
-            );
-        };
-        let ready: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("dnsd printed an unreadable ready line: {line}"))?;
-        let ready = &ready["ready"];
-        self.dns = ready["dns"][0].as_str().and_then(|s| s.parse().ok());
-        if let Some(control) = ready["control"].as_str() {
-            self.control = PathBuf::from(control);
+        let dnsd = Launch::new(bin, self.dir.join("logs").join("dnsd.log"))
+            .log_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .ready_timeout(START_TIMEOUT)
+            // The demo runs on this thread until it stops dnsd, and a killed console must
+            // not leave dnsd behind; the PID file lets the next demo sweep it otherwise.
+            .die_with_parent()
+            .pid_file(self.dir.join("run").join("dnsd.pid"))
+            .start(config)
+            .context("dnsd did not start")?;
+        let ready = dnsd.ready();
+        self.dns = ready.dns.first().copied();
+        if let Some(control) = &ready.control {
+            self.control = control.clone();
         }
+        self.dnsd = Some(dnsd);
         Ok(())
     }
 
@@ -558,7 +612,7 @@ promote = ["rm", "-f", {demoted}]
                 "dir": self.dir,
                 "dns": self.dns.map(|d| d.to_string()),
                 "control": self.control,
-                "dnsd_pid": self.dnsd.as_ref().map(Child::id),
+                "dnsd_pid": self.dnsd.as_ref().map(launch::Dnsd::pid),
                 "members": self.members.iter().map(|m| serde_json::json!({
                     "name": m.name, "address": m.addr.to_string(), "data": m.data(),
                 })).collect::<Vec<_>>(),
@@ -589,11 +643,12 @@ promote = ["rm", "-f", {demoted}]
                             [] => {}
                             ["quit" | "exit" | "stop"] => return Ok(()),
                             ["status"] => match client.status().await {
-                                Ok(s) => print!("{}", render_status(&s)),
+                                Ok(s) => print!("{}", render::status_table(&s)),
                                 Err(e) => println!("error: {e}"),
                             },
-                            ["kill", node] => report(self.run(&DemoCommand::Kill((*node).to_owned()))),
-                            ["revive", node] => report(self.run(&DemoCommand::Revive((*node).to_owned()))),
+                            [word, node] if let Some(command) = DemoCommand::from_word(word) => {
+                                report(self.obey(command, node));
+                            }
                             _ => println!("error: unknown command {line:?}; use kill NODE, revive NODE, status or quit"),
                         }
                     }
@@ -607,22 +662,28 @@ promote = ["rm", "-f", {demoted}]
         }
     }
 
-    fn member_index(&self, name: &str) -> Result<usize, String> {
-        self.members
-            .iter()
-            .position(|m| m.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
-                format!("no member {name:?} in the demo ({})", names.join(", "))
-            })
+    /// Runs one of the demo's commands on member `node`; the text says what was done.
+    fn obey(&mut self, command: DemoCommand, node: &str) -> anyhow::Result<String> {
+        match command {
+            DemoCommand::Kill => self.kill(node),
+            DemoCommand::Revive => self.revive(node),
+        }
+    }
+
+    fn member_index(&self, name: &str) -> anyhow::Result<usize> {
+        let Some(i) = self.members.iter().position(|m| m.name == name) else {
+            let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+            bail!("no member {name:?} in the demo ({})", names.join(", "));
+        };
+        Ok(i)
     }
 
     /// Kills a member: its echo service and its sshd with every session stop at once.
-    fn kill(&mut self, name: &str) -> Result<String, String> {
+    fn kill(&mut self, name: &str) -> anyhow::Result<String> {
         let i = self.member_index(name)?;
         let m = &mut self.members[i];
         if !m.alive.load(Ordering::SeqCst) {
-            return Err(format!("{name} is already killed (R revives it)"));
+            bail!("{name} is already killed (R revives it)");
         }
         m.alive.store(false, Ordering::SeqCst);
         if let Some(mut e) = m.echo.take() {
@@ -636,12 +697,12 @@ promote = ["rm", "-f", {demoted}]
         ))
     }
 
-    fn revive(&mut self, name: &str) -> Result<String, String> {
+    fn revive(&mut self, name: &str) -> anyhow::Result<String> {
         let i = self.member_index(name)?;
         if self.members[i].alive.load(Ordering::SeqCst) {
-            return Err(format!("{name} is running (K kills it)"));
+            bail!("{name} is running (K kills it)");
         }
-        self.start_member(i).map_err(|e| format!("{e:#}"))?;
+        self.start_member(i)?;
         Ok(format!(
             "{name} revived: dnsd sees it up after 3 answered heartbeats, resyncs it, then fails back"
         ))
@@ -654,8 +715,8 @@ promote = ["rm", "-f", {demoted}]
             w.abort();
         }
         if let Some(mut dnsd) = self.dnsd.take() {
-            procs::stop(&mut dnsd, Duration::from_secs(10));
-            let _ = std::fs::remove_file(self.dir.join("run").join("dnsd.pid"));
+            // SIGTERM first, so dnsd saves its state; it removes its PID file.
+            dnsd.stop();
         }
         for m in &mut self.members {
             m.alive.store(false, Ordering::SeqCst);
@@ -676,12 +737,16 @@ promote = ["rm", "-f", {demoted}]
     }
 }
 
-impl DemoControl for Demo {
-    fn run(&mut self, command: &DemoCommand) -> Result<String, String> {
-        match command {
-            DemoCommand::Kill(name) => self.kill(name),
-            DemoCommand::Revive(name) => self.revive(name),
-        }
+impl Extension for Demo {
+    fn extras(&self) -> Extras {
+        extras(self.banner())
+    }
+
+    fn run(&mut self, key: char, node: &str) -> anyhow::Result<String> {
+        let Some(command) = DemoCommand::from_key(key) else {
+            bail!("the demo has no key {key}");
+        };
+        self.obey(command, node)
     }
 }
 
@@ -691,10 +756,10 @@ impl Drop for Demo {
     }
 }
 
-fn report(outcome: Result<String, String>) {
+fn report(outcome: anyhow::Result<String>) {
     match outcome {
         Ok(text) => println!("ok: {text}"),
-        Err(e) => println!("error: {e}"),
+        Err(e) => println!("error: {e:#}"),
     }
 }
 
@@ -828,16 +893,14 @@ fn toml_str(path: &Path) -> String {
     out
 }
 
-/// The last `n` lines of a log file.
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
     use super::*;
+    use crate::app::Input;
+    use crate::fixtures;
+    use crate::ui::testing::{app, screen};
 
     fn args(dir: &Path) -> DemoArgs {
         DemoArgs {
@@ -900,6 +963,31 @@ mod tests {
             assert!(err.contains("does not hold an earlier demo"), "{err}");
             assert!(dir.path().join("precious.txt").exists());
         }
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = app(fixtures::three_members()).with_extras(extras(
+            "dig @127.0.0.1 -p 5380 www.demo.test +short · K kills, R revives the selected member"
+                .into(),
+        ));
+        app.update(Input::Key(KeyEvent::new(
+            KeyCode::Char('?'),
+            KeyModifiers::NONE,
+        )));
+        let s = screen(&app, 80, 24);
+        insta::assert_snapshot!("help_demo_80x24", s);
+        assert!(s.contains("demo: kill the selected member"), "{s}");
+    }
+
+    #[test]
+    fn keys_and_words_name_the_same_commands() {
+        for c in DemoCommand::ALL {
+            assert_eq!(DemoCommand::from_key(c.key()), Some(c));
+            assert_eq!(DemoCommand::from_word(c.word()), Some(c));
+        }
+        assert_eq!(DemoCommand::from_word("status"), None);
+        assert_eq!(DemoCommand::from_key('q'), None);
     }
 
     #[test]

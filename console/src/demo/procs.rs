@@ -1,31 +1,13 @@
-//! Processes of the demo (dnsd and one sshd per member): started so that they die with
-//! the console even if it is killed, stopped by PID together with everything they
-//! started (an sshd's sessions and the rsyncs running in them), and swept by the next
-//! demo when an earlier one was killed before it could clean up.
+//! Processes of the demo (dnsd and one sshd per member), beyond what the launcher does
+//! (`crate::launch`: dying with the console, stopping by PID): an sshd killed together
+//! with everything it started (its sessions and the rsyncs running in them), as a crash
+//! would, and whatever an earlier demo left running swept by the next one, by PID file.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-/// Asks the kernel to send SIGTERM to the child when the console dies (even by
-/// SIGKILL), so a demo never leaves a daemon behind. The "parent" is the spawning
-/// thread: the demo spawns from the thread that runs it for its whole life.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// Every process below `root` (children, their children, ...), from `/proc`.
 pub(crate) fn descendants(root: u32) -> Vec<u32> {
@@ -91,24 +73,6 @@ pub(crate) fn kill_tree(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Stops `child` with SIGTERM, then SIGKILL after `grace`; returns how it ended.
-pub(crate) fn stop(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
-    if let Ok(Some(status)) = child.try_wait() {
-        return Some(status);
-    }
-    signal(child.id(), libc::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    child.wait().ok()
-}
-
 /// Stops what an earlier demo in `dir` left running: every PID in `dir/run/*.pid`
 /// whose command line names `dir` (so a reused PID of some other program is left
 /// alone). Returns how many were stopped.
@@ -151,6 +115,8 @@ pub(crate) fn sweep(dir: &Path) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::{palette, text};
-use crate::app::{App, Link};
+use crate::app::{App, Extras, Link};
 use crate::plan::Plan;
 
 /// A centred box `width` wide (at most the screen) holding `lines`, framed.
@@ -128,18 +128,21 @@ impl Widget for Reply<'_> {
     }
 }
 
-pub(super) struct Help {
-    demo: bool,
+pub(super) struct Help<'a> {
+    extras: Option<&'a Extras>,
 }
 
-impl Help {
-    pub(super) fn new(demo: bool) -> Help {
-        Help { demo }
+impl Help<'_> {
+    pub(super) fn new(extras: Option<&Extras>) -> Help<'_> {
+        Help { extras }
     }
 }
 
-impl Widget for Help {
+impl Widget for Help<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        let extra_keys: Vec<(String, &str)> = (self.extras.iter().flat_map(|x| &x.keys))
+            .map(|k| (k.key.to_string(), k.help.as_str()))
+            .collect();
         let mut keys: Vec<(&str, &str)> = vec![
             ("↑ ↓  j k", "select a member (or scroll the log with Tab)"),
             ("PgUp PgDn Home End", "move by a page, to the first or last"),
@@ -157,10 +160,7 @@ impl Widget for Help {
             ("/", "filter members and events; Esc clears"),
             ("q  Ctrl-C", "quit"),
         ];
-        if self.demo {
-            keys.push(("K", "demo: kill the selected member (echo and sshd stop)"));
-            keys.push(("R", "demo: revive the selected member"));
-        }
+        keys.extend(extra_keys.iter().map(|(k, help)| (k.as_str(), *help)));
         let mut lines: Vec<Line<'static>> = keys
             .iter()
             .map(|(k, what)| {

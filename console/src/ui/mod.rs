@@ -3,7 +3,7 @@
 //! except the scroll offsets the renderer keeps so the selection stays visible.
 //!
 //! Screen, top to bottom: the header (a banner while dnsd is unreachable, then one line
-//! per service), the demo's hint line, the member table, the election panel, the event
+//! per service), the banner line of the program's extras (if any), the member table, the election panel, the event
 //! log, a notice line (the last action's result, or the filter prompt) and the key
 //! help. Times are relative to the app's clock so snapshots are stable.
 
@@ -14,6 +14,8 @@ mod header;
 mod members;
 mod text;
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -70,10 +72,10 @@ impl Widget for &App {
         }
         let header = header::Header::new(self);
         let header_h = header.height(area.height);
-        let demo_h = u16::from(self.demo.is_some());
+        let banner_h = u16::from(self.extras.is_some());
         let election = election::Election::new(self);
         let election_h = election.height(area.width, area.height);
-        let fixed = header_h + demo_h + election_h + 2;
+        let fixed = header_h + banner_h + election_h + 2;
         let avail = area.height.saturating_sub(fixed);
         let member_rows = self.visible_members().len() as u16;
         // Members (title, column header, rows, detail line) get up to 60% of what is
@@ -92,13 +94,16 @@ impl Widget for &App {
             r
         };
         header.render(take(header_h), buf);
-        if let Some(demo) = &self.demo {
+        if let Some(extras) = &self.extras {
             let line = Line::from(vec![
-                Span::styled(" demo ", Style::new().bg(Color::Blue).fg(Color::White)),
+                Span::styled(
+                    format!(" {} ", extras.name),
+                    Style::new().bg(Color::Blue).fg(Color::White),
+                ),
                 Span::raw(" "),
-                Span::raw(demo.banner.as_str()),
+                Span::raw(extras.banner.as_str()),
             ]);
-            Paragraph::new(line).render(take(demo_h), buf);
+            Paragraph::new(line).render(take(banner_h), buf);
         }
         members::Members::new(self).render(take(members_h), buf);
         election.render(take(election_h), buf);
@@ -108,7 +113,7 @@ impl Widget for &App {
 
         match &self.overlay {
             Overlay::None => {}
-            Overlay::Help => dialogs::Help::new(self.demo.is_some()).render(area, buf),
+            Overlay::Help => dialogs::Help::new(self.extras.as_ref()).render(area, buf),
             Overlay::Confirm { plan, .. } => dialogs::Confirm::new(plan, self).render(area, buf),
             Overlay::Reply { title, message } => {
                 dialogs::Reply::new(title, message).render(area, buf)
@@ -162,6 +167,10 @@ fn notice_line(app: &App) -> Paragraph<'static> {
 /// in a fixed order.
 fn help_line(app: &App, width: u16) -> Paragraph<'static> {
     // (key, label, priority: lower shows first when space is short)
+    let extras = app.extras.iter().flat_map(|x| &x.keys);
+    let extra_keys: Vec<(String, &str)> = extras
+        .map(|k| (k.key.to_string(), k.verb.as_str()))
+        .collect();
     let mut keys: Vec<(&str, &str, u8)> = vec![
         ("↑↓", "member", 5),
         ("←→", "service", 6),
@@ -176,9 +185,9 @@ fn help_line(app: &App, width: u16) -> Paragraph<'static> {
         ("q", "quit", 1),
         ("?", "help", 0),
     ];
-    if app.demo.is_some() {
-        keys.insert(2, ("K", "kill", 1));
-        keys.insert(3, ("R", "revive", 1));
+    // The program's own keys come after the movement keys, before dnsd's actions.
+    for (i, (key, verb)) in extra_keys.iter().enumerate() {
+        keys.insert(2 + i, (key.as_str(), verb, 1));
     }
     let cost = |k: &str, l: &str| k.chars().count() + l.chars().count() + 3;
     let mut budget = (width as usize).saturating_sub(1);

@@ -4,23 +4,12 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use dnsd_api::{Action as Request, ActionReply};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
+use super::testing::{app, draw, screen, text};
 use crate::app::{App, Input};
 use crate::fixtures::{self, NOW};
-
-fn app(status: dnsd_api::Status) -> App {
-    let mut app = App::new("unix:/run/dnsd/control.sock");
-    app.set_now(NOW);
-    app.update(Input::Status(Box::new(status)));
-    for e in fixtures::events() {
-        app.update(Input::Event(Box::new(e)));
-    }
-    app
-}
 
 fn key(app: &mut App, c: char) {
     app.update(Input::Key(KeyEvent::new(
@@ -31,33 +20,6 @@ fn key(app: &mut App, c: char) {
 
 fn code(app: &mut App, code: KeyCode) {
     app.update(Input::Key(KeyEvent::new(code, KeyModifiers::NONE)));
-}
-
-fn draw(app: &App, width: u16, height: u16) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal
-        .draw(|frame| frame.render_widget(app, frame.area()))
-        .unwrap();
-    terminal.backend().buffer().clone()
-}
-
-/// The screen as text, one line per row, trailing spaces cut.
-fn text(buf: &Buffer) -> String {
-    let area = buf.area;
-    let mut out = String::new();
-    for y in 0..area.height {
-        let mut line = String::new();
-        for x in 0..area.width {
-            line.push_str(buf[(x, y)].symbol());
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn screen(app: &App, width: u16, height: u16) -> String {
-    text(&draw(app, width, height))
 }
 
 /// The row holding `needle` and the column it starts at.
@@ -279,17 +241,6 @@ fn five_hundred_members_scroll() {
     let s = screen(&app, 80, 24);
     insta::assert_snapshot!("members_500_end_80x24", s);
     assert!(s.contains("app500"), "{s}");
-}
-
-#[test]
-fn help_overlay() {
-    let mut app = app(fixtures::three_members()).with_demo(
-        "dig @127.0.0.1 -p 5380 www.demo.test +short · K kills, R revives the selected member",
-    );
-    key(&mut app, '?');
-    let s = screen(&app, 80, 24);
-    insta::assert_snapshot!("help_demo_80x24", s);
-    assert!(s.contains("demo: kill the selected member"), "{s}");
 }
 
 #[test]
