@@ -4,7 +4,11 @@
 
 use serde::Deserialize;
 
-use super::{ENV_PREFIX, Problem};
+use super::problem::Problem;
+
+/// Prefix of the environment variables that override file keys
+/// (`DNSD_HEARTBEAT__INTERVAL=1s` overrides `heartbeat.interval`).
+pub const ENV_PREFIX: &str = "DNSD";
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,11 @@
 //! `etc/`.
 
 use super::*;
-use crate::controller::NodeId;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::controller::{Fencing, NoCandidate, NodeId};
 
 const GOOD: &str = r#"
     [dns]

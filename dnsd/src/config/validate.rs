@@ -9,7 +9,12 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawService};
 use heartbeat::MonitorConfig;
 
-use super::*;
+use super::model::{
+    Config, ControlConfig, DnsConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig,
+    ServiceConfig, StateConfig,
+};
+use super::problem::Problem;
+use crate::controller::{Fencing, NoCandidate, NodeId};
 
 impl RawConfig {
     /// Checks every key and returns the typed configuration, or every problem found.

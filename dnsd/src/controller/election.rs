@@ -8,9 +8,9 @@ use dnsd_api::EventKind;
 use heartbeat::Health;
 
 use super::ids::{NodeId, ServiceId};
-use super::spec::NoCandidate;
-use super::state::{Initiator, ServiceState};
-use super::{Controller, Fx, Millis, seconds};
+use super::orders::{Effect, Fx};
+use super::spec::{Millis, NoCandidate, seconds};
+use super::state::{Controller, Initiator, ServiceState};
 
 /// Why a member may not be promoted right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +234,7 @@ impl Controller {
             );
             let mut e = self.event(EventKind::Stranded, Some(s), reason);
             e.old_primary = Some(old);
-            fx.push(super::Effect::Event(e));
+            fx.push(Effect::Event(e));
         }
     }
 }

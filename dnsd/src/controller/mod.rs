@@ -32,14 +32,16 @@
 //!   or refused with a reason.
 
 //!
-//! Layout: [`spec`] is the pool as configured; [`state`] holds what is known of each
-//! node and service and the service's state machine (serving, stranded, failing over,
+//! Layout: [`spec`] is the pool as configured; [`core`] builds the controller and takes
+//! its inputs; [`state`] holds what is known of each node and service and the service's
+//! state machine (serving, stranded, failing over,
 //! switching over) with its named moves; [`election`] decides who may and will be
 //! promoted; [`transitions`] carries out failovers, switchovers, rollbacks and the
 //! commit; [`sync`] orders mirroring passes and judges them; [`operator`] validates
 //! operator actions; [`persist`] saves and restores; [`orders`] is the contract with the
 //! executor (effects, orders, outcomes and their errors).
 
+mod core;
 mod election;
 mod ids;
 mod operator;
@@ -51,406 +53,27 @@ mod sync;
 mod transitions;
 
 pub use dnsd_api::Role;
-use dnsd_api::{Event, EventKind};
 pub use election::{Candidate, Skip};
-use heartbeat::Health;
 pub use ids::{HookId, NodeId, PassId, ServiceId, Slot};
 pub use operator::Refusal;
 pub use orders::{
     Effect, Ended, Hook, HookError, HookOrder, Kept, LocalEnd, PassError, PassKind, PassSummary,
-    SyncOrder, describe,
+    SyncOrder, Watermark, describe,
 };
-pub use persist::{Persisted, PersistedService, Watermark};
-pub use spec::{Failback, Fencing, NoCandidate, Policy, ServiceSpec, Topology};
-use state::{MemberSync, Node, Service, ServiceState};
+pub use persist::{Persisted, PersistedService};
+pub use spec::{
+    FENCE_RETRY, Failback, Fencing, MAX_SYNC_BACKOFF, Millis, NoCandidate, PROMOTE_BACKOFF, Policy,
+    ServiceSpec, Topology,
+};
+pub use state::Controller;
 pub use sync::SyncView;
 
-/// Wall-clock milliseconds since the Unix epoch, as given by the driver.
-pub type Millis = u64;
-
-/// How long a member whose `promote` hook failed is skipped by failovers.
-pub const PROMOTE_BACKOFF: Millis = 30_000;
-/// How long a failover waits before trying again after a required fence failed.
-pub const FENCE_RETRY: Millis = 5_000;
-/// Longest wait between two attempts of a failing mirroring pass.
-pub const MAX_SYNC_BACKOFF: Millis = 300_000;
-
-/// The effects of one input, in the order the driver must carry them out.
-type Fx = Vec<Effect>;
-
-/// The decision core. See the module documentation for its rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Controller {
-    nodes: Vec<Node>,
-    services: Vec<Service>,
-    serial: u32,
-    /// Time of the input being handled (or the last one).
-    now: Millis,
-    next_id: u64,
-    /// Moves of a service's state that its state did not allow (a bug if ever > 0;
-    /// the property tests check it stays 0).
-    illegal_moves: u32,
-}
-
-impl Controller {
-    /// Builds the controller from the configured pool and, if there is one, the
-    /// persisted state of a previous run. Persisted entries that no longer fit the
-    /// configuration (a service or node that was removed) are dropped with a note in
-    /// the start event. A switchover cut short by a restart is rolled back.
-    pub fn new(topology: &Topology, persisted: Option<&Persisted>, now: Millis) -> (Self, Fx) {
-        let nodes = topology
-            .nodes
-            .iter()
-            .map(|name| Node {
-                name: name.clone(),
-                health: Health::Unknown,
-                maintenance: false,
-                promote_failed_until: 0,
-            })
-            .collect();
-        let services = topology
-            .services
-            .iter()
-            .map(|spec| Service {
-                name: spec.name.clone(),
-                members: spec.members.clone(),
-                policy: spec.policy.clone(),
-                primary: spec.members.first().copied().unwrap_or(NodeId(0)),
-                epoch: 1,
-                paused: false,
-                state: ServiceState::Serving,
-                sync: vec![MemberSync::default(); spec.members.len()],
-                preferred_ready_since: None,
-                retry_failover_at: 0,
-            })
-            .collect();
-        let mut c = Controller {
-            nodes,
-            services,
-            serial: 1,
-            now,
-            next_id: 1,
-            illegal_moves: 0,
-        };
-        let mut fx = Vec::new();
-        let mut notes = Vec::new();
-        let mut interrupted = Vec::new();
-        if let Some(p) = persisted {
-            c.serial = p.serial.wrapping_add(1).max(1);
-            for name in &p.maintenance {
-                match c.node_index(name) {
-                    Some(n) => c.nodes[n.0].maintenance = true,
-                    None => notes.push(format!(
-                        "forgot maintenance of {name}: no longer configured"
-                    )),
-                }
-            }
-            for ps in &p.services {
-                let Some(s) = c.service_index(&ps.name) else {
-                    notes.push(format!("forgot service {}: no longer configured", ps.name));
-                    continue;
-                };
-                c.restore_service(s, ps, &mut notes, &mut interrupted);
-            }
-        }
-        let reason = match persisted {
-            Some(_) if notes.is_empty() => "state restored".to_owned(),
-            Some(_) => format!("state restored; {}", notes.join("; ")),
-            None => "no saved state; every service starts on its preferred member".to_owned(),
-        };
-        fx.push(Effect::Event(c.event(EventKind::Started, None, reason)));
-        for (s, target) in interrupted {
-            c.roll_back_interrupted(s, target, &mut fx);
-        }
-        fx.push(Effect::Publish);
-        fx.push(Effect::Persist);
-        (c, fx)
-    }
-
-    // -- read access for the driver, DNS and status --------------------------------
-
-    /// The zone's SOA serial; grows on every role change.
-    pub fn serial(&self) -> u32 {
-        self.serial
-    }
-
-    pub fn service_count(&self) -> usize {
-        self.services.len()
-    }
-
-    /// Every service id.
-    pub fn service_ids(&self) -> impl Iterator<Item = ServiceId> + use<> {
-        (0..self.services.len()).map(ServiceId)
-    }
-
-    /// The current primary of service `s`.
-    pub fn primary(&self, s: ServiceId) -> NodeId {
-        self.services[s.0].primary
-    }
-
-    pub fn epoch(&self, s: ServiceId) -> u64 {
-        self.services[s.0].epoch
-    }
-
-    pub fn paused(&self, s: ServiceId) -> bool {
-        self.services[s.0].paused
-    }
-
-    /// Whether service `s` has a dead primary and nobody to promote.
-    pub fn stranded(&self, s: ServiceId) -> bool {
-        matches!(self.services[s.0].state, ServiceState::Stranded)
-    }
-
-    /// Members of service `s` in round-robin order.
-    pub fn members(&self, s: ServiceId) -> &[NodeId] {
-        &self.services[s.0].members
-    }
-
-    pub fn policy(&self, s: ServiceId) -> &Policy {
-        &self.services[s.0].policy
-    }
-
-    pub fn service_name(&self, s: ServiceId) -> &str {
-        &self.services[s.0].name
-    }
-
-    pub fn node_name(&self, n: NodeId) -> &str {
-        &self.nodes[n.0].name
-    }
-
-    /// Health of node `n` as last reported by the heartbeat.
-    pub fn health(&self, n: NodeId) -> Health {
-        self.nodes[n.0].health
-    }
-
-    pub fn maintenance(&self, n: NodeId) -> bool {
-        self.nodes[n.0].maintenance
-    }
-
-    /// A primary change under way in service `s`, in words.
-    pub fn transition(&self, s: ServiceId) -> Option<String> {
-        let (what, target, step) = match &self.services[s.0].state {
-            ServiceState::FailingOver(m) => ("failover", m.target, m.step.to_string()),
-            ServiceState::SwitchingOver(m) => ("switchover", m.target, m.step.to_string()),
-            ServiceState::Serving | ServiceState::Stranded => return None,
-        };
-        Some(format!("{what} to {}: {step}", self.node_name(target)))
-    }
-
-    /// Whether the transition under way in `s` (if any) was started by an operator.
-    pub fn transition_by_operator(&self, s: ServiceId) -> Option<bool> {
-        self.services[s.0]
-            .state
-            .initiator()
-            .map(|by| by == state::Initiator::Operator)
-    }
-
-    /// The role of node `n` in service `s`.
-    pub fn role(&self, s: ServiceId, n: NodeId) -> Role {
-        let svc = &self.services[s.0];
-        if svc.primary == n {
-            Role::Primary
-        } else if self.nodes[n.0].health == Health::Down {
-            Role::Down
-        } else if svc.sync_of(n).is_some_and(|ms| ms.resyncing) {
-            Role::Resyncing
-        } else {
-            Role::Secondary
-        }
-    }
-
-    pub fn node_index(&self, name: &str) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .position(|n| n.name.eq_ignore_ascii_case(name))
-            .map(NodeId)
-    }
-
-    pub fn service_index(&self, name: &str) -> Option<ServiceId> {
-        self.services
-            .iter()
-            .position(|s| s.name.eq_ignore_ascii_case(name))
-            .map(ServiceId)
-    }
-
-    // -- inputs ---------------------------------------------------------------------
-
-    /// The heartbeat decided that node `n` changed health.
-    pub fn health_changed(&mut self, n: NodeId, health: Health, now: Millis) -> Fx {
-        self.now = now;
-        let mut fx = Vec::new();
-        let old = self.nodes[n.0].health;
-        if old == health {
-            return fx;
-        }
-        self.nodes[n.0].health = health;
-        let kind = match health {
-            Health::Up => Some(EventKind::NodeUp),
-            Health::Down => Some(EventKind::NodeDown),
-            Health::Unknown => None,
-        };
-        if let Some(kind) = kind {
-            let mut e = self.event(kind, None, format!("heartbeat: {old} -> {health}"));
-            e.node = Some(self.nodes[n.0].name.clone());
-            fx.push(Effect::Event(e));
-        }
-        if health == Health::Up {
-            let mut marked = false;
-            for svc in &mut self.services {
-                let Some(i) = svc.slot(n) else { continue };
-                let back_from_down = old == Health::Down && svc.primary != n && svc.policy.mirrored;
-                let ms = svc.sync_mut(i);
-                ms.next_due = now;
-                // Back from down: whatever it holds may differ from the primary's data.
-                if back_from_down {
-                    ms.resyncing = true;
-                    ms.returned_at = now;
-                    ms.keep = true;
-                    marked = true;
-                }
-            }
-            if marked {
-                fx.push(Effect::Persist);
-            }
-        }
-        self.settle(&mut fx);
-        fx
-    }
-
-    /// Periodic re-evaluation (the driver calls it every heartbeat interval).
-    pub fn tick(&mut self, now: Millis) -> Fx {
-        self.now = now;
-        let mut fx = Vec::new();
-        self.settle(&mut fx);
-        fx
-    }
-
-    /// A pass ordered with [`Effect::StartSync`] finished. Unknown ids are ignored.
-    pub fn sync_finished(
-        &mut self,
-        id: PassId,
-        outcome: Result<PassSummary, PassError>,
-        now: Millis,
-    ) -> Fx {
-        self.now = now;
-        let mut fx = Vec::new();
-        let found = self.service_ids().find_map(|s| {
-            let svc = &self.services[s.0];
-            svc.slots()
-                .find(|&i| svc.sync(i).pass.as_ref().is_some_and(|p| p.id == id))
-                .map(|i| (s, i))
-        });
-        if let Some((s, i)) = found {
-            self.pass_finished(s, i, outcome, &mut fx);
-        }
-        self.settle(&mut fx);
-        fx
-    }
-
-    /// A hook ordered with [`Effect::RunHook`] finished. Unknown ids are ignored.
-    pub fn hook_finished(&mut self, id: HookId, outcome: Result<(), HookError>, now: Millis) -> Fx {
-        self.now = now;
-        let mut fx = Vec::new();
-        let found = self.service_ids().find_map(|s| {
-            self.services[s.0]
-                .state
-                .awaited_hook()
-                .filter(|(awaited, _)| *awaited == id)
-                .map(|(_, what)| (s, what))
-        });
-        if let Some((s, what)) = found {
-            self.hook_done(s, what, outcome, &mut fx);
-        }
-        self.settle(&mut fx);
-        fx
-    }
-
-    // -- decisions ------------------------------------------------------------------
-
-    /// Re-evaluates every service after an input.
-    fn settle(&mut self, fx: &mut Fx) {
-        for s in self.service_ids() {
-            self.evaluate(s, fx);
-        }
-    }
-
-    fn evaluate(&mut self, s: ServiceId, fx: &mut Fx) {
-        if self.services[s.0].state.moving() {
-            self.advance(s, fx);
-            if self.services[s.0].state.moving() {
-                return;
-            }
-        }
-        let svc = &self.services[s.0];
-        match self.nodes[svc.primary.0].health {
-            Health::Down => {
-                if !svc.paused && self.now >= svc.retry_failover_at {
-                    self.fail_over(s, fx);
-                }
-                return;
-            }
-            Health::Up if matches!(svc.state, ServiceState::Stranded) => {
-                self.become_serving(s);
-                let reason = format!(
-                    "{} answers again",
-                    self.node_name(self.services[s.0].primary)
-                );
-                fx.push(Effect::Event(self.event(
-                    EventKind::Recovered,
-                    Some(s),
-                    reason,
-                )));
-            }
-            _ => {}
-        }
-        if !self.services[s.0].paused {
-            self.check_failback(s, fx);
-        }
-        if !self.services[s.0].state.moving() {
-            self.schedule_passes(s, fx);
-        }
-    }
-
-    fn event(&self, kind: EventKind, s: Option<ServiceId>, reason: String) -> Event {
-        let mut e = Event::new(self.now, kind, reason);
-        if let Some(s) = s {
-            e.service = Some(self.services[s.0].name.clone());
-            e.epoch = Some(self.services[s.0].epoch);
-        }
-        e
-    }
-
-    /// Checks what the state enum makes expressible: a stranded service's primary is
-    /// not up; a change under way targets another member; no illegal move happened.
-    #[cfg(test)]
-    fn check_states(&self) -> Result<(), String> {
-        if self.illegal_moves > 0 {
-            return Err(format!("{} illegal state move(s)", self.illegal_moves));
-        }
-        for svc in &self.services {
-            if matches!(svc.state, ServiceState::Stranded)
-                && self.nodes[svc.primary.0].health == Health::Up
-            {
-                return Err(format!("{} is stranded with its primary up", svc.name));
-            }
-            if let Some(t) = svc.state.target()
-                && (t == svc.primary || !svc.members.contains(&t))
-            {
-                return Err(format!("{} moves to {t:?}, not another member", svc.name));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// "5s", "1.5s".
-fn seconds(ms: Millis) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
+#[cfg(test)]
+use {
+    dnsd_api::{Event, EventKind},
+    heartbeat::Health,
+    orders::Fx,
+};
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,10 @@ use heartbeat::Health;
 use super::election::Skip;
 use super::ids::{NodeId, ServiceId};
 use super::orders::Effect;
+use super::orders::Fx;
+use super::spec::Millis;
+use super::state::Controller;
 use super::state::{Initiator, ServiceState};
-use super::{Controller, Fx, Millis};
 
 /// Why an operator action was refused. The message is what the operator reads; the
 /// [`Refusal::kind`] is what a script matches on.

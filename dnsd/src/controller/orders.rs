@@ -13,6 +13,7 @@ use rsync_sync::ssh::SshError;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{HookId, NodeId, PassId, ServiceId};
+use super::spec::Millis;
 
 /// What the driver must do after an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub enum Effect {
     /// Run a hook; report it with [`super::Controller::hook_finished`].
     RunHook(HookOrder),
 }
+
+/// The effects of one input, in the order the driver must carry them out.
+pub(super) type Fx = Vec<Effect>;
 
 /// A mirroring pass to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +123,14 @@ pub struct Kept {
     pub bytes: u64,
     /// Where on the member, e.g. `/srv/data.dnsd-kept/epoch-4`.
     pub dir: String,
+}
+
+/// The start of the last complete pass to a member: its copy holds at least the
+/// primary's data as of `at`, in `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub at: Millis,
+    pub epoch: u64,
 }
 
 /// Why a mirroring pass failed.

@@ -7,16 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{NodeId, ServiceId};
-use super::state::{ServiceState, SwitchoverStep};
-use super::{Controller, Millis};
-
-/// The start of the last complete pass to a member: its copy holds at least the
-/// primary's data as of `at`, in `epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watermark {
-    pub at: Millis,
-    pub epoch: u64,
-}
+use super::orders::Watermark;
+use super::state::{Controller, ServiceState, SwitchoverStep};
 
 /// What is persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! The pool as configured, in the controller's terms: node names, and each service with
 //! its members in round-robin order and the policy it decides by.
 
-use super::Millis;
 use super::ids::NodeId;
 
 /// The pool as configured: node names, and each service with its members in
@@ -83,4 +82,23 @@ pub enum Fencing {
     BestEffort,
     /// Run `fence`; no promotion unless it succeeds.
     Required,
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as given by the driver.
+pub type Millis = u64;
+
+/// How long a member whose `promote` hook failed is skipped by failovers.
+pub const PROMOTE_BACKOFF: Millis = 30_000;
+/// How long a failover waits before trying again after a required fence failed.
+pub const FENCE_RETRY: Millis = 5_000;
+/// Longest wait between two attempts of a failing mirroring pass.
+pub const MAX_SYNC_BACKOFF: Millis = 300_000;
+
+/// "5s", "1.5s".
+pub(super) fn seconds(ms: Millis) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }

@@ -10,10 +10,22 @@ use heartbeat::Health;
 use tracing::{debug, error, info};
 
 use super::ids::{HookId, NodeId, PassId, ServiceId, Slot};
-use super::orders::{PassKind, PassSummary};
-use super::persist::Watermark;
-use super::spec::Policy;
-use super::{Controller, Millis};
+use super::orders::{PassKind, PassSummary, Watermark};
+use super::spec::{Millis, Policy};
+
+/// The decision core. See the module documentation for its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controller {
+    pub(super) nodes: Vec<Node>,
+    pub(super) services: Vec<Service>,
+    pub(super) serial: u32,
+    /// Time of the input being handled (or the last one).
+    pub(super) now: Millis,
+    pub(super) next_id: u64,
+    /// Moves of a service's state that its state did not allow (a bug if ever > 0;
+    /// the property tests check it stays 0).
+    pub(super) illegal_moves: u32,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Node {

@@ -6,11 +6,11 @@ use heartbeat::Health;
 
 use super::ids::{HookId, NodeId, PassId, ServiceId, Slot};
 use super::orders::{
-    Effect, Hook, HookOrder, PassError, PassKind, PassSummary, SyncOrder, describe,
+    Effect, Fx, Hook, HookOrder, PassError, PassKind, PassSummary, SyncOrder, Watermark, describe,
 };
-use super::persist::Watermark;
+use super::spec::{MAX_SYNC_BACKOFF, Millis, seconds};
+use super::state::Controller;
 use super::state::{Pass, ServiceState, SwitchoverStep};
-use super::{Controller, Fx, MAX_SYNC_BACKOFF, Millis, seconds};
 
 /// A member's mirroring state in one service, for status views.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use dnsd_api::EventKind;
 use heartbeat::Health;
 
 use super::ids::{NodeId, ServiceId};
-use super::orders::{Effect, Hook, HookError, PassKind, describe};
-use super::persist::Watermark;
+use super::orders::{Effect, Fx, Hook, HookError, PassKind, Watermark, describe};
+use super::spec::{FENCE_RETRY, PROMOTE_BACKOFF, seconds};
 use super::spec::{Failback, Fencing};
+use super::state::Controller;
 use super::state::{Awaited, FailoverStep, Initiator, Move, ServiceState, SwitchoverStep};
-use super::{Controller, FENCE_RETRY, Fx, PROMOTE_BACKOFF, seconds};
 
 /// A change of primary, before or between its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
