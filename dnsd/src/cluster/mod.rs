@@ -7,7 +7,8 @@
 //! gives a [`Leadership`] token. The [`Store`] writes the daemon's state only while that
 //! token still holds (an etcd transaction compares the leader key), so a deposed leader
 //! cannot write. [`observe`] publishes each terminal server's view of the pool under its
-//! own lease and follows everybody's. Callers never see lease ids.
+//! own lease and follows everybody's; [`quorum`] turns those views into one verdict per
+//! member, without I/O. Callers never see lease ids.
 //!
 //! The keys, under `<prefix><zone>/` ([`Keys`]):
 //!
@@ -26,6 +27,7 @@ pub mod config;
 pub mod election;
 pub mod error;
 pub mod observe;
+pub mod quorum;
 pub mod session;
 pub mod store;
 mod watched;
