@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cluster::watched::{self, Range};
+use crate::cluster::watched;
 use crate::cluster::{ClusterError, Etcd, Keys, Session};
 
 /// A terminal server as it presents itself to the others: in the leader key and in its
@@ -204,16 +204,9 @@ impl Election {
         cancel: CancellationToken,
     ) -> Result<watch::Receiver<Option<Leader>>, ClusterError> {
         let key = self.key.clone();
-        watched::follow(
-            &self.etcd,
-            vec![Range::Key(key.clone())],
-            cancel,
-            move |entries| {
-                entries
-                    .get(&key)
-                    .map(|entry| leader_from(&key, &entry.value, entry.create_revision))
-            },
-        )
+        watched::follow_key(&self.etcd, self.key.clone(), cancel, move |entry| {
+            entry.map(|e| leader_from(&key, &e.value, e.create_revision))
+        })
         .await
     }
 

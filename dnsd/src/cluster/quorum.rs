@@ -308,6 +308,14 @@ mod tests {
             }
         }
 
+        /// Every registered observer sees `member` as `health` now.
+        fn everyone_sees(&mut self, member: &str, health: Health) {
+            let observers: Vec<String> = self.views.servers.keys().cloned().collect();
+            for o in observers {
+                self.see(&o, member, health);
+            }
+        }
+
         /// Evaluates `member` as the leader would, remembering the verdict for next time.
         fn verdict(&mut self, member: &str) -> Verdict {
             let before = self
@@ -352,9 +360,7 @@ mod tests {
     #[test]
     fn one_observer_seeing_down_is_reported_but_does_not_decide() {
         let mut sim = Sim::new(&["a", "b", "c"], None);
-        for o in ["a", "b", "c"] {
-            sim.see(o, "app1", Health::Up);
-        }
+        sim.everyone_sees("app1", Health::Up);
         sim.verdict("app1");
         sim.advance(500);
         sim.see("a", "app1", Health::Down);
@@ -371,9 +377,7 @@ mod tests {
     #[test]
     fn a_quorum_seeing_down_makes_it_down_since_the_quorum_was_reached() {
         let mut sim = Sim::new(&["a", "b", "c"], None);
-        for o in ["a", "b", "c"] {
-            sim.see(o, "app1", Health::Up);
-        }
+        sim.everyone_sees("app1", Health::Up);
         assert_eq!(sim.verdict("app1").health, Health::Up);
         sim.advance(1_000);
         sim.see("b", "app1", Health::Down);

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::cluster::election::{first_kv, not_leader};
-use crate::cluster::watched::{self, Range};
+use crate::cluster::watched;
 use crate::cluster::{ClusterError, Etcd, Keys, Leadership};
 
 /// A value as committed, with the revision that committed it.
@@ -153,18 +153,12 @@ impl Store {
         &self,
         cancel: CancellationToken,
     ) -> Result<watch::Receiver<Option<Versioned>>, ClusterError> {
-        let key = self.keys.state();
-        watched::follow(
-            &self.etcd,
-            vec![Range::Key(key.clone())],
-            cancel,
-            move |entries| {
-                entries.get(&key).map(|entry| Versioned {
-                    bytes: entry.value.clone(),
-                    mod_revision: entry.mod_revision,
-                })
-            },
-        )
+        watched::follow_key(&self.etcd, self.keys.state(), cancel, |entry| {
+            entry.map(|e| Versioned {
+                bytes: e.value.clone(),
+                mod_revision: e.mod_revision,
+            })
+        })
         .await
     }
 

@@ -95,6 +95,21 @@ where
     Ok(rx)
 }
 
+/// [`follow`] for one key: `view` gets the key's entry, `None` while it does not exist.
+pub(crate) async fn follow_key<T, F>(
+    etcd: &Etcd,
+    key: String,
+    cancel: CancellationToken,
+    mut view: F,
+) -> Result<watch::Receiver<T>, ClusterError>
+where
+    T: PartialEq + Send + Sync + 'static,
+    F: FnMut(Option<&Entry>) -> T + Send + 'static,
+{
+    let range = vec![Range::Key(key.clone())];
+    follow(etcd, range, cancel, move |entries| view(entries.get(&key))).await
+}
+
 /// One consistent read of every range: the keys and the revision they were read at.
 async fn read(etcd: &Etcd, ranges: &[Range]) -> Result<(Entries, i64), ClusterError> {
     let what = ranges.first().map_or("", Range::key);
