@@ -21,6 +21,14 @@ const TTL: Duration = Duration::from_secs(2);
 /// The bound on any wait for something that should take about a TTL.
 const BOUND: Duration = Duration::from_secs(15);
 
+/// Runs `body` against a fresh etcd of its own, or skips (outside CI) without etcd.
+fn with_etcd(test: &str, body: impl AsyncFnOnce(&EtcdServer)) {
+    let Some(etcd) = EtcdServer::require(&format!("cluster_etcd::{test}")) else {
+        return;
+    };
+    runtime().block_on(body(&etcd));
+}
+
 /// Awaits `future`, failing the test if it takes longer than `bound`.
 async fn within<T>(bound: Duration, what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(bound, future).await {
@@ -63,6 +71,21 @@ impl Server {
         }
     }
 
+    /// Two terminal servers, ts1 and ts2, of `zone`.
+    async fn pair(etcd: &EtcdServer, zone: &str) -> (Server, Server) {
+        let ts1 = Server::start(&etcd.endpoint(), zone, "ts1", TTL).await;
+        let ts2 = Server::start(&etcd.endpoint(), zone, "ts2", TTL).await;
+        (ts1, ts2)
+    }
+
+    /// Campaigns until it wins (within [`BOUND`]).
+    async fn win(&self, what: &str) -> Leadership {
+        let never = CancellationToken::new();
+        within(BOUND, what, self.election.campaign(&self.session, &never))
+            .await
+            .unwrap()
+    }
+
     /// A state write with the entry of `epoch` in service www's log.
     async fn write_epoch(&self, leadership: &Leadership, epoch: u64) -> Result<i64, ClusterError> {
         let state = format!(
@@ -95,12 +118,8 @@ fn not_leader_held_by(result: Result<i64, ClusterError>) -> Option<String> {
 
 #[test]
 fn one_leader_at_a_time_and_a_deposed_leader_cannot_write() {
-    let Some(etcd) = EtcdServer::require("cluster_etcd::one_leader_at_a_time") else {
-        return;
-    };
-    runtime().block_on(async {
-        let ts1 = Server::start(&etcd.endpoint(), "svc.test.", "ts1", TTL).await;
-        let ts2 = Server::start(&etcd.endpoint(), "svc.test.", "ts2", TTL).await;
+    with_etcd("one_leader_at_a_time", async |etcd| {
+        let (ts1, ts2) = Server::pair(etcd, "svc.test.").await;
         let never = CancellationToken::new();
 
         // Both campaign at once: exactly one wins, the other keeps waiting.
@@ -128,13 +147,7 @@ fn one_leader_at_a_time_and_a_deposed_leader_cannot_write() {
         assert_eq!(observed.since_revision, first.create_revision());
 
         // Campaigning again with the same session finds the key its own.
-        let again = within(
-            BOUND,
-            "campaign again",
-            leader.election.campaign(&leader.session, &never),
-        )
-        .await
-        .unwrap();
+        let again = leader.win("campaign again").await;
         assert_eq!(again, first);
 
         // The leader writes; the follower reads it.
@@ -208,20 +221,10 @@ fn one_leader_at_a_time_and_a_deposed_leader_cannot_write() {
 
 #[test]
 fn a_closed_or_resigning_leader_hands_over_and_proclaims_are_fenced() {
-    let Some(etcd) = EtcdServer::require("cluster_etcd::hand_over") else {
-        return;
-    };
-    runtime().block_on(async {
-        let ts1 = Server::start(&etcd.endpoint(), "svc.test", "ts1", TTL).await;
-        let ts2 = Server::start(&etcd.endpoint(), "svc.test", "ts2", TTL).await;
+    with_etcd("hand_over", async |etcd| {
+        let (ts1, ts2) = Server::pair(etcd, "svc.test").await;
         let never = CancellationToken::new();
-        let mut l1 = within(
-            BOUND,
-            "ts1 wins",
-            ts1.election.campaign(&ts1.session, &never),
-        )
-        .await
-        .unwrap();
+        let mut l1 = ts1.win("ts1 wins").await;
         let stale = l1.clone();
 
         // Proclaiming a new contact moves the value the leadership is compared with: the
@@ -284,10 +287,7 @@ fn a_closed_or_resigning_leader_hands_over_and_proclaims_are_fenced() {
 
 #[test]
 fn the_local_deadline_passes_before_etcd_expires_the_lease() {
-    let Some(etcd) = EtcdServer::require("cluster_etcd::local_deadline") else {
-        return;
-    };
-    runtime().block_on(async {
+    with_etcd("local_deadline", async |etcd| {
         // 10 s leaves a 2.5 s margin: etcd reports TTLs in whole seconds, rounded down, so
         // a TTL read up to 1.5 s after the local deadline fired must still be at least 1.
         let ts1 = Server::start(&etcd.endpoint(), "svc.test", "ts1", Duration::from_secs(10)).await;
@@ -339,12 +339,8 @@ fn the_local_deadline_passes_before_etcd_expires_the_lease() {
 
 #[test]
 fn views_are_shared_on_change_and_vanish_with_their_lease() {
-    let Some(etcd) = EtcdServer::require("cluster_etcd::views") else {
-        return;
-    };
-    runtime().block_on(async {
-        let ts1 = Server::start(&etcd.endpoint(), "svc.test", "ts1", TTL).await;
-        let ts2 = Server::start(&etcd.endpoint(), "svc.test", "ts2", TTL).await;
+    with_etcd("views", async |etcd| {
+        let (ts1, ts2) = Server::pair(etcd, "svc.test").await;
         let cancel = CancellationToken::new();
         let mut live = observe::watch_views(&ts1.etcd, &ts1.keys, cancel.clone())
             .await
@@ -421,24 +417,13 @@ fn views_are_shared_on_change_and_vanish_with_their_lease() {
 
 #[test]
 fn followers_see_every_commit_and_keep_the_last_while_etcd_is_away() {
-    let Some(etcd) = EtcdServer::require("cluster_etcd::followers") else {
-        return;
-    };
-    runtime().block_on(async {
-        let ts1 = Server::start(&etcd.endpoint(), "svc.test", "ts1", TTL).await;
-        let ts2 = Server::start(&etcd.endpoint(), "svc.test", "ts2", TTL).await;
+    with_etcd("followers", async |etcd| {
+        let (ts1, ts2) = Server::pair(etcd, "svc.test").await;
         let cancel = CancellationToken::new();
         let mut state = ts2.store.watch(cancel.clone()).await.unwrap();
         assert_eq!(*state.borrow(), None, "nothing written yet");
 
-        let never = CancellationToken::new();
-        let leadership = within(
-            BOUND,
-            "ts1 wins",
-            ts1.election.campaign(&ts1.session, &never),
-        )
-        .await
-        .unwrap();
+        let leadership = ts1.win("ts1 wins").await;
         for epoch in 1..=5 {
             let revision = ts1.write_epoch(&leadership, epoch).await.unwrap();
             let seen = within(BOUND, "the follower seeing the commit", async {
@@ -473,13 +458,7 @@ fn followers_see_every_commit_and_keep_the_last_while_etcd_is_away() {
 
         // Back: new sessions, a new leader, and the follower sees its commit.
         let ts3 = Server::start(&etcd.endpoint(), "svc.test", "ts3", TTL).await;
-        let leadership = within(
-            BOUND,
-            "ts3 wins after etcd is back",
-            ts3.election.campaign(&ts3.session, &never),
-        )
-        .await
-        .unwrap();
+        let leadership = ts3.win("ts3 wins after etcd is back").await;
         let revision = ts3.write_epoch(&leadership, 6).await.unwrap();
         within(
             BOUND,
