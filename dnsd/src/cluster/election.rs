@@ -146,7 +146,8 @@ impl Election {
                     return Ok(leadership);
                 }
                 Some(kv) => {
-                    info!(key = %self.key, leader = %leader_of(&kv).name, "waiting for the leader key to be deleted");
+                    let leader = leader_of(&kv).name;
+                    info!(key = %self.key, %leader, "waiting for the leader key to be deleted");
                 }
                 // Deleted between the compare and the read: impossible in one transaction,
                 // but trying again is the right answer anyway.

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cluster::{ClusterError, Etcd};
 
@@ -124,8 +124,10 @@ impl Session {
             deadline,
             state,
         };
-        info!(lease = format_args!("{lease:x}"), ttl = ?ttl, asked, "session opened");
-        let task = tokio::spawn(keeper.run(stop.clone(), orphan.clone()));
+        // Every line the keep-alive task logs names its lease.
+        let span = info_span!("session", lease = %format!("{lease:x}"));
+        span.in_scope(|| info!(?ttl, asked, "session opened"));
+        let task = tokio::spawn(keeper.run(stop.clone(), orphan.clone()).instrument(span));
         Ok(Session {
             etcd: etcd.clone(),
             lease,
@@ -205,10 +207,7 @@ impl Session {
         let revoked = self.etcd.client().lease_revoke(self.lease).await;
         match revoked {
             Ok(_) => {
-                info!(
-                    lease = format_args!("{:x}", self.lease),
-                    "session closed, lease revoked"
-                );
+                info!(lease = %format!("{:x}", self.lease), "session closed, lease revoked");
                 Ok(())
             }
             // Already gone: expired or revoked. That is what closing wants.
@@ -281,11 +280,8 @@ impl KeepAlive {
             reason = self.keep_alive(&orphan) => reason,
         };
         match reason {
-            LostReason::Closed => debug!(
-                lease = format_args!("{:x}", self.lease),
-                "keep-alive stopped"
-            ),
-            _ => warn!(lease = format_args!("{:x}", self.lease), %reason, "session lost"),
+            LostReason::Closed => debug!("keep-alive stopped"),
+            _ => warn!(%reason, "session lost"),
         }
         self.state.send_replace(Validity::Lost(reason));
     }
@@ -296,10 +292,7 @@ impl KeepAlive {
             match self.one_stream(orphan).await {
                 StreamEnd::Lost(reason) => return reason,
                 StreamEnd::Orphaned => {
-                    info!(
-                        lease = format_args!("{:x}", self.lease),
-                        "session orphaned: no more keep-alives"
-                    );
+                    info!("session orphaned: no more keep-alives");
                     sleep_until(self.deadline).await;
                     return LostReason::DeadlinePassed;
                 }
@@ -333,7 +326,7 @@ impl KeepAlive {
             Ok(pair) => pair,
             Err(error) if is_not_found(&error) => return StreamEnd::Lost(LostReason::Expired),
             Err(error) => {
-                warn!(lease = format_args!("{:x}", self.lease), %error, "cannot open the keep-alive stream; retrying");
+                warn!(%error, "cannot open the keep-alive stream; retrying");
                 return StreamEnd::Broken;
             }
         };
@@ -346,17 +339,18 @@ impl KeepAlive {
         let period = self.ttl / 3;
         let mut tick = tokio::time::interval_at((Instant::now() + period).into(), period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let deadline_passed = StreamEnd::Lost(LostReason::DeadlinePassed);
         loop {
             // Every branch is cancel safe: a tick or a stream message not taken now is
             // taken on a later turn. The deadline is re-read each turn, as answers move it.
             tokio::select! {
                 biased;
                 () = orphan.cancelled() => return StreamEnd::Orphaned,
-                () = sleep_until(self.deadline) => return StreamEnd::Lost(LostReason::DeadlinePassed),
+                () = sleep_until(self.deadline) => return deadline_passed,
                 answer = answers.message() => match answer {
                     Ok(Some(answer)) => {
                         let Some(sent) = in_flight.pop_front() else {
-                            warn!(lease = format_args!("{:x}", self.lease), "keep-alive answer without a request; reopening");
+                            warn!("keep-alive answer without a request; reopening");
                             return StreamEnd::Broken;
                         };
                         if answer.ttl() <= 0 {
@@ -368,11 +362,11 @@ impl KeepAlive {
                         }
                     }
                     Ok(None) => {
-                        warn!(lease = format_args!("{:x}", self.lease), "etcd closed the keep-alive stream; reopening");
+                        warn!("etcd closed the keep-alive stream; reopening");
                         return StreamEnd::Broken;
                     }
                     Err(error) => {
-                        warn!(lease = format_args!("{:x}", self.lease), %error, "keep-alive stream failed; reopening");
+                        warn!(%error, "keep-alive stream failed; reopening");
                         return StreamEnd::Broken;
                     }
                 },
@@ -385,7 +379,7 @@ impl KeepAlive {
                     match tokio::time::timeout_at(self.deadline.into(), keeper.keep_alive()).await {
                         Ok(Ok(())) => in_flight.push_back(sent),
                         Ok(Err(error)) => {
-                            warn!(lease = format_args!("{:x}", self.lease), %error, "cannot send a keep-alive; reopening");
+                            warn!(%error, "cannot send a keep-alive; reopening");
                             return StreamEnd::Broken;
                         }
                         Err(_) => return StreamEnd::Lost(LostReason::DeadlinePassed),
