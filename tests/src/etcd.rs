@@ -12,8 +12,8 @@
 //! the test's own thread (not from a `spawn_blocking` or a runtime worker that may end
 //! first).
 //!
-//! Missing `etcd`: outside CI the test skips with one loud line; with `CI=true` it fails
-//! (the convention of [`crate::lab`] and [`crate::harness`]).
+//! Missing `etcd`: outside CI the test skips with one loud line on stderr; with `CI=true`
+//! it fails (the convention of [`crate::lab`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -23,7 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::require_tools;
+use crate::harness::have;
+use crate::lab::in_ci;
 
 /// How long a fresh etcd may take to answer its health check.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,7 +63,16 @@ impl EtcdServer {
     /// # Panics
     /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
     pub fn require(test: &str) -> Option<EtcdServer> {
-        if !require_tools(test, &["etcd"]) {
+        if !have("etcd") {
+            if in_ci() {
+                panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
+            }
+            // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
+            let _ = writeln!(
+                io::stderr(),
+                "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
+                 (CI=true makes this a failure)"
+            );
             return None;
         }
         match EtcdServer::start() {
