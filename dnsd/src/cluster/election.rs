@@ -45,8 +45,11 @@ pub struct Leader {
 }
 
 /// Proof of having won a campaign: the leader key's create revision and the value this
-/// terminal server wrote there. Valid only while the session it was won with is valid;
-/// etcd rejects writes conditioned on it once the key is gone or replaced.
+/// terminal server wrote there. etcd rejects writes conditioned on it once the key is gone
+/// or replaced, so writes to etcd are fenced by etcd itself. Everything else a leader does
+/// (hooks, passes, publishing DNS) is fenced by the clock: act only while the session it
+/// was won with says [`Session::valid_for`] `Some`, which ends a margin before etcd could
+/// let another terminal server win.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leadership {
     key: String,
