@@ -17,8 +17,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::cluster::error::ClusterError;
+use crate::cluster::etcd::{Etcd, Keys};
+use crate::cluster::session::Session;
 use crate::cluster::watched;
-use crate::cluster::{ClusterError, Etcd, Keys, Session};
 
 /// A terminal server as it presents itself to the others: in the leader key and in its
 /// registration under `servers/`.

@@ -1,6 +1,6 @@
 //! The cluster layer's one error type: what failed, on which key, against which etcd.
 
-use crate::cluster::session::LostReason;
+use std::fmt;
 
 /// Why a cluster operation failed. Every variant names the key it was about, and those
 /// that talked to etcd name the endpoints they used (the client balances over them, so
@@ -60,4 +60,27 @@ pub enum ClusterError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Why a session was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// No keep-alive was answered in time: the lease may expire on etcd at any moment.
+    DeadlinePassed,
+    /// etcd answered that the lease does not exist (it expired or was revoked).
+    Expired,
+    /// The session was closed (or dropped) by its owner.
+    Closed,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LostReason::DeadlinePassed => {
+                "no keep-alive was answered before the local deadline; the lease may expire on etcd any moment"
+            }
+            LostReason::Expired => "etcd no longer knows the lease (expired or revoked)",
+            LostReason::Closed => "the session was closed",
+        })
+    }
 }

@@ -18,9 +18,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::cluster::election::ServerInfo;
 use crate::cluster::election::encode;
+use crate::cluster::error::ClusterError;
+use crate::cluster::etcd::{Etcd, Keys};
+use crate::cluster::session::Session;
 use crate::cluster::watched::{self, Range};
-use crate::cluster::{ClusterError, Etcd, Keys, ServerInfo, Session};
 
 /// One observer's view of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,6 @@
 //! lost when the deadline passes, when etcd says the lease is gone, or when it is closed.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper};
@@ -35,7 +34,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cluster::{ClusterError, Etcd};
+use crate::cluster::error::{ClusterError, LostReason};
+use crate::cluster::etcd::Etcd;
 
 /// The smallest safety margin between the local deadline and the lease's end on etcd.
 const MIN_MARGIN: Duration = Duration::from_millis(500);
@@ -54,29 +54,6 @@ pub enum Validity {
     Valid { until: Instant },
     /// The lease is not known to be valid any more; this never changes back.
     Lost(LostReason),
-}
-
-/// Why a session was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LostReason {
-    /// No keep-alive was answered in time: the lease may expire on etcd at any moment.
-    DeadlinePassed,
-    /// etcd answered that the lease does not exist (it expired or was revoked).
-    Expired,
-    /// The session was closed (or dropped) by its owner.
-    Closed,
-}
-
-impl fmt::Display for LostReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LostReason::DeadlinePassed => {
-                "no keep-alive was answered before the local deadline; the lease may expire on etcd any moment"
-            }
-            LostReason::Expired => "etcd no longer knows the lease (expired or revoked)",
-            LostReason::Closed => "the session was closed",
-        })
-    }
 }
 
 /// One lease and its keep-alive. Close it with [`Session::close`] to revoke the lease at

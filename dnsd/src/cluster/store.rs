@@ -11,9 +11,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::cluster::election::Leadership;
 use crate::cluster::election::{first_kv, not_leader};
+use crate::cluster::error::ClusterError;
+use crate::cluster::etcd::{Etcd, Keys};
 use crate::cluster::watched;
-use crate::cluster::{ClusterError, Etcd, Keys, Leadership};
 
 /// A value as committed, with the revision that committed it.
 #[derive(Debug, Clone, PartialEq, Eq)]

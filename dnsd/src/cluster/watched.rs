@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::cluster::{ClusterError, Etcd};
+use crate::cluster::error::ClusterError;
+use crate::cluster::etcd::Etcd;
 
 /// First pause before reading again after a broken watch.
 const RETRY_MIN: Duration = Duration::from_millis(100);
