@@ -361,6 +361,53 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
+    /// The terminal servers sharing this pool, when `[cluster]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// The terminal servers of a cluster, as this one sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This terminal server's name.
+    pub name: String,
+    /// Whether this one leads (decides).
+    pub leading: bool,
+    /// Who leads, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// How the leader's control API is reached, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_contact: Option<String>,
+    /// While leading: how long its lease surely holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_left_ms: Option<u64>,
+    /// Whether it has a live session with etcd.
+    pub etcd_reachable: bool,
+    /// While etcd is away: for how long the answers have been the last known state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_for_ms: Option<u64>,
+    /// Observers needed to declare a member down now.
+    pub down_quorum: u32,
+    /// The live terminal servers.
+    pub servers: Vec<TerminalServer>,
+}
+
+/// One live terminal server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalServer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    pub leader: bool,
+}
+
+/// How the live terminal servers see one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observers {
+    pub up: u32,
+    pub down: u32,
+    pub unknown: u32,
 }
 
 /// The heartbeat configuration, for display.
@@ -391,6 +438,10 @@ pub struct NodeStatus {
     /// Why the last probe failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// In a cluster: how the live terminal servers see it ("down 2/3"); `health` is their
+    /// quorum's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observers: Option<Observers>,
 }
 
 /// One service.
@@ -629,6 +680,8 @@ pub enum RefusalKind {
     Unauthorized,
     /// dnsd could not handle the request (shutting down, or not deciding).
     Unavailable,
+    /// This terminal server does not decide: another one leads (the message names it).
+    NotLeader,
 }
 
 impl RefusalKind {
@@ -653,6 +706,7 @@ impl RefusalKind {
             RefusalKind::Malformed => "malformed",
             RefusalKind::Unauthorized => "unauthorized",
             RefusalKind::Unavailable => "unavailable",
+            RefusalKind::NotLeader => "not_leader",
         }
     }
 }

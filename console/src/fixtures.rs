@@ -23,6 +23,7 @@ fn node(name: &str, n: u32, health: Health) -> NodeStatus {
         rtt_us: up.then_some(base + 20),
         probes,
         last_error: (!up).then(|| "connect: Connection refused (os error 111)".to_owned()),
+        observers: None,
     }
 }
 
@@ -105,6 +106,7 @@ fn status(nodes: Vec<NodeStatus>, services: Vec<ServiceStatus>) -> Status {
         },
         nodes,
         services,
+        cluster: None,
     }
 }
 

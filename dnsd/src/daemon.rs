@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::control::{self, ControlListeners};
 use crate::controller::Controller;
+use crate::coordinator;
 use crate::dns::{self, DnsStats, Listeners, SharedZone};
 use crate::driver::{Driver, now_ms};
 use crate::handle::DaemonHandle;
@@ -49,6 +50,7 @@ pub async fn run(
         nodes,
         services: _,
         mirror: _,
+        cluster: cluster_config,
     } = &*config;
 
     for warning in config.warnings() {
@@ -69,7 +71,14 @@ pub async fn run(
             )),
         ),
     };
-    let (controller, initial) = Controller::new(&topology(&config), persisted.as_ref(), start);
+    let topology = topology(&config);
+    let (controller, initial) = match (cluster_config, &persisted) {
+        // One of several: decide nothing until leading; until etcd says otherwise, answer
+        // the state last seen (kept in the local state file).
+        (Some(_), Some(p)) => (Controller::mirror_of(&topology, p, start), Vec::new()),
+        (Some(_), None) => (Controller::new(&topology, None, start).0, Vec::new()),
+        (None, _) => Controller::new(&topology, persisted.as_ref(), start),
+    };
     let zone: SharedZone = Arc::new(ArcSwap::from_pointee(
         build_zone(&config, &controller).context("building the zone")?,
     ));
@@ -87,6 +96,31 @@ pub async fn run(
     );
     if let Some(note) = state_note {
         driver.record(Event::new(start, EventKind::State, note));
+    }
+    // The coordinator's signals; standalone, a channel that never speaks.
+    let (_no_cluster, mut signals) = mpsc::channel(1);
+    let mut coordinator_task = None;
+    if let Some(cluster) = cluster_config {
+        let contact = control_config
+            .tcp
+            .as_ref()
+            .map(|(addr, _)| addr.to_string());
+        let (link, cluster_signals, task) =
+            coordinator::start(cluster, &dns_config.zone, contact, cancel.child_token())
+                .await
+                .context("starting the cluster coordinator")?;
+        signals = cluster_signals;
+        coordinator_task = Some(task);
+        driver.join_cluster(link, cluster.quorum);
+        driver.record(Event::new(
+            start,
+            EventKind::Started,
+            format!(
+                "{} joins the cluster at {}; it decides only while it leads",
+                cluster.name,
+                cluster.endpoints.join(", ")
+            ),
+        ));
     }
     driver.apply(initial).await;
 
@@ -156,6 +190,7 @@ pub async fn run(
             Some(request) = requests.recv() => driver.on_request(request).await,
             Some(report) = mirror_rx.recv() => driver.on_mirror(report).await,
             Some(report) = reports.recv() => driver.on_report(report).await,
+            Some(signal) = signals.recv() => driver.on_cluster(signal).await,
             _ = tick.tick() => {
                 driver.tick().await;
             }
@@ -180,6 +215,12 @@ pub async fn run(
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             warn!(error = %e, "a serving task reported an error at shutdown");
+        }
+    }
+    if let Some(task) = coordinator_task {
+        // It resigns and revokes its lease, so another terminal server leads at once.
+        if tokio::time::timeout(WORK_GRACE, task).await.is_err() {
+            warn!("the cluster coordinator did not stop in time");
         }
     }
     // Passes and hooks under way report to nobody now; give them a moment to end.

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod controller;
+pub mod coordinator;
 pub mod daemon;
 pub mod dns;
 mod driver;

@@ -40,6 +40,10 @@ pub struct View<'a> {
     pub running: &'a HashMap<PassId, (ServiceId, NodeId, Option<PassProgress>)>,
     pub started_ms: Millis,
     pub now: Millis,
+    /// The cluster, when there is one.
+    pub cluster: Option<dnsd_api::ClusterStatus>,
+    /// In a cluster: how the observers see each node, indexed like the nodes.
+    pub observers: &'a [Option<dnsd_api::Observers>],
 }
 
 impl View<'_> {
@@ -61,6 +65,7 @@ impl View<'_> {
                     rtt_us: probes.recent.iter().rev().find_map(|p| *p),
                     probes: probes.recent.iter().copied().collect(),
                     last_error: probes.last_error.clone(),
+                    observers: self.observers.get(i).copied().flatten(),
                 }
             })
             .collect();
@@ -141,6 +146,7 @@ impl View<'_> {
             },
             nodes,
             services,
+            cluster: self.cluster.clone(),
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Present when any service mirrors or has member hooks.
     pub mirror: Option<rsync_sync::config::MirrorSettings>,
+    /// Present when this terminal server is one of several sharing an etcd cluster.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Config {

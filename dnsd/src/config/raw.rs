@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// How members are reached over SSH and mirrored with rsync.
     #[serde(default)]
     pub mirror: Option<rsync_sync::config::MirrorConfig>,
+    /// Several terminal servers sharing one etcd; without it dnsd runs standalone.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[dns]`.

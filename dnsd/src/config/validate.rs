@@ -72,6 +72,15 @@ impl RawConfig {
             }
         }
 
+        if let Some(cluster) = &self.cluster {
+            p.extend(
+                cluster
+                    .problems(heartbeat.interval)
+                    .into_iter()
+                    .map(|(path, message)| Problem::new(path, message)),
+            );
+        }
+
         if p.is_empty() {
             Ok(Config {
                 dns,
@@ -81,6 +90,7 @@ impl RawConfig {
                 nodes,
                 services,
                 mirror,
+                cluster: self.cluster.clone(),
             })
         } else {
             p.sort();

@@ -29,6 +29,7 @@ fn empty_status() -> Status {
         },
         nodes: Vec::new(),
         services: Vec::new(),
+        cluster: None,
     }
 }
 

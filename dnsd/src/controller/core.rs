@@ -99,6 +99,26 @@ impl Controller {
         (c, fx)
     }
 
+    /// A controller that shows the state another terminal server decided, as written in
+    /// `persisted`: for a terminal server that follows, answering DNS and status from it.
+    /// Unlike [`Controller::new`] it changes nothing (the serial is the leader's, nothing
+    /// is rolled back) and it is never given inputs; it is replaced by the next state.
+    pub fn mirror_of(topology: &Topology, persisted: &Persisted, now: Millis) -> Controller {
+        let (mut c, _) = Controller::new(topology, Some(persisted), now);
+        c.serial = persisted.serial;
+        for svc in &mut c.services {
+            svc.state = ServiceState::Serving;
+        }
+        c.undo.clear();
+        c
+    }
+
+    /// Sets node `n`'s health for display, deciding nothing (a following terminal server
+    /// shows the pool's health as the observers see it).
+    pub fn note_health(&mut self, n: NodeId, health: Health) {
+        self.nodes[n.0].health = health;
+    }
+
     // -- read access for the driver, DNS and status --------------------------------
 
     /// The zone's SOA serial; grows on every role change.
