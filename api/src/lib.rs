@@ -152,6 +152,8 @@ pub enum EventKind {
     Hook,
     /// The state file could not be used (it was moved aside) or written.
     State,
+    /// In a cluster: a terminal server took the lead, and a new term (epoch) began.
+    Leadership,
 }
 
 impl EventKind {
@@ -171,7 +173,8 @@ impl EventKind {
             | EventKind::Paused
             | EventKind::Refused
             | EventKind::Resynced
-            | EventKind::Hook => Level::Notice,
+            | EventKind::Hook
+            | EventKind::Leadership => Level::Notice,
             EventKind::Started
             | EventKind::Recovered
             | EventKind::NodeUp
@@ -187,6 +190,7 @@ impl fmt::Display for EventKind {
             EventKind::Started => "started",
             EventKind::Failover => "failover",
             EventKind::Promotion => "promotion",
+            EventKind::Leadership => "leadership",
             EventKind::Failback => "failback",
             EventKind::SwitchoverStarted => "switchover",
             EventKind::SwitchoverFailed => "switchover-failed",

@@ -271,17 +271,16 @@ impl Driver {
     /// since the last write, each created once (a repeat makes etcd refuse the write).
     fn new_epochs(&self, cluster: &ClusterSide) -> Vec<(String, u64, Vec<u8>)> {
         let c = &self.controller;
-        c.service_ids()
-            .flat_map(|s| {
-                let last = cluster.written_epochs.get(&s).copied().unwrap_or(0);
+        c.epochs_after(&cluster.written_epochs)
+            .into_iter()
+            .map(|(s, epoch)| {
                 let entry = serde_json::json!({
                     "primary": c.node_name(c.primary(s)),
                     "leader": cluster.link.name(),
                     "at_ms": now_ms(),
                 });
                 let value = serde_json::to_vec(&entry).unwrap_or_default();
-                (last + 1..=c.epoch(s))
-                    .map(move |e| (c.service_name(s).to_owned(), e, value.clone()))
+                (c.service_name(s).to_owned(), epoch, value)
             })
             .collect()
     }
@@ -469,9 +468,12 @@ impl Driver {
         }
         self.record(Event::new(
             now,
-            EventKind::State,
+            EventKind::Leadership,
             format!("{name} leads: it decides from now on"),
         ));
+        // A new term: every service takes the next epoch, so nothing this leader orders
+        // carries an epoch an earlier leader may have used.
+        fx.extend(self.controller.begin_term(&name, now));
         // The objective health as the observers see it now.
         if let Some(cluster) = &self.cluster {
             let known: Vec<(NodeId, heartbeat::Health)> = cluster

@@ -19,3 +19,6 @@ pub mod oneshot;
 pub mod pool;
 pub mod state;
 pub mod status;
+
+#[cfg(test)]
+mod cluster_sim;

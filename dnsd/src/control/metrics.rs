@@ -221,6 +221,10 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
         );
     }
 
+    if let Some(c) = &s.cluster {
+        cluster(&mut out, c, &s.nodes);
+    }
+
     family(
         &mut out,
         "dnsd_zone_serial",
@@ -245,6 +249,56 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
     }
 
     out
+}
+
+/// The cluster's gauges: leadership, lease, etcd, live terminal servers, and how the
+/// observers see each member.
+fn cluster(out: &mut String, c: &dnsd_api::ClusterStatus, nodes: &[dnsd_api::NodeStatus]) {
+    let gauges: [(&str, &str, f64); 5] = [
+        (
+            "dnsd_cluster_leader",
+            "1 while this terminal server leads (decides).",
+            f64::from(u8::from(c.leading)),
+        ),
+        (
+            "dnsd_cluster_lease_seconds",
+            "While leading: how long its lease surely holds; 0 otherwise.",
+            c.lease_left_ms.unwrap_or(0) as f64 / 1e3,
+        ),
+        (
+            "dnsd_cluster_etcd_up",
+            "1 while this terminal server has a live etcd session.",
+            f64::from(u8::from(c.etcd_reachable)),
+        ),
+        (
+            "dnsd_cluster_terminal_servers",
+            "Live terminal servers (registered in etcd).",
+            c.servers.len() as f64,
+        ),
+        (
+            "dnsd_cluster_stale_seconds",
+            "While etcd is away: how long the answers have been the last known state.",
+            c.stale_for_ms.unwrap_or(0) as f64 / 1e3,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample_f(out, name, &[], value);
+    }
+    family(
+        out,
+        "dnsd_cluster_observers",
+        "gauge",
+        "Live terminal servers seeing the member up, down or unknown.",
+    );
+    for n in nodes {
+        if let Some(o) = n.observers {
+            for (view, count) in [("up", o.up), ("down", o.down), ("unknown", o.unknown)] {
+                let labels = [("node", n.name.as_str()), ("view", view)];
+                sample(out, "dnsd_cluster_observers", &labels, i64::from(count));
+            }
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -99,6 +99,42 @@ impl Controller {
         (c, fx)
     }
 
+    /// A new term of decisions: a terminal server that just took the lead gives every
+    /// service the next epoch, so that nothing it orders carries an epoch another leader
+    /// may have used (members refuse what carries an older one). The primaries stay.
+    pub fn begin_term(&mut self, leader: &str, now: Millis) -> Fx {
+        self.now = now;
+        let mut fx = Vec::new();
+        for s in self.service_ids() {
+            self.services[s.0].epoch += 1;
+            let primary = self.node_name(self.services[s.0].primary).to_owned();
+            let reason = format!("{leader} leads: a new term, {primary} stays primary");
+            fx.push(Effect::Event(self.event(
+                EventKind::Leadership,
+                Some(s),
+                reason,
+            )));
+        }
+        self.serial = self.serial.wrapping_add(1).max(1);
+        fx.push(Effect::Publish);
+        fx.push(Effect::Persist);
+        fx
+    }
+
+    /// The epochs each service reached after `recorded` (the last epoch of each already
+    /// in a cluster's epoch log), in order: the entries the next state write creates.
+    pub fn epochs_after(
+        &self,
+        recorded: &std::collections::HashMap<ServiceId, u64>,
+    ) -> Vec<(ServiceId, u64)> {
+        self.service_ids()
+            .flat_map(|s| {
+                let last = recorded.get(&s).copied().unwrap_or(0);
+                (last + 1..=self.services[s.0].epoch).map(move |e| (s, e))
+            })
+            .collect()
+    }
+
     /// A controller that shows the state another terminal server decided, as written in
     /// `persisted`: for a terminal server that follows, answering DNS and status from it.
     /// Unlike [`Controller::new`] it changes nothing (the serial is the leader's, nothing
