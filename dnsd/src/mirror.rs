@@ -428,6 +428,7 @@ case $rule in
   nothing) find "$staging" -type f -printf 'replaced %s\n' -delete ;;
   *) find "$staging" -type f ! -newermt "$rule" -printf 'replaced %s\n' -delete ;;
 esac
+find "$staging" -mindepth 1 -depth -type d -empty -delete
 find "$staging" -type f -printf 'kept %s\n'
 if [ -n "$(find "$staging" -type f -print -quit)" ]; then
   mv "$staging" "$kept"
