@@ -1,5 +1,5 @@
 //! The running terminal server: binds its listeners, wires the heartbeat, the
-//! controller's [`Driver`], DNS, mirroring and the control API together, and runs until
+//! controller's driver, DNS, mirroring and the control API together, and runs until
 //! it is cancelled or one of its serving tasks fails.
 //!
 //! One driver task owns the controller. Everything that changes it arrives on the

@@ -8,8 +8,8 @@
 //! [`Problem`]s. Unknown keys are collected while deserializing (every one of them,
 //! with its path) and refused like any other problem.
 //!
-//! Layout: [`raw`] holds the file as written and its parsing (unknown keys collected);
-//! [`validate`] turns it into this module's typed [`Config`] or the list of problems.
+//! Layout: `raw` holds the file as written and its parsing (unknown keys collected);
+//! `validate` turns it into this module's typed [`Config`] or the list of problems.
 
 use std::path::Path;
 

@@ -32,13 +32,13 @@
 //!   or refused with a reason.
 
 //!
-//! Layout: [`spec`] is the pool as configured; [`core`] builds the controller and takes
-//! its inputs; [`state`] holds what is known of each node and service and the service's
+//! Layout: `spec` is the pool as configured; `core` builds the controller and takes
+//! its inputs; `state` holds what is known of each node and service and the service's
 //! state machine (serving, stranded, failing over,
-//! switching over) with its named moves; [`election`] decides who may and will be
-//! promoted; [`transitions`] carries out failovers, switchovers, rollbacks and the
-//! commit; [`sync`] orders mirroring passes and judges them; [`operator`] validates
-//! operator actions; [`persist`] saves and restores; [`orders`] is the contract with the
+//! switching over) with its named moves; `election` decides who may and will be
+//! promoted; `transitions` carries out failovers, switchovers, rollbacks and the
+//! commit; `sync` orders mirroring passes and judges them; `operator` validates
+//! operator actions; `persist` saves and restores; `orders` is the contract with the
 //! executor (effects, orders, outcomes and their errors).
 
 mod core;
