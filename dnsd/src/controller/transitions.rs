@@ -451,7 +451,9 @@ impl Controller {
         let since = *self.services[s.0]
             .preferred_ready_since
             .get_or_insert(self.now);
-        if self.now.saturating_sub(since) >= after {
+        // At least one input later than the moment it became ready: a failback never
+        // follows a change of primary within the same input, even with `after` = 0.
+        if self.now.saturating_sub(since) >= after.max(1) {
             let reason = format!(
                 "automatic failback: {} has been up and in sync for {}",
                 self.node_name(preferred),
