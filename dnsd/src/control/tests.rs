@@ -56,6 +56,16 @@ async fn fake_driver(mut requests: mpsc::Receiver<DriverRequest>, seen: mpsc::Se
     }
 }
 
+/// A `[control]` with only the socket, and the defaults of everything else.
+fn unix_only(socket: &Path) -> ControlConfig {
+    ControlConfig {
+        socket: socket.to_owned(),
+        tcp: None,
+        header_timeout: Duration::from_secs(10),
+        max_connections: 64,
+    }
+}
+
 /// Serves the API on a socket in `dir`; `driver` decides whether a fake driver runs.
 async fn serve_api(
     dir: &Path,
@@ -66,7 +76,7 @@ async fn serve_api(
     CancellationToken,
 ) {
     let socket = dir.join("control.sock");
-    let listeners = ControlListeners::bind(&socket, None).await.unwrap();
+    let listeners = ControlListeners::bind(&unix_only(&socket)).await.unwrap();
     let (handle, requests, _events) = DaemonHandle::channel(8);
     let (seen_tx, seen) = mpsc::channel(8);
     if driver {
