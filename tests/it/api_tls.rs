@@ -49,6 +49,17 @@ fn console(args: &[&str]) -> Output {
     output_within(&mut cmd, GENEROUS)
 }
 
+/// `console status --json` on `url` with the test's token, trusting `ca` if given.
+fn status_over(url: &str, dir: &Path, ca: Option<&Path>) -> Output {
+    let token = dir.join("token");
+    let mut args = vec!["status", "--json", "--url", url, "--token-file"];
+    args.push(token.to_str().unwrap());
+    if let Some(ca) = ca {
+        args.extend(["--ca-file", ca.to_str().unwrap()]);
+    }
+    console(&args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -98,36 +109,19 @@ fn the_console_verifies_dnsds_certificate() {
     let pki = TestPki::create(&dir.path().join("pki")).unwrap();
     let dnsd = Dnsd::start(dir.path(), &config(dir.path(), &tls_lines(&pki)), &[]).unwrap();
     let url = format!("https://{}", dnsd.ready().control_tcp.unwrap());
-    let token = dir.path().join("token");
-    let token = token.to_str().unwrap();
 
-    // The right CA: status over https.
-    let ca = pki.ca.to_str().unwrap();
-    let out = console(&[
-        "status",
-        "--json",
-        "--url",
-        &url,
-        "--token-file",
-        token,
-        "--ca-file",
-        ca,
-    ]);
+    // The right CA: status over https, by address or by a name the certificate holds.
+    let out = status_over(&url, dir.path(), Some(&pki.ca));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: dnsd_api::Status = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status.zone, "svc.test.");
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let out = status_over(&by_name, dir.path(), Some(&pki.ca));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Another CA: refused, saying why.
     let other = TestPki::create(&dir.path().join("other")).unwrap();
-    let out = console(&[
-        "status",
-        "--url",
-        &url,
-        "--token-file",
-        token,
-        "--ca-file",
-        other.ca.to_str().unwrap(),
-    ]);
+    let out = status_over(&url, dir.path(), Some(&other.ca));
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -139,7 +133,7 @@ fn the_console_verifies_dnsds_certificate() {
     assert!(out.stdout.is_empty());
 
     // The system's CAs do not know the test CA either.
-    let out = console(&["status", "--url", &url, "--token-file", token]);
+    let out = status_over(&url, dir.path(), None);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -147,23 +141,8 @@ fn the_console_verifies_dnsds_certificate() {
             || err.contains("this system's CA store holds no usable certificate"),
         "{err}"
     );
-
-    // A certificate for 127.0.0.1 is not one for another name of this host.
-    let host = url.replace("127.0.0.1", "localhost");
-    let out = console(&[
-        "status",
-        "--url",
-        &host,
-        "--token-file",
-        token,
-        "--ca-file",
-        ca,
-    ]);
-    assert!(
-        out.status.success(),
-        "localhost is in the certificate: {}",
-        text(&out.stderr)
-    );
+    let token = dir.path().join("token");
+    let token = token.to_str().unwrap();
 
     // Plain http:// is refused off loopback before anything is sent, and on the TLS port
     // it gets no HTTP answer.
@@ -181,6 +160,28 @@ fn the_console_verifies_dnsds_certificate() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     // The token never reaches a log.
     assert!(!dnsd.log().contains(TOKEN));
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::create_for(&dir.path().join("pki"), &["localhost"]).unwrap();
+    let dnsd = Dnsd::start(dir.path(), &config(dir.path(), &tls_lines(&pki)), &[]).unwrap();
+    let tcp = dnsd.ready().control_tcp.unwrap();
+    let out = status_over(
+        &format!("https://localhost:{}", tcp.port()),
+        dir.path(),
+        Some(&pki.ca),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The same server by an address its certificate does not name.
+    let out = status_over(&format!("https://{tcp}"), dir.path(), Some(&pki.ca));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("failed: invalid peer certificate: certificate not valid for name"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -319,15 +320,7 @@ fn tcp_without_tls_is_refused_except_on_loopback_with_the_flag() {
     );
     let dnsd = Dnsd::start(dir.path(), &local, &[]).unwrap();
     let url = format!("http://{}", dnsd.ready().control_tcp.unwrap());
-    let token = dir.path().join("token");
-    let out = console(&[
-        "status",
-        "--json",
-        "--url",
-        &url,
-        "--token-file",
-        token.to_str().unwrap(),
-    ]);
+    let out = status_over(&url, dir.path(), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rt = runtime();
     let without = Client::new(Endpoint::Tcp {

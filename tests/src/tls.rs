@@ -1,5 +1,5 @@
 //! A test PKI made by the test itself with rcgen: a CA, and a server certificate it
-//! signed for `127.0.0.1` and `localhost`, written as PEM files in a directory of the
+//! signed (for `127.0.0.1` and `localhost` unless told otherwise), written as PEM files in a directory of the
 //! test (the key with mode 0600, as dnsd requires).
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -19,16 +19,21 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// Makes a fresh CA and server certificate in `dir` (created if missing), as
-    /// `ca.pem`, `server.pem` and `server.key`.
+    /// Makes a fresh CA and server certificate for `127.0.0.1` and `localhost` in `dir`
+    /// (created if missing), as `ca.pem`, `server.pem` and `server.key`.
     pub fn create(dir: &Path) -> std::io::Result<TestPki> {
+        Self::create_for(dir, &["127.0.0.1", "localhost"])
+    }
+
+    /// Like [`TestPki::create`], with a server certificate for these names and addresses.
+    pub fn create_for(dir: &Path, names: &[&str]) -> std::io::Result<TestPki> {
         std::fs::create_dir_all(dir)?;
         let pki = TestPki {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
         };
-        let (ca, cert, key) = generate().map_err(std::io::Error::other)?;
+        let (ca, cert, key) = generate(names).map_err(std::io::Error::other)?;
         std::fs::write(&pki.ca, ca)?;
         std::fs::write(&pki.cert, cert)?;
         std::fs::write(&pki.key, key)?;
@@ -38,7 +43,7 @@ impl TestPki {
 }
 
 /// The CA's certificate, the server's certificate and the server's key, in PEM.
-fn generate() -> Result<(String, String, String), rcgen::Error> {
+fn generate(names: &[&str]) -> Result<(String, String, String), rcgen::Error> {
     // A name of its own: two test CAs are two issuers, as two real ones would be.
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -52,7 +57,7 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     let ca = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
-        .signed_by(&key, &issuer)?;
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
     Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }

@@ -238,15 +238,25 @@ async fn closed_within(
 /// Long enough for anything that should happen at once on a loaded test machine.
 const GENEROUS: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn a_silent_client_is_cut_off_after_the_header_timeout() {
+/// Serves the API with a fake driver on a socket only, with these limits.
+async fn on_socket(
+    header_timeout: Duration,
+    max_connections: usize,
+) -> (tempfile::TempDir, std::path::PathBuf, Served) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let config = ControlConfig {
-        header_timeout: Duration::from_millis(200),
+        header_timeout,
+        max_connections,
         ..unix_only(&socket)
     };
     let served = serve_with(&config, true).await;
+    (dir, socket, served)
+}
+
+#[tokio::test]
+async fn a_silent_client_is_cut_off_after_the_header_timeout() {
+    let (_dir, socket, served) = on_socket(Duration::from_millis(200), 64).await;
     let mut silent = UnixStream::connect(&socket).await.unwrap();
     assert!(
         closed_within(&mut silent, GENEROUS).await.is_some(),
@@ -260,13 +270,7 @@ async fn a_silent_client_is_cut_off_after_the_header_timeout() {
 
 #[tokio::test]
 async fn a_client_dribbling_its_request_head_is_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = ControlConfig {
-        header_timeout: Duration::from_millis(300),
-        ..unix_only(&socket)
-    };
-    let served = serve_with(&config, true).await;
+    let (_dir, socket, served) = on_socket(Duration::from_millis(300), 64).await;
     let stream = UnixStream::connect(&socket).await.unwrap();
     let (mut read, mut write) = stream.into_split();
     // One byte of a never-ending header every 50 ms: each byte is "progress", but the
@@ -294,13 +298,7 @@ async fn a_client_dribbling_its_request_head_is_cut_off() {
 
 #[tokio::test]
 async fn an_event_stream_outlives_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = ControlConfig {
-        header_timeout: Duration::from_millis(200),
-        ..unix_only(&socket)
-    };
-    let served = serve_with(&config, true).await;
+    let (_dir, socket, served) = on_socket(Duration::from_millis(200), 64).await;
     let mut stream = UnixStream::connect(&socket).await.unwrap();
     let request = format!("GET {} HTTP/1.1\r\nhost: dnsd\r\n\r\n", paths::EVENT_STREAM);
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -334,13 +332,7 @@ async fn an_event_stream_outlives_the_header_timeout() {
 
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_waits_for_a_free_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let config = ControlConfig {
-        max_connections: 4,
-        ..unix_only(&socket)
-    };
-    let served = serve_with(&config, true).await;
+    let (_dir, socket, served) = on_socket(Duration::from_secs(10), 4).await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(UnixStream::connect(&socket).await.unwrap());
