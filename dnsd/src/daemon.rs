@@ -154,14 +154,7 @@ pub async fn run(
         cancel.child_token(),
     );
 
-    let control = ControlListeners::bind(
-        &control_config.socket,
-        control_config
-            .tcp
-            .as_ref()
-            .map(|(addr, token)| (*addr, token.as_path())),
-    )
-    .await?;
+    let control = ControlListeners::bind(control_config).await?;
     let control_tcp = control.tcp_addr();
     let control_cancel = cancel.child_token();
     tasks.spawn({

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod api_tls;
 mod cli;
 mod cluster_etcd;
 mod console;

@@ -4,3 +4,4 @@
 pub mod etcd;
 pub mod harness;
 pub mod lab;
+pub mod tls;

@@ -21,8 +21,8 @@ mod tests;
 mod validate;
 
 pub use model::{
-    Config, ControlConfig, DnsConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig,
-    ServiceConfig, StateConfig,
+    Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig, HOOK_PLACEHOLDERS, Hooks,
+    NameserverConfig, NodeConfig, ServiceConfig, StateConfig,
 };
 pub use problem::{ConfigError, Problem};
 pub use raw::{

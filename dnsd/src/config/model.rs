@@ -72,8 +72,29 @@ pub struct NameserverConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlConfig {
     pub socket: PathBuf,
-    /// TCP listener and the token file that guards it; both or neither.
-    pub tcp: Option<(SocketAddr, PathBuf)>,
+    /// The TCP listener, when configured.
+    pub tcp: Option<ControlTcp>,
+    /// Longest a client may take to send a request head (and, on TCP, the TLS handshake).
+    pub header_timeout: Duration,
+    /// Most connections served at once on each listener; more wait for a free slot.
+    pub max_connections: usize,
+}
+
+/// Validated TCP listener of the control API: never without a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlTcp {
+    pub addr: SocketAddr,
+    pub token_file: PathBuf,
+    pub transport: ControlTransport,
+}
+
+/// How the TCP listener carries HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlTransport {
+    /// TLS with this certificate chain and key (PEM files).
+    Tls { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP: only ever on a loopback address, and only when the operator asked.
+    PlainLoopback,
 }
 
 /// Validated `[state]`.

@@ -111,12 +111,28 @@ pub struct RawControl {
     /// Unix socket of the control API (mode 0600).
     #[serde(default = "default_socket")]
     pub socket: String,
-    /// Optional TCP address of the control API; requires `token_file`.
+    /// Optional TCP address of the control API; requires `token_file`, and `tls_cert`
+    /// with `tls_key` (or, on a loopback address only, `allow_plain_tcp_on_loopback`).
     #[serde(default)]
     pub tcp: Option<String>,
     /// File holding the bearer token TCP clients must present.
     #[serde(default)]
     pub token_file: Option<String>,
+    /// PEM certificate chain the TCP listener presents (the server's certificate first).
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`; readable by its owner only.
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// Serve plain HTTP on `tcp` without TLS; refused unless `tcp` is a loopback address.
+    #[serde(default)]
+    pub allow_plain_tcp_on_loopback: bool,
+    /// Longest a client may take to send a request head (and, on TCP, the TLS handshake).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// Most connections served at once on each listener; more wait for a free slot.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
 }
 
 impl Default for RawControl {
@@ -125,6 +141,11 @@ impl Default for RawControl {
             socket: default_socket(),
             tcp: None,
             token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_tcp_on_loopback: false,
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -226,6 +247,12 @@ fn default_threshold() -> u32 {
 }
 fn default_socket() -> String {
     "/run/dnsd/control.sock".to_owned()
+}
+fn default_header_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_max_connections() -> u32 {
+    64
 }
 fn default_state_dir() -> String {
     "/var/lib/dnsd".to_owned()

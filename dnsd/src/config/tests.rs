@@ -259,15 +259,179 @@ fn control_tcp_needs_a_token_file() {
         &text,
         "control.tcp: needs control.token_file: the control API is never open on TCP without a token",
     );
-    let text = GOOD.replace("socket = \"/run/dnsd/control.sock\"", "socket = \"/run/dnsd/control.sock\"\ntcp = \"127.0.0.1:8053\"\ntoken_file = \"/etc/dnsd/token\"");
+    let text = with_control_keys(
+        "tcp = \"127.0.0.1:8053\"\ntoken_file = \"/etc/dnsd/token\"\nallow_plain_tcp_on_loopback = true",
+    );
     let cfg = parse(&text, []).unwrap().validate().unwrap();
+    let tcp = cfg.control.tcp.unwrap();
     assert_eq!(
-        cfg.control.tcp,
-        Some((
+        (tcp.addr, tcp.token_file),
+        (
             "127.0.0.1:8053".parse().unwrap(),
             PathBuf::from("/etc/dnsd/token")
-        ))
+        )
     );
+}
+
+/// `GOOD` with these lines added to `[control]`.
+fn with_control_keys(keys: &str) -> String {
+    GOOD.replace(
+        "socket = \"/run/dnsd/control.sock\"",
+        &format!("socket = \"/run/dnsd/control.sock\"\n{keys}"),
+    )
+}
+
+#[test]
+fn control_defaults_bound_every_listener() {
+    let cfg = parse(GOOD, []).unwrap().validate().unwrap();
+    assert_eq!(cfg.control.tcp, None);
+    assert_eq!(cfg.control.header_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.control.max_connections, 64);
+    let cfg = parse(
+        &with_control_keys("header_timeout = \"2s\"\nmax_connections = 4"),
+        [],
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    assert_eq!(cfg.control.header_timeout, Duration::from_secs(2));
+    assert_eq!(cfg.control.max_connections, 4);
+}
+
+#[test]
+fn control_limits_are_checked() {
+    let got = problems(&with_control_keys(
+        "header_timeout = \"0s\"\nmax_connections = 0",
+    ));
+    assert_eq!(
+        got,
+        vec![
+            "control.header_timeout: must be longer than zero",
+            "control.max_connections: must be at least 1: no connection would ever be served",
+        ]
+    );
+    assert_problem(
+        &with_control_keys("header_timeout = \"soon\""),
+        "control.header_timeout: \"soon\" is not a duration (expected number at 0); write e.g. \"500ms\", \"5s\" or \"2m\"",
+    );
+}
+
+#[test]
+fn control_tcp_is_tls_with_both_files() {
+    let cfg = parse(
+        &with_control_keys(
+            "tcp = \"192.0.2.50:8053\"\ntoken_file = \"/etc/dnsd/token\"\ntls_cert = \"/etc/dnsd/control.crt\"\ntls_key = \"/etc/dnsd/control.key\"",
+        ),
+        [],
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    assert_eq!(
+        cfg.control.tcp,
+        Some(ControlTcp {
+            addr: "192.0.2.50:8053".parse().unwrap(),
+            token_file: PathBuf::from("/etc/dnsd/token"),
+            transport: ControlTransport::Tls {
+                cert: PathBuf::from("/etc/dnsd/control.crt"),
+                key: PathBuf::from("/etc/dnsd/control.key"),
+            },
+        })
+    );
+
+    let tcp = "tcp = \"192.0.2.50:8053\"\ntoken_file = \"/etc/dnsd/token\"\n";
+    assert_eq!(
+        problems(&with_control_keys(tcp)),
+        vec![
+            "control.tcp: needs control.tls_cert and control.tls_key: the control API is served on \
+             TCP only over TLS (plain HTTP only on a loopback address, with \
+             control.allow_plain_tcp_on_loopback = true)"
+        ]
+    );
+    assert_eq!(
+        problems(&with_control_keys(&format!("{tcp}tls_cert = \"/c.pem\""))),
+        vec!["control.tls_cert: needs control.tls_key: the private key of the certificate"]
+    );
+    assert_eq!(
+        problems(&with_control_keys(&format!("{tcp}tls_key = \"/k.pem\""))),
+        vec!["control.tls_key: needs control.tls_cert: the certificate of the key"]
+    );
+    assert_eq!(
+        problems(&with_control_keys(&format!(
+            "{tcp}tls_cert = \"c.pem\"\ntls_key = \"k.pem\""
+        ))),
+        vec![
+            "control.tls_cert: \"c.pem\" must be an absolute path",
+            "control.tls_key: \"k.pem\" must be an absolute path",
+        ]
+    );
+}
+
+#[test]
+fn plain_tcp_only_on_loopback_and_only_when_allowed() {
+    let plain = |addr: &str| {
+        with_control_keys(&format!(
+            "tcp = \"{addr}\"\ntoken_file = \"/etc/dnsd/token\"\nallow_plain_tcp_on_loopback = true"
+        ))
+    };
+    for addr in ["127.0.0.1:8053", "127.3.4.5:8053", "[::1]:8053"] {
+        let cfg = parse(&plain(addr), []).unwrap().validate().unwrap();
+        let tcp = cfg.control.tcp.unwrap();
+        assert_eq!(tcp.transport, ControlTransport::PlainLoopback, "{addr}");
+    }
+    for addr in ["192.0.2.50:8053", "0.0.0.0:8053", "[::]:8053"] {
+        assert_eq!(
+            problems(&plain(addr)),
+            vec![format!(
+                "control.allow_plain_tcp_on_loopback: control.tcp {} is not a loopback address: \
+                 plain HTTP would carry the token in clear across the network; configure \
+                 control.tls_cert and control.tls_key",
+                addr.parse::<std::net::SocketAddr>().unwrap()
+            )]
+        );
+    }
+    // With TLS files the listener is TLS, whatever the flag says.
+    let cfg = parse(
+        &with_control_keys(
+            "tcp = \"127.0.0.1:8053\"\ntoken_file = \"/t\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\nallow_plain_tcp_on_loopback = true",
+        ),
+        [],
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    assert!(matches!(
+        cfg.control.tcp.unwrap().transport,
+        ControlTransport::Tls { .. }
+    ));
+    // The environment can set the flag too.
+    let got = problems_env(
+        &with_control_keys("tcp = \"192.0.2.50:8053\"\ntoken_file = \"/t\""),
+        [("DNSD_CONTROL__ALLOW_PLAIN_TCP_ON_LOOPBACK", "true")],
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("control.allow_plain_tcp_on_loopback: control.tcp 192.0.2.50:8053 is not a loopback address"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn tcp_keys_without_tcp_are_refused() {
+    let got = problems(&with_control_keys(
+        "token_file = \"/t\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\nallow_plain_tcp_on_loopback = true",
+    ));
+    assert_eq!(
+        got,
+        vec![
+            "control.allow_plain_tcp_on_loopback: is only used with control.tcp",
+            "control.tls_cert: is only used with control.tcp",
+            "control.tls_key: is only used with control.tcp",
+            "control.token_file: is only used with control.tcp",
+        ]
+    );
+    // Saying false is saying nothing.
+    assert!(problems(&with_control_keys("allow_plain_tcp_on_loopback = false")).is_empty());
 }
 
 const MIRROR: &str = "\n[mirror]\ninterval = \"2s\"\nidentity = \"/etc/dnsd/id\"\nknown_hosts = \"/etc/dnsd/known_hosts\"\n";

@@ -10,8 +10,8 @@ use super::raw::{RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawServic
 use heartbeat::MonitorConfig;
 
 use super::model::{
-    Config, ControlConfig, DnsConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig,
-    ServiceConfig, StateConfig,
+    Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig, HOOK_PLACEHOLDERS, Hooks,
+    NameserverConfig, NodeConfig, ServiceConfig, StateConfig,
 };
 use super::problem::Problem;
 use crate::controller::{Election, Fencing, NoCandidate, NodeId};
@@ -222,34 +222,111 @@ impl RawControl {
                 ),
             ));
         }
-        let tcp = match (&self.tcp, &self.token_file) {
-            (None, None) => None,
-            (None, Some(_)) => {
+        let header_timeout = positive_duration(&self.header_timeout, "control.header_timeout", p)
+            .unwrap_or_default();
+        if self.max_connections == 0 {
+            p.push(Problem::new(
+                "control.max_connections",
+                "must be at least 1: no connection would ever be served",
+            ));
+        }
+        let tcp = match &self.tcp {
+            None => {
+                self.unused_without_tcp(p);
+                None
+            }
+            Some(addr) => self.validate_tcp(addr, p),
+        };
+        ControlConfig {
+            socket,
+            tcp,
+            header_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The TCP keys only mean something with `control.tcp`.
+    fn unused_without_tcp(&self, p: &mut Vec<Problem>) {
+        let set = [
+            ("control.token_file", self.token_file.is_some()),
+            ("control.tls_cert", self.tls_cert.is_some()),
+            ("control.tls_key", self.tls_key.is_some()),
+            (
+                "control.allow_plain_tcp_on_loopback",
+                self.allow_plain_tcp_on_loopback,
+            ),
+        ];
+        for (key, _) in set.into_iter().filter(|(_, set)| *set) {
+            p.push(Problem::new(key, "is only used with control.tcp"));
+        }
+    }
+
+    fn validate_tcp(&self, addr: &str, p: &mut Vec<Problem>) -> Option<ControlTcp> {
+        let addr = match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
                 p.push(Problem::new(
-                    "control.token_file",
-                    "is only used with control.tcp",
+                    "control.tcp",
+                    format!("{addr:?} is not an address:port"),
                 ));
                 None
             }
-            (Some(_), None) => {
+        };
+        let token_file = match &self.token_file {
+            Some(token) => Some(absolute_path(token, "control.token_file", p)),
+            None => {
                 p.push(Problem::new("control.tcp", "needs control.token_file: the control API is never open on TCP without a token"));
                 None
             }
-            (Some(addr), Some(token)) => {
-                let token = absolute_path(token, "control.token_file", p);
-                match addr.parse::<SocketAddr>() {
-                    Ok(a) => Some((a, token)),
-                    Err(_) => {
-                        p.push(Problem::new(
-                            "control.tcp",
-                            format!("{addr:?} is not an address:port"),
-                        ));
-                        None
-                    }
-                }
-            }
         };
-        ControlConfig { socket, tcp }
+        let transport = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ControlTransport::Tls {
+                cert: absolute_path(cert, "control.tls_cert", p),
+                key: absolute_path(key, "control.tls_key", p),
+            }),
+            (Some(_), None) => {
+                p.push(Problem::new(
+                    "control.tls_cert",
+                    "needs control.tls_key: the private key of the certificate",
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                p.push(Problem::new(
+                    "control.tls_key",
+                    "needs control.tls_cert: the certificate of the key",
+                ));
+                None
+            }
+            (None, None) if !self.allow_plain_tcp_on_loopback => {
+                p.push(Problem::new(
+                    "control.tcp",
+                    "needs control.tls_cert and control.tls_key: the control API is served on \
+                     TCP only over TLS (plain HTTP only on a loopback address, with \
+                     control.allow_plain_tcp_on_loopback = true)",
+                ));
+                None
+            }
+            (None, None) => match addr {
+                Some(a) if !a.ip().is_loopback() => {
+                    p.push(Problem::new(
+                        "control.allow_plain_tcp_on_loopback",
+                        format!(
+                            "control.tcp {a} is not a loopback address: plain HTTP would carry \
+                             the token in clear across the network; configure \
+                             control.tls_cert and control.tls_key"
+                        ),
+                    ));
+                    None
+                }
+                _ => Some(ControlTransport::PlainLoopback),
+            },
+        };
+        Some(ControlTcp {
+            addr: addr?,
+            token_file: token_file?,
+            transport: transport?,
+        })
     }
 }
 
