@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ControlTransport};
 use crate::control::{self, ControlListeners};
 use crate::controller::Controller;
 use crate::coordinator;
@@ -101,10 +101,12 @@ pub async fn run(
     let (_no_cluster, mut signals) = mpsc::channel(1);
     let mut coordinator_task = None;
     if let Some(cluster) = cluster_config {
-        let contact = control_config
-            .tcp
-            .as_ref()
-            .map(|(addr, _)| addr.to_string());
+        // How an operator reaches this terminal server's API: named in refusals of
+        // followers, so that the action can be sent to the leader.
+        let contact = control_config.tcp.as_ref().map(|tcp| match tcp.transport {
+            ControlTransport::Tls { .. } => format!("https://{}", tcp.addr),
+            ControlTransport::PlainLoopback => format!("http://{}", tcp.addr),
+        });
         let (link, cluster_signals, task) =
             coordinator::start(cluster, &dns_config.zone, contact, cancel.child_token())
                 .await

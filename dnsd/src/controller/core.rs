@@ -53,6 +53,7 @@ impl Controller {
                 passes_at: None,
                 preferred_ready_since: None,
                 retry_failover_at: 0,
+                committed_at: None,
             })
             .collect();
         let mut c = Controller {

@@ -252,6 +252,8 @@ pub(super) struct Service {
     pub(super) preferred_ready_since: Option<Millis>,
     /// No automatic failover before this time (after a required fence failed).
     pub(super) retry_failover_at: Millis,
+    /// When the primary last changed.
+    pub(super) committed_at: Option<Millis>,
 }
 
 impl Service {

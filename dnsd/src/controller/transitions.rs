@@ -388,6 +388,7 @@ impl Controller {
         let old = svc.primary;
         svc.primary = plan.target;
         svc.epoch += 1;
+        svc.committed_at = Some(now);
         svc.preferred_ready_since = None;
         let epoch = svc.epoch;
         let target_copy = svc.sync_of(plan.target).and_then(|ms| ms.watermark.clone());
@@ -440,7 +441,10 @@ impl Controller {
             return;
         };
         let preferred = svc.members[0];
-        let ready = !svc.state.moving()
+        // A failback never follows a change of primary at the same moment, even with
+        // `failback_after` = 0: the primary would move twice in one input.
+        let ready = svc.committed_at != Some(self.now)
+            && !svc.state.moving()
             && svc.primary != preferred
             && self.nodes[svc.primary.0].health == Health::Up
             && self.eligibility(s, preferred).is_ok();
@@ -451,9 +455,7 @@ impl Controller {
         let since = *self.services[s.0]
             .preferred_ready_since
             .get_or_insert(self.now);
-        // At least one input later than the moment it became ready: a failback never
-        // follows a change of primary within the same input, even with `after` = 0.
-        if self.now.saturating_sub(since) >= after.max(1) {
+        if self.now.saturating_sub(since) >= after {
             let reason = format!(
                 "automatic failback: {} has been up and in sync for {}",
                 self.node_name(preferred),
