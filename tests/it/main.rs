@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cluster;
 mod cluster_etcd;
 mod console;
 mod dns;
