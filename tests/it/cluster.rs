@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use dnsd_api::{Action, ActionReply, Health, Observers, RefusalKind, Status};
 use integration::etcd::EtcdServer;
 use integration::harness::{Dnsd, binary, dig_short, output_within, require_tools, runtime};
+use integration::lab::probe::{self, Reach};
 use integration::lab::{Host, Lab, LabOptions};
 
 /// The terminal servers' names, which are also their lab hosts'.
@@ -362,6 +363,88 @@ nodes = [{members}]
     )
 }
 
+/// How long a probe of a blocked path waits for the silence to count.
+const SILENCE: Duration = Duration::from_millis(300);
+
+#[test]
+fn the_lab_blocks_only_the_pairs_it_is_told_and_bare_hosts_stay_apart() {
+    let Some(lab) = Lab::require(
+        "cluster::the_lab_blocks_only_the_pairs",
+        LabOptions::new(3).bare_hosts(&["ts1"]),
+    ) else {
+        return;
+    };
+    let hosts = lab.hosts();
+    let (h1, h2, h3) = (&hosts[0], &hosts[1], &hosts[2]);
+    let ts1 = lab.host("ts1").unwrap();
+    // A bare host is on the lab network but no pool member: not in the nodes, not in
+    // known_hosts, no services.
+    assert_eq!(lab.bare_hosts(), std::slice::from_ref(ts1));
+    assert!(!lab.node_tables().contains("ts1") && !lab.node_list().contains("ts1"));
+    let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
+    assert_eq!(known.lines().count(), 3, "{known}");
+    assert!(!known.contains(&format!("{} ", ts1.addr)), "{known}");
+    assert!(matches!(
+        probe::tcp_connect(ts1.echo_addr(), SILENCE),
+        Reach::Refused
+    ));
+    let reach = |from: &Host, to: &Host| {
+        lab.in_netns(from, || probe::tcp_connect(to.echo_addr(), SILENCE))
+            .unwrap()
+    };
+    let rules = |host: &Host| {
+        let out = lab.exec(host, &["ip", "rule", "show"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pristine = rules(h1);
+
+    lab.block(h1, h2).unwrap();
+    lab.block(ts1, h3).unwrap();
+    lab.block(h1, h2).unwrap();
+    for (from, to) in [(h1, h2), (h2, h1), (ts1, h3)] {
+        assert!(
+            matches!(reach(from, to), Reach::Unreachable(_)),
+            "{} -> {}",
+            from.name,
+            to.name
+        );
+    }
+    // Everyone else still reaches them, the root namespace included.
+    for (from, to) in [(h1, h3), (h3, h2), (h3, h1), (ts1, h1), (ts1, h2), (h2, h3)] {
+        assert_eq!(
+            reach(from, to),
+            Reach::Connected,
+            "{} -> {}",
+            from.name,
+            to.name
+        );
+    }
+    for to in [h1, h2, h3] {
+        assert_eq!(
+            probe::tcp_connect(to.echo_addr(), SILENCE),
+            Reach::Connected
+        );
+    }
+
+    // A partition on top of a block; healing h1 lifts both, and only what concerns h1.
+    lab.partition(h1).unwrap();
+    assert!(matches!(
+        probe::tcp_connect(h1.echo_addr(), SILENCE),
+        Reach::Unreachable(_)
+    ));
+    lab.heal(h1).unwrap();
+    assert_eq!(rules(h1), pristine);
+    assert_eq!(reach(h2, h1), Reach::Connected);
+    assert_eq!(
+        probe::tcp_connect(h1.echo_addr(), SILENCE),
+        Reach::Connected
+    );
+    assert!(matches!(reach(ts1, h3), Reach::Unreachable(_)));
+    lab.unblock(h3, ts1).unwrap();
+    assert_eq!(reach(ts1, h3), Reach::Connected);
+    assert_eq!(rules(h3), pristine);
+}
+
 #[test]
 fn a_crashed_primary_moves_every_terminal_servers_answer() {
     let Some(c) = Cluster::start("cluster::a_crashed_primary", false) else {
@@ -499,9 +582,14 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
         let cluster = c.status(first)?.cluster?;
         (!cluster.leading && !cluster.etcd_reachable).then_some(())
     });
-    let refused = c.act(first, &Action::Failover { service: None });
-    assert!(!refused.accepted, "{refused:?}");
-    assert_eq!(refused.kind, Some(RefusalKind::NotLeader), "{refused:?}");
+    let refused_while_cut = c.act(first, &Action::Failover { service: None });
+    assert!(!refused_while_cut.accepted, "{refused_while_cut:?}");
+    assert_eq!(
+        refused_while_cut.kind,
+        Some(RefusalKind::NotLeader),
+        "{refused_while_cut:?}"
+    );
+    let leader_while_cut = c.status(first).unwrap().cluster.unwrap().leader;
 
     // Another leads and acts: h2 crashes, the new leader fails over to h3 (epoch 3).
     let others: Vec<usize> = all.into_iter().filter(|&i| i != first).collect();
@@ -558,6 +646,55 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
         [(1, "h2".to_owned()), (2, "h3".to_owned())],
         "one promote hook per change of primary"
     );
+
+    // Last, as it fails today: cut from etcd, it does not know who leads, and must not
+    // send operators to itself.
+    let me = c.ts[first].name;
+    assert!(
+        leader_while_cut.as_deref() != Some(me)
+            && !refused_while_cut.message.contains(&format!("{me} leads")),
+        "{me}, cut from etcd and no longer deciding, names itself the leader: status leader \
+         {leader_while_cut:?}, refusal {:?}",
+        refused_while_cut.message
+    );
+}
+
+#[test]
+fn a_terminal_server_restarted_without_etcd_answers_its_last_known_state() {
+    let Some(mut c) = Cluster::start("cluster::restarted_without_etcd", false) else {
+        return;
+    };
+    let (h1, h2) = (c.member(0).clone(), c.member(1).clone());
+    let etcd = c.lab.host(ETCD).unwrap().clone();
+    // The leader decides a failover (h2, epoch 2), which every terminal server answers.
+    let leader = c.leader_among("a leader", &[0, 1, 2]);
+    c.lab.crash(&h1).unwrap();
+    c.answer_everywhere("everyone answers h2", &[0, 1, 2], &h2);
+
+    // It restarts while it cannot reach etcd: it has nothing but what it kept locally.
+    let ts = &mut c.ts[leader];
+    let status = ts.dnsd.take().unwrap().stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    c.lab.block(&ts.host, &etcd).unwrap();
+    ts.start();
+    let name = ts.name;
+    c.stays("it answers the last state it knew, h2 at epoch 2", |c| {
+        let s = c.seen(leader).ok_or(format!("{name} has no status"))?;
+        let cluster = s.status.cluster.as_ref().ok_or("no cluster status")?;
+        if cluster.etcd_reachable || cluster.leading {
+            return Err(format!("{name} reaches etcd or leads: {cluster:?}"));
+        }
+        if s.primary_and_epoch() != Some(("h2", 2)) || s.dns != [h2.addr.to_string()] {
+            return Err(format!(
+                "{name} shows {:?} and answers {:?}, not h2 at epoch 2 as before its restart",
+                s.primary_and_epoch(),
+                s.dns
+            ));
+        }
+        Ok(())
+    });
+    c.lab.unblock(&c.ts[leader].host, &etcd).unwrap();
+    c.answer_everywhere("back in touch, it answers h2", &[0, 1, 2], &h2);
 }
 
 #[test]
