@@ -16,6 +16,8 @@ use integration::harness::{Dnsd, binary, dig_short, output_within, require_tools
 use integration::lab::probe::{self, Reach};
 use integration::lab::{Host, Lab, LabOptions};
 
+use crate::lab_failover::lab_config;
+
 /// The terminal servers' names, which are also their lab hosts'.
 const TS: [&str; 3] = ["ts1", "ts2", "ts3"];
 /// The lab host running etcd.
@@ -54,8 +56,11 @@ impl Ts {
         SocketAddr::from((self.host.addr, 53))
     }
 
+    /// Starts its dnsd, answering DNS on the host's address.
     fn start(&mut self) {
-        self.dnsd = Some(Dnsd::start_in(&self.host, &self.dir, &self.config, &[]).unwrap());
+        let listen = self.dns().to_string();
+        let env = [("DNSD_DNS__LISTEN", listen.as_str())];
+        self.dnsd = Some(Dnsd::start_in(&self.host, &self.dir, &self.config, &env).unwrap());
     }
 }
 
@@ -222,16 +227,9 @@ impl Cluster {
         let want_dns = vec![primary.addr.to_string()];
         self.wait(what, |c| {
             let seen: Vec<Seen> = running.iter().map(|&i| c.seen(i)).collect::<Option<_>>()?;
-            let leaders: Vec<usize> = running
-                .iter()
-                .zip(&seen)
-                .filter(|(_, s)| s.leading())
-                .map(|(&i, _)| i)
-                .collect();
-            let [leader] = leaders[..] else { return None };
+            let leader = c.one_leader(&running, &seen)?;
             let agreed = seen.iter().all(|s| {
-                s.leader() == Some(c.ts[leader].name)
-                    && s.status.cluster.as_ref().is_some_and(|c| c.etcd_reachable)
+                s.status.cluster.as_ref().is_some_and(|c| c.etcd_reachable)
                     && s.primary_and_epoch() == Some((&primary.name, epoch))
                     && s.dns == want_dns
                     && c.lab.hosts().iter().all(|h| {
@@ -266,17 +264,23 @@ impl Cluster {
     fn leader_among(&self, what: &str, which: &[usize]) -> usize {
         self.wait(what, |c| {
             let seen: Vec<Seen> = which.iter().map(|&i| c.seen(i)).collect::<Option<_>>()?;
-            let leaders: Vec<usize> = which
-                .iter()
-                .zip(&seen)
-                .filter(|(_, s)| s.leading())
-                .map(|(&i, _)| i)
-                .collect();
-            let [leader] = leaders[..] else { return None };
-            seen.iter()
-                .all(|s| s.leader() == Some(c.ts[leader].name))
-                .then_some(leader)
+            c.one_leader(which, &seen)
         })
+    }
+
+    /// The one of `which` that leads, if exactly one does and all of them (`seen`, in the
+    /// same order) name it.
+    fn one_leader(&self, which: &[usize], seen: &[Seen]) -> Option<usize> {
+        let leaders: Vec<usize> = which
+            .iter()
+            .zip(seen)
+            .filter(|(_, s)| s.leading())
+            .map(|(&i, _)| i)
+            .collect();
+        let [leader] = leaders[..] else { return None };
+        seen.iter()
+            .all(|s| s.leader() == Some(self.ts[leader].name))
+            .then_some(leader)
     }
 
     /// The epoch log of www as etcd holds it: epoch, and the entry's primary and leader.
@@ -316,51 +320,29 @@ impl Cluster {
     }
 }
 
-/// The configuration of terminal server `host`, in `dir`, on etcd at `etcd`.
+/// The configuration of terminal server `host`, in `dir`, on etcd at `etcd`: the lab's
+/// pool as every lab test has it, plus `[cluster]` (and, for the promote hook, `[mirror]`).
+/// Its DNS address, the host's own, comes from the environment ([`Ts::start`]).
 fn config(lab: &Lab, host: &Host, dir: &Path, etcd: &str, promotions: Option<&Path>) -> String {
-    let hooks = promotions.map_or_else(String::new, |file| {
-        format!(
+    let mut cluster = format!(
+        "[cluster]\nname = \"{}\"\netcd = [\"{etcd}\"]\nlease = \"2s\"\n",
+        host.name
+    );
+    if promotions.is_some() {
+        cluster.push_str(&format!(
+            "[mirror]\nidentity = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"3s\"\n",
+            lab.client_key().display(),
+            lab.known_hosts().display(),
+        ));
+    }
+    let mut config = lab_config(lab, dir, HEARTBEAT, &cluster);
+    if let Some(file) = promotions {
+        config.push_str(&format!(
             "promote = [\"sh\", \"-c\", \"echo {{epoch}} {{node}} >> {}\"]\n",
             file.display()
-        )
-    });
-    let mirror = if promotions.is_some() {
-        format!(
-            "[mirror]\nidentity = \"{key}\"\nknown_hosts = \"{kh}\"\nconnect_timeout = \"3s\"\nio_timeout = \"10s\"\n",
-            key = lab.client_key().display(),
-            kh = lab.known_hosts().display(),
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"[dns]
-listen = ["{addr}:53"]
-zone = "svc.test."
-ttl = "1s"
-nameservers = [{{ name = "ns1.svc.test.", address = "{addr}" }}]
-[heartbeat]
-{HEARTBEAT}
-[control]
-socket = "{dir}/control.sock"
-[state]
-dir = "{dir}/state"
-[cluster]
-name = "{name}"
-etcd = ["{etcd}"]
-lease = "2s"
-{mirror}
-{nodes}
-[[service]]
-name = "www"
-nodes = [{members}]
-{hooks}"#,
-        addr = host.addr,
-        dir = dir.display(),
-        name = host.name,
-        nodes = lab.node_tables(),
-        members = lab.node_list(),
-    )
+        ));
+    }
+    config
 }
 
 /// How long a probe of a blocked path waits for the silence to count.

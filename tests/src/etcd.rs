@@ -72,16 +72,7 @@ impl EtcdServer {
     /// # Panics
     /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
     pub fn require(test: &str) -> Option<EtcdServer> {
-        if !have("etcd") {
-            if in_ci() {
-                panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
-            }
-            // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
-            let _ = writeln!(
-                io::stderr(),
-                "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
-                 (CI=true makes this a failure)"
-            );
+        if !installed(test) {
             return None;
         }
         match EtcdServer::start() {
@@ -95,15 +86,7 @@ impl EtcdServer {
     /// # Panics
     /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
     pub fn require_in(test: &str, lab: &Lab, host: &Host) -> Option<EtcdServer> {
-        if !have("etcd") {
-            if in_ci() {
-                panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
-            }
-            let _ = writeln!(
-                io::stderr(),
-                "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
-                 (CI=true makes this a failure)"
-            );
+        if !installed(test) {
             return None;
         }
         match EtcdServer::start_in(lab, host) {
@@ -244,6 +227,24 @@ impl Drop for EtcdServer {
         }
         stop(&mut self.child);
     }
+}
+
+/// Whether `etcd` is installed; if not, test `test` skips with one loud line outside CI
+/// and fails in CI.
+fn installed(test: &str) -> bool {
+    if have("etcd") {
+        return true;
+    }
+    if in_ci() {
+        panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
+    }
+    // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
+    let _ = writeln!(
+        io::stderr(),
+        "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
+         (CI=true makes this a failure)"
+    );
+    false
 }
 
 /// Where an etcd in a lab host runs: the command that runs `etcd` inside the host, the

@@ -26,16 +26,17 @@
 //! - on request, *bare* hosts ([`LabOptions::bare_hosts`]): named by the test, each with its
 //!   namespaces and address like the others but no sshd, echo or key, for running what is not
 //!   a pool member (terminal servers, etcd) on the lab network. The namespace is
-//!   `dlXXXX-<name>`; the harness runs `dnsd` in one ([`crate::harness::Dnsd::start_in`]), [`crate::etcd`] etcd.
+//!   `dlXXXX-<name>`; [`crate::harness::Dnsd::start_in`] runs `dnsd` in one, and
+//!   [`crate::etcd::EtcdServer::start_in`] etcd.
 //!
 //! # Faults
 //!
 //! Each is one call on the lab, for one host: [`Lab::crash`] / [`Lab::revive`], and
 //! [`Lab::cut`], [`Lab::partition`], [`Lab::slow`], [`Lab::fill_disk`], all undone by
 //! [`Lab::heal`]; and for a pair of hosts, [`Lab::block`] (all traffic between those two
-//! only), undone by [`Lab::unblock`] or the heal of either. [`Lab::change_host_key`] makes the host an impostor for good. `tc netem` is not
-//! available on the kernel this lab was built on, so `slow` uses a frame relay instead (see the
-//! `relay` module).
+//! only), undone by [`Lab::unblock`] or the heal of either. [`Lab::change_host_key`] makes the
+//! host an impostor for good. `tc netem` is not available on the kernel this lab was built on,
+//! so `slow` uses a frame relay instead (see the `relay` module).
 //!
 //! # Hygiene
 //!
@@ -90,7 +91,7 @@ const FILL_FILE: &str = "srv/.lab-fill";
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct LabOptions {
-    /// How many hosts (1 to 200, bare hosts included).
+    /// How many hosts with services, `h1`... (with the bare ones, 1 to 200 in all).
     pub hosts: usize,
     /// The size in bytes of each host's `/srv` tmpfs (which `fill_disk` fills). Counted against
     /// memory only as far as it is used.
@@ -376,12 +377,12 @@ impl Lab {
 
     /// The hosts with services, `h1` first (not the bare ones).
     pub fn hosts(&self) -> &[Host] {
-        &self.hosts[..self.full]
+        &self.hosts[..self.full.min(self.hosts.len())]
     }
 
     /// The bare hosts, in the order [`LabOptions::bare_hosts`] named them.
     pub fn bare_hosts(&self) -> &[Host] {
-        &self.hosts[self.full..]
+        &self.hosts[self.full.min(self.hosts.len())..]
     }
 
     /// The host (bare or not) named `name`.
