@@ -2,8 +2,10 @@
 //! sharing one real etcd in another, over a pool of three lab members: a crashed primary
 //! moves every terminal server's answer; one cut link is no failover; the leader's death
 //! hands the decisions over; a leader cut from etcd stops deciding and the epochs stay in
-//! order; a restart of every terminal server keeps the primaries. Every wait is bounded;
-//! nothing asserts how fast anything happens.
+//! order; a restart of every terminal server keeps the primaries, and one restarted without
+//! etcd answers its last known state. First, the lab support they stand on: bare hosts and
+//! blocks between two hosts. Every wait is bounded; nothing asserts how fast anything
+//! happens.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
