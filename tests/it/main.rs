@@ -5,6 +5,7 @@
 mod api;
 mod api_tls;
 mod cli;
+mod cluster;
 mod cluster_etcd;
 mod console;
 mod dns;
