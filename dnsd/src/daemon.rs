@@ -227,9 +227,7 @@ pub async fn run(
             "passes or hooks still running at shutdown; they end with the process"
         );
     }
-    // The last write: a failure has been logged and recorded already, and there is no
-    // decision left to withdraw.
-    let _ = driver.persist().await;
+    driver.persist_at_exit().await;
     Ok(())
 }
 

@@ -246,6 +246,9 @@ impl Driver {
                                 }
                             }
                         }
+                        // Kept locally too, as a follower keeps what it follows: restarted
+                        // while etcd is away, it answers its own last decisions.
+                        self.keep_locally(state).await;
                         return Ok(());
                     }
                     Err(e) => describe(&e),
@@ -395,6 +398,14 @@ impl Driver {
             Signal::Won { state } => self.lead(state).await,
             Signal::Lost { why } => {
                 cluster.leading = false;
+                // Whatever etcd said before, this one leads no more.
+                if cluster
+                    .leader
+                    .as_ref()
+                    .is_some_and(|l| l.name == cluster.link.name())
+                {
+                    cluster.leader = None;
+                }
                 let reason = format!("{} no longer decides: {why}", cluster.link.name());
                 self.running.clear();
                 self.record(Event::new(now, EventKind::State, reason));
@@ -506,6 +517,31 @@ impl Driver {
         // last state it knew rather than the configuration's preferred members.
         if let Err(e) = self.store.save(persisted) {
             warn!(error = %e, "cannot keep the cluster's state in the local state file");
+        }
+    }
+
+    /// In a cluster, the local state file is a copy of the last state known: written off
+    /// the driver's task, and a failure only logged (etcd holds the state).
+    async fn keep_locally(&self, state: Persisted) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.save(&state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot keep the cluster's state in the local state file")
+            }
+            Err(e) => warn!(error = %e, "the local state writer failed"),
+        }
+    }
+
+    /// At shutdown: standalone, the last write of the state file; in a cluster, the
+    /// coordinator has stopped and etcd holds the state: only the local copy is kept.
+    pub(crate) async fn persist_at_exit(&mut self) {
+        if self.cluster.is_some() {
+            self.keep_locally(self.controller.persisted()).await;
+        } else {
+            // A failure has been logged and recorded already, and there is no decision
+            // left to withdraw.
+            let _ = self.persist().await;
         }
     }
 
