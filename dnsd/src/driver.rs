@@ -13,6 +13,7 @@ use heartbeat::Report;
 use tokio::sync::broadcast;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
+use crate::checks::CheckReport;
 use crate::config::Config;
 use crate::controller::{
     Controller, Effect, Millis, NodeId, PassId, ServiceId, Withdrawn, describe,
@@ -22,7 +23,7 @@ use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::pool::build_zone;
 use crate::state::StateStore;
-use crate::status::{PROBE_HISTORY, ProbeHistory, View};
+use crate::status::{CheckHistory, PROBE_HISTORY, ProbeHistory, View};
 
 /// Events kept in memory for `/v1/events` and late subscribers.
 pub(crate) const EVENT_LOG_CAPACITY: usize = 2000;
@@ -53,6 +54,8 @@ pub(crate) struct Driver {
     mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
     /// State file writes that failed since start.
     persist_failures: u64,
+    /// The last service check of each member of each service with a check.
+    checks: HashMap<(ServiceId, NodeId), CheckHistory>,
 }
 
 impl Driver {
@@ -82,6 +85,7 @@ impl Driver {
             running: HashMap::new(),
             mirrored: BTreeMap::new(),
             persist_failures: 0,
+            checks: HashMap::new(),
         }
     }
 
@@ -218,6 +222,21 @@ impl Driver {
         }
     }
 
+    /// A service check ended: keep its result for the status, and give a change of
+    /// verdict to the controller.
+    pub(crate) async fn on_check(&mut self, report: CheckReport) {
+        let (s, n) = (report.service, report.node);
+        let last = self.checks.entry((s, n)).or_default();
+        last.last_at_ms = report.at_ms;
+        last.rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
+        last.last_error = report.outcome.as_ref().err().map(|e| describe(e));
+        if let Some(t) = report.transition {
+            let span = info_span!("check", service = %self.controller.service_name(s), node = %self.controller.node_name(n));
+            let fx = span.in_scope(|| self.controller.check_changed(s, n, t.to, now_ms()));
+            self.apply(fx).instrument(span).await;
+        }
+    }
+
     pub(crate) async fn on_request(&mut self, request: Request) {
         match request {
             Request::Act {
@@ -272,6 +291,7 @@ impl Driver {
             controller: &self.controller,
             probes: &self.probes,
             running: &self.running,
+            checks: &self.checks,
             started_ms: self.started_ms,
             now: now_ms(),
         }

@@ -355,6 +355,7 @@ impl Executor {
             Hook::Promote => service.hooks.promote.as_ref(),
             Hook::Demote => service.hooks.demote.as_ref(),
             Hook::Fence => service.hooks.fence.as_ref(),
+            Hook::Restart => service.hooks.restart.as_ref(),
         }
         .ok_or(HookError::NotConfigured(order.hook))?;
         let values = [
