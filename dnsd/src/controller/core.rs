@@ -294,9 +294,13 @@ impl Controller {
         self.now = now;
         let mut fx = Vec::new();
         // A restart has ended, awaited or not: its member may be restarted again.
-        for h in self.services.iter_mut().flat_map(|svc| &mut svc.health) {
-            if h.restart == Some(id) {
-                h.restart = None;
+        let mut restarted = None;
+        for (s, svc) in self.services.iter_mut().enumerate() {
+            for (&n, h) in svc.members.iter().zip(&mut svc.health) {
+                if h.restart == Some(id) {
+                    h.restart = None;
+                    restarted = Some((ServiceId(s), n));
+                }
             }
         }
         let found = self.service_ids().find_map(|s| {
@@ -306,10 +310,11 @@ impl Controller {
                 .filter(|(awaited, _)| *awaited == id)
                 .map(|(_, what)| (s, what))
         });
-        match found {
-            Some((s, Awaited::Restart)) => self.restart_done(s, outcome, &mut fx),
-            Some((s, what)) => self.hook_done(s, what, outcome, &mut fx),
-            None => {}
+        match (found, restarted) {
+            (Some((s, Awaited::Restart)), _) => self.restart_done(s, outcome, &mut fx),
+            (Some((s, what)), _) => self.hook_done(s, what, outcome, &mut fx),
+            (None, Some((s, n))) => self.restart_ended_late(s, n, outcome, &mut fx),
+            (None, None) => {}
         }
         self.settle(&mut fx);
         fx

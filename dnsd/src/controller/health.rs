@@ -362,6 +362,26 @@ impl Controller {
         self.push_recovery_event(s, node, reason, fx);
     }
 
+    /// A restart ended after the recovery that ordered it was over (its check passed, its
+    /// host went down...): nothing waits for it, but the operator learns how it went.
+    pub(super) fn restart_ended_late(
+        &mut self,
+        s: ServiceId,
+        n: NodeId,
+        outcome: Result<(), HookError>,
+        fx: &mut Fx,
+    ) {
+        let result = match &outcome {
+            Ok(()) => "done".to_owned(),
+            Err(e) => format!("failed: {}", describe(e)),
+        };
+        let reason = format!(
+            "restart on {} {result} (nothing waited for it any more)",
+            self.node_name(n)
+        );
+        self.push_recovery_event(s, n, reason, fx);
+    }
+
     /// Ends the recovery under way in service `s` (the check passes, the host went down,
     /// the service was paused, an operator moves it), saying why.
     pub(super) fn end_recovery(&mut self, s: ServiceId, kind: EventKind, why: String, fx: &mut Fx) {

@@ -254,9 +254,33 @@ fn a_restart_is_never_ordered_while_another_runs_on_the_member() {
             .contains("(a restart ordered earlier is still running: waiting for it first)")
     );
     // That restart's report now counts as the first attempt.
-    c.hook_finished(first.id, Ok(()), 2_500);
+    let fx = c.hook_finished(first.id, Ok(()), 2_500);
+    assert!(
+        event(&fx, EventKind::Hook)
+            .reason
+            .starts_with("restart 1 of 2 on app1 done")
+    );
     assert_eq!(c.recovery(S).unwrap().next_attempt, Some(4_500));
     assert_eq!(restarts(&c.tick(4_500)).len(), 1);
+}
+
+#[test]
+fn a_restart_that_ends_after_its_recovery_is_still_reported() {
+    let mut c = healthy(checked(Some(restart()), None));
+    let first = restarts(&c.check_changed(S, APP1, Health::Down, 1_000))
+        .pop()
+        .unwrap();
+    c.check_changed(S, APP1, Health::Up, 1_500);
+    let fx = c.hook_finished(first.id, Ok(()), 2_000);
+    let e = event(&fx, EventKind::Hook);
+    assert_eq!(
+        (e.reason.as_str(), e.node.as_deref()),
+        (
+            "restart on app1 done (nothing waited for it any more)",
+            Some("app1")
+        )
+    );
+    assert!(c.recovery(S).is_none());
 }
 
 #[test]
