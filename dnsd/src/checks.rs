@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heartbeat::{Detector, Health, Transition, jittered};
-use rsync_sync::connector::{Backoff, ConnectError, Connector};
-use rsync_sync::ssh::SshError;
+use rsync_sync::connector::{Backoff, Connector};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -26,8 +25,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 
 use crate::config::{CHECK_PLACEHOLDERS, CheckProbe, Config, ServiceCheck};
-use crate::controller::{Ended, Millis, NodeId, ServiceId};
+use crate::controller::{HookError, Millis, NodeId, ServiceId};
 use crate::driver::now_ms;
+use crate::mirror::command_outcome;
 
 /// The result of one check of one member of one service, with the rise/fall verdict after
 /// it.
@@ -76,35 +76,10 @@ pub enum CheckError {
         got: u16,
         expected: u16,
     },
-    /// A command check without a `[mirror]` section (validation refuses this).
-    #[error("no [mirror] section: members cannot be reached over SSH")]
-    NoMirror,
-    /// The terminal server could not open (or reuse) its session to the member.
-    #[error("on {node} ({address})")]
-    SshConnect {
-        node: String,
-        address: IpAddr,
-        #[source]
-        source: Box<ConnectError>,
-    },
-    /// The session to the member failed while running the command.
-    #[error("on {node} ({address})")]
-    Ssh {
-        node: String,
-        address: IpAddr,
-        #[source]
-        source: Box<SshError>,
-    },
-    /// The command ran on the member and failed; `detail` is the last line it printed.
-    #[error("on {node}: {ended}{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Failed {
-        node: String,
-        ended: Ended,
-        detail: Option<String>,
-    },
-    /// The task running the command died.
-    #[error("check task failed")]
-    Task(#[source] tokio::task::JoinError),
+    /// A command check could not run on the member, or ran and failed: it fails the way
+    /// a hook does (no `[mirror]`, no session, the command's exit status and last line).
+    #[error(transparent)]
+    Command(#[from] HookError),
 }
 
 /// The running checks; [`Checker::join`] waits for them at shutdown.
@@ -318,8 +293,8 @@ fn status_code(line: &str) -> Option<u16> {
 /// Runs the check's command on the member over SSH, under `timeout(1)` there; passes when
 /// it exits with status 0. Blocking SSH work runs on tokio's blocking pool, and the check
 /// waits for it, so checks of one member never pile up.
-async fn command(target: &Target, argv: &[String]) -> Result<(), CheckError> {
-    let connector = target.connector.clone().ok_or(CheckError::NoMirror)?;
+async fn command(target: &Target, argv: &[String]) -> Result<(), HookError> {
+    let connector = target.connector.clone().ok_or(HookError::NoMirror)?;
     let values = [
         target.service_name.as_str(),
         target.node_name.as_str(),
@@ -337,44 +312,24 @@ async fn command(target: &Target, argv: &[String]) -> Result<(), CheckError> {
     let (node, address) = (target.node_name.clone(), target.address);
     tokio::task::spawn_blocking(move || {
         let host = address.to_string();
-        let session = connector
-            .get(&host)
-            .map_err(|source| CheckError::SshConnect {
-                node: node.clone(),
-                address,
-                source: Box::new(source),
-            })?;
+        let session = connector.get(&host).map_err(|source| HookError::Connect {
+            node: node.clone(),
+            address,
+            source: Box::new(source),
+        })?;
         let out = session.exec(&wrapped).map_err(|source| {
             // The next check starts on a fresh session.
             connector.reset(&host);
-            CheckError::Ssh {
+            HookError::Ssh {
                 node: node.clone(),
                 address,
                 source: Box::new(source),
             }
         })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let ended = match out.status.code() {
-            Some(124) => Ended::TimedOut(timeout),
-            _ => Ended::Status(out.status.to_string()),
-        };
-        let last = |text: &str| {
-            text.lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .map(str::to_owned)
-        };
-        Err(CheckError::Failed {
-            node,
-            ended,
-            detail: last(&out.stderr).or_else(|| last(&out.stdout)),
-        })
+        command_outcome(&node, &out, timeout)
     })
     .await
-    .map_err(CheckError::Task)?
+    .map_err(HookError::Task)?
 }
 
 /// Replaces `{service}`, `{node}` and `{address}` in one argument.
@@ -489,7 +444,7 @@ mod tests {
         let e = check_once(&target(CheckProbe::Command { argv }))
             .await
             .unwrap_err();
-        assert!(matches!(e, CheckError::NoMirror));
+        assert!(matches!(e, CheckError::Command(HookError::NoMirror)), "{e}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::lab_failover::lab_config;
 const HEARTBEAT: &str =
     "protocol = \"tcp\"\nport = 7\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 3\nrise = 2";
 const HTTP_PORT: u16 = 8080;
+/// The longest any step is waited for (a bound, not an expectation).
+const WAIT: Duration = Duration::from_secs(45);
 
 /// Starts the host's HTTP service unless it answers already, logging the epoch it was
 /// given, and returns once it accepts connections: the lab's `restart` hook, and how the
@@ -126,30 +128,11 @@ impl Setup {
     }
 
     fn wait<T>(&self, what: &str, f: impl Fn(&Status) -> Option<T>) -> T {
-        let timeout = Duration::from_secs(45);
-        match wait_for(timeout, Duration::from_millis(50), || f(&self.status())) {
-            Some(v) => v,
-            None => panic!(
-                "{what}: did not happen within {timeout:?}\nstatus: {:#?}\nevents: {:#?}\ndnsd log:\n{}",
-                self.status(),
-                self.events(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_status(&self.rt, what, WAIT, f)
     }
 
     fn wait_event(&self, what: &str, f: impl Fn(&Event) -> bool) -> Event {
-        let timeout = Duration::from_secs(45);
-        match wait_for(timeout, Duration::from_millis(50), || {
-            self.events().into_iter().find(|e| f(e))
-        }) {
-            Some(e) => e,
-            None => panic!(
-                "{what}: no such event within {timeout:?}\nevents: {:#?}\ndnsd log:\n{}",
-                self.events(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_event(&self.rt, what, WAIT, f)
     }
 
     /// The check's verdict on member `i` of www.

@@ -4,6 +4,7 @@
 //! fails over at once; a flapping member is quarantined, released, or lifted by an
 //! operator.
 
+use super::safety_tests::{event, hooks, three};
 use super::*;
 
 const S: ServiceId = ServiceId(0);
@@ -30,17 +31,6 @@ fn checked(restart: Option<RestartPolicy>, flap: Option<FlapPolicy>) -> Policy {
     }
 }
 
-fn three(policy: Policy) -> Topology {
-    Topology {
-        nodes: (1..=3).map(|i| format!("app{i}")).collect(),
-        services: vec![ServiceSpec {
-            name: "www".into(),
-            members: vec![APP1, APP2, APP3],
-            policy,
-        }],
-    }
-}
-
 /// Every host up and every check passing at t = 1.
 fn healthy(policy: Policy) -> Controller {
     let (mut c, _) = Controller::new(&three(policy), None, 0);
@@ -52,21 +42,10 @@ fn healthy(policy: Policy) -> Controller {
 }
 
 fn restarts(fx: &[Effect]) -> Vec<HookOrder> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::RunHook(o) if o.hook == Hook::Restart => Some(o.clone()),
-            _ => None,
-        })
+    hooks(fx)
+        .into_iter()
+        .filter(|o| o.hook == Hook::Restart)
         .collect()
-}
-
-fn event(fx: &[Effect], kind: EventKind) -> Event {
-    fx.iter()
-        .find_map(|e| match e {
-            Effect::Event(e) if e.kind == kind => Some(e.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no {kind:?} event in {fx:#?}"))
 }
 
 fn has(fx: &[Effect], kind: EventKind) -> bool {

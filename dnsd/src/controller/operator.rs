@@ -325,9 +325,7 @@ impl Controller {
         origin: &str,
         fx: &mut Fx,
     ) -> Result<String, Refusal> {
-        let n = self
-            .node_index(node)
-            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))?;
+        let n = self.resolve_node(node)?;
         let name = self.node_name(n).to_owned();
         if self.nodes[n.0].maintenance == on {
             return Err(Refusal::MaintenanceUnchanged { node: name, on });
@@ -432,9 +430,7 @@ impl Controller {
         origin: &str,
         fx: &mut Fx,
     ) -> Result<String, Refusal> {
-        let n = self
-            .node_index(node)
-            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))?;
+        let n = self.resolve_node(node)?;
         let candidates: Vec<ServiceId> = match service {
             Some(name) => {
                 let s = self
@@ -495,10 +491,13 @@ impl Controller {
         }
     }
 
+    fn resolve_node(&self, node: &str) -> Result<NodeId, Refusal> {
+        self.node_index(node)
+            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))
+    }
+
     fn resolve_member(&self, s: ServiceId, node: &str) -> Result<NodeId, Refusal> {
-        let n = self
-            .node_index(node)
-            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))?;
+        let n = self.resolve_node(node)?;
         if !self.services[s.0].members.contains(&n) {
             return Err(Refusal::NotAMember {
                 node: self.node_name(n).to_owned(),
