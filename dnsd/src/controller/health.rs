@@ -267,7 +267,6 @@ impl Controller {
                         seconds(policy.window)
                     );
                     self.push_recovery_event(s, primary, reason, fx);
-                    fx.push(Effect::Persist);
                 }
             }
             (ServiceState::Serving | ServiceState::Stranded, None) => {
