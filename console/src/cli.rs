@@ -113,6 +113,13 @@ pub enum Command {
         #[command(flatten)]
         args: ActionArgs,
     },
+    /// Lift the flap quarantine of NODE (in --service, or wherever it is quarantined)
+    Unquarantine {
+        /// The quarantined member
+        node: String,
+        #[command(flatten)]
+        args: ActionArgs,
+    },
     /// Stop automatic decisions (for --service, or for every service)
     Pause(ActionArgs),
     /// Resume automatic decisions (for --service, or for every service)
@@ -247,6 +254,13 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Sync { node, args }) => {
             let request = Request::Sync {
+                service: args.service,
+                node,
+            };
+            act(&client, request, args.yes).await
+        }
+        Some(Command::Unquarantine { node, args }) => {
+            let request = Request::Unquarantine {
                 service: args.service,
                 node,
             };

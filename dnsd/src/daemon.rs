@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::checks;
 use crate::config::{Config, ControlTransport};
 use crate::control::{self, ControlListeners};
 use crate::controller::Controller;
@@ -155,6 +156,9 @@ pub async fn run(
         report_tx,
         cancel.child_token(),
     );
+    // Service checks: observations like the heartbeat's, one task per checked member.
+    let (check_tx, mut check_rx) = mpsc::channel(64);
+    let checker = checks::spawn(&config, check_tx, cancel.child_token());
 
     let control = ControlListeners::bind(control_config).await?;
     let control_tcp = control.tcp_addr();
@@ -186,6 +190,7 @@ pub async fn run(
             Some(report) = mirror_rx.recv() => driver.on_mirror(report).await,
             Some(report) = reports.recv() => driver.on_report(report).await,
             Some(signal) = signals.recv() => driver.on_cluster(signal).await,
+            Some(report) = check_rx.recv() => driver.on_check(report).await,
             _ = tick.tick() => {
                 driver.tick().await;
             }
@@ -198,6 +203,7 @@ pub async fn run(
                 };
                 cancel.cancel();
                 monitor.join().await;
+                checker.join().await;
                 anyhow::bail!("a serving task stopped unexpectedly: {detail}");
             }
         }
@@ -207,6 +213,7 @@ pub async fn run(
     dns_cancel.cancel();
     control_cancel.cancel();
     monitor.join().await;
+    checker.join().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             warn!(error = %e, "a serving task reported an error at shutdown");

@@ -17,6 +17,7 @@ use heartbeat::Report;
 use tokio::sync::broadcast;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
+use crate::checks::CheckReport;
 use crate::cluster::observe::{ClusterViews, MemberView, Views};
 use crate::cluster::quorum::{self, Verdict};
 use crate::cluster::{Leader, Versioned};
@@ -31,7 +32,7 @@ use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::pool::{build_zone, topology};
 use crate::state::StateStore;
-use crate::status::{PROBE_HISTORY, ProbeHistory, View};
+use crate::status::{CheckHistory, PROBE_HISTORY, ProbeHistory, View};
 
 /// Events kept in memory for `/v1/events` and late subscribers.
 pub(crate) const EVENT_LOG_CAPACITY: usize = 2000;
@@ -62,6 +63,8 @@ pub(crate) struct Driver {
     mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
     /// State file writes that failed since start.
     persist_failures: u64,
+    /// The last service check of each member of each service with a check.
+    checks: HashMap<(ServiceId, NodeId), CheckHistory>,
     /// The cluster side, when `[cluster]` is configured; `None` runs standalone.
     cluster: Option<ClusterSide>,
 }
@@ -115,6 +118,7 @@ impl Driver {
             mirrored: BTreeMap::new(),
             persist_failures: 0,
             cluster: None,
+            checks: HashMap::new(),
         }
     }
 
@@ -432,7 +436,7 @@ impl Driver {
         }
         if !cluster.leading {
             for (n, health) in changed {
-                self.controller.note_health(n, health);
+                self.controller.show_health(n, health);
             }
             return;
         }
@@ -508,7 +512,7 @@ impl Driver {
         if let Some(cluster) = &self.cluster {
             for (i, v) in cluster.verdicts.iter().enumerate() {
                 if let Some(v) = v {
-                    self.controller.note_health(NodeId(i), v.health);
+                    self.controller.show_health(NodeId(i), v.health);
                 }
             }
         }
@@ -542,6 +546,21 @@ impl Driver {
             // A failure has been logged and recorded already, and there is no decision
             // left to withdraw.
             let _ = self.persist().await;
+        }
+    }
+
+    /// A service check ended: keep its result for the status, and give a change of
+    /// verdict to the controller.
+    pub(crate) async fn on_check(&mut self, report: CheckReport) {
+        let (s, n) = (report.service, report.node);
+        let last = self.checks.entry((s, n)).or_default();
+        last.last_at_ms = report.at_ms;
+        last.rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
+        last.last_error = report.outcome.as_ref().err().map(|e| describe(e));
+        if let Some(t) = report.transition {
+            let span = info_span!("check", service = %self.controller.service_name(s), node = %self.controller.node_name(n));
+            let fx = span.in_scope(|| self.controller.check_changed(s, n, t.to, now_ms()));
+            self.apply(fx).instrument(span).await;
         }
     }
 
@@ -663,6 +682,7 @@ impl Driver {
             controller: &self.controller,
             probes: &self.probes,
             running: &self.running,
+            checks: &self.checks,
             started_ms: self.started_ms,
             now,
             cluster,

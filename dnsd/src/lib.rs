@@ -9,6 +9,7 @@
 //! and hooks; [`pool`] turns the [`config`] into the controller's topology and the zone;
 //! [`dns`] serves the zone; [`state`] persists the controller's decisions.
 
+pub mod checks;
 pub mod cluster;
 pub mod config;
 pub mod control;

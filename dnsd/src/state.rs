@@ -221,6 +221,7 @@ mod tests {
                 watermarks: Default::default(),
                 resyncing: vec![],
                 switchover_to: None,
+                quarantined: Default::default(),
             }],
             maintenance: vec!["app3".into()],
         }

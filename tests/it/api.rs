@@ -222,6 +222,19 @@ fn every_action_is_accepted_or_refused_with_a_reason() {
         }),
         "service www has no paths to mirror"
     );
+    // unquarantine: nobody flapped, so there is nothing to lift; its kind says so.
+    let r = s.act(Action::Unquarantine {
+        service: None,
+        node: node("app2"),
+    });
+    assert!(!r.accepted);
+    assert_eq!(
+        (r.message.as_str(), r.kind),
+        (
+            "app2 is not quarantined",
+            Some(dnsd_api::RefusalKind::NotQuarantined)
+        )
+    );
 
     // Every decision and refusal is in the event log, with who asked.
     let events = s.rt.block_on(s.dnsd.client().events(0)).unwrap();
@@ -235,7 +248,7 @@ fn every_action_is_accepted_or_refused_with_a_reason() {
         .iter()
         .filter(|e| e.kind == EventKind::Refused)
         .collect();
-    assert_eq!(refused.len(), 11);
+    assert_eq!(refused.len(), 12);
     assert!(
         refused
             .iter()

@@ -10,6 +10,7 @@ mod cluster_etcd;
 mod console;
 mod dns;
 mod failover;
+mod lab_checks;
 mod lab_failover;
 mod lab_smoke;
 mod mirror;

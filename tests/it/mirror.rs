@@ -81,27 +81,11 @@ impl Setup {
 
     /// Polls the status until `f` says yes; fails the test with dnsd's log otherwise.
     fn wait<T>(&self, what: &str, timeout: Duration, f: impl Fn(&Status) -> Option<T>) -> T {
-        match wait_for(timeout, Duration::from_millis(100), || f(&self.status())) {
-            Some(v) => v,
-            None => panic!(
-                "{what}: did not happen within {timeout:?}\nstatus: {:#?}\ndnsd log:\n{}",
-                self.status(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_status(&self.rt, what, timeout, f)
     }
 
     fn wait_event(&self, what: &str, timeout: Duration, f: impl Fn(&Event) -> bool) -> Event {
-        match wait_for(timeout, Duration::from_millis(100), || {
-            self.events().into_iter().find(|e| f(e))
-        }) {
-            Some(e) => e,
-            None => panic!(
-                "{what}: no such event within {timeout:?}\nevents: {:#?}\ndnsd log:\n{}",
-                self.events(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_event(&self.rt, what, timeout, f)
     }
 
     fn primary(&self) -> String {

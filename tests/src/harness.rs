@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use console::client::{Client, Endpoint};
 use console::launch::{self, Launch, LaunchError};
-use dnsd_api::Ready;
+use dnsd_api::{Event, Ready, Status};
 
 use crate::lab::Host;
 
@@ -249,7 +249,63 @@ impl Dnsd {
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         self.0.stop()
     }
+
+    /// Polls dnsd's status (on `rt`) until `f` says yes, and returns what it said.
+    ///
+    /// # Panics
+    /// When `timeout` passes first: with `what`, the last status, the event log and
+    /// dnsd's log.
+    pub fn wait_status<T>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Status) -> Option<T>,
+    ) -> T {
+        let client = self.client();
+        let poll = || rt.block_on(client.status()).ok().and_then(|st| f(&st));
+        match wait_for(timeout, POLL, poll) {
+            Some(v) => v,
+            None => self.give_up(rt, what, timeout),
+        }
+    }
+
+    /// Polls dnsd's event log (on `rt`) until it holds an event `f` accepts; returns the
+    /// first such event.
+    ///
+    /// # Panics
+    /// As [`Dnsd::wait_status`].
+    pub fn wait_event(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Event) -> bool,
+    ) -> Event {
+        let client = self.client();
+        let poll = || {
+            let events = rt.block_on(client.events(0)).ok()?;
+            events.into_iter().find(|e| f(e))
+        };
+        match wait_for(timeout, POLL, poll) {
+            Some(e) => e,
+            None => self.give_up(rt, &format!("{what} (no such event)"), timeout),
+        }
+    }
+
+    fn give_up(&self, rt: &tokio::runtime::Runtime, what: &str, timeout: Duration) -> ! {
+        let client = self.client();
+        panic!(
+            "{what}: did not happen within {timeout:?}\nstatus: {:#?}\nevents: {:#?}\ndnsd log:\n{}",
+            rt.block_on(client.status()),
+            rt.block_on(client.events(0)),
+            self.log()
+        )
+    }
 }
+
+/// How often [`Dnsd::wait_status`] and [`Dnsd::wait_event`] ask.
+const POLL: Duration = Duration::from_millis(50);
 
 fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -21,13 +21,14 @@ mod tests;
 mod validate;
 
 pub use model::{
-    Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig, HOOK_PLACEHOLDERS, Hooks,
-    NameserverConfig, NodeConfig, ServiceConfig, StateConfig,
+    CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig,
+    FlapConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig, RestartConfig,
+    ServiceCheck, ServiceConfig, StateConfig,
 };
 pub use problem::{ConfigError, Problem};
 pub use raw::{
-    ENV_PREFIX, ParseFailure, RawConfig, RawControl, RawDns, RawHeartbeat, RawNameserver, RawNode,
-    RawService, RawState, parse,
+    ENV_PREFIX, ParseFailure, RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNameserver,
+    RawNode, RawService, RawState, parse,
 };
 pub use validate::parse_duration;
 

@@ -131,6 +131,75 @@ pub struct ServiceConfig {
     pub unfenced_by_choice: bool,
     pub hooks: Hooks,
     pub hook_timeout: Duration,
+    /// The service's own check of each member; `None`: its host's heartbeat is all.
+    pub check: Option<ServiceCheck>,
+    /// Restart, then migrate (with `hooks.restart`); `None`: a failing check on a live
+    /// primary fails over at once.
+    pub restart: Option<RestartConfig>,
+    /// Flap damping; `None`: members are never quarantined.
+    pub flap: Option<FlapConfig>,
+}
+
+/// A validated service check, with the rise/fall hysteresis of its verdicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCheck {
+    pub probe: CheckProbe,
+    /// Time between two checks of one member.
+    pub interval: Duration,
+    /// Longest one check may take (shorter than `interval`).
+    pub timeout: Duration,
+    /// Consecutive passes before a member's service is up.
+    pub rise: u32,
+    /// Consecutive failures before it is down.
+    pub fall: u32,
+}
+
+/// What a service check looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckProbe {
+    /// `GET path` on the member's address and port; passes on status `expect`.
+    Http {
+        port: u16,
+        path: String,
+        expect: u16,
+    },
+    /// A TCP connection to the member's address and port; passes when it opens.
+    Tcp { port: u16 },
+    /// A command run on the member over SSH; passes when it exits with status 0.
+    /// `{service}`, `{node}` and `{address}` in an argument are replaced.
+    Command { argv: Vec<String> },
+}
+
+impl std::fmt::Display for CheckProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckProbe::Http { port, path, expect } => {
+                write!(f, "http :{port}{path} expects {expect}")
+            }
+            CheckProbe::Tcp { port } => write!(f, "tcp :{port}"),
+            CheckProbe::Command { argv } => write!(f, "command {}", argv.join(" ")),
+        }
+    }
+}
+
+/// Restart, then migrate: how often and how long to try restarting a primary whose check
+/// fails while its host answers. The command is [`Hooks::restart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartConfig {
+    /// At least 1.
+    pub attempts: u32,
+    /// The service fails over if the check has not passed this long after it failed.
+    pub window: Duration,
+}
+
+/// Flap damping: more than `threshold` changes of a member's health within `window`
+/// quarantine it for `hold_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapConfig {
+    /// At least 1 (a configured 0 turns damping off: no `FlapConfig`).
+    pub threshold: u32,
+    pub window: Duration,
+    pub hold_down: Duration,
 }
 
 impl ServiceConfig {
@@ -157,7 +226,13 @@ pub struct Hooks {
     /// Run on the source and the destination over SSH before every pass, with the
     /// pass's epoch: a member that knows a newer epoch refuses (e.g. `dnsd-epoch-guard`).
     pub epoch_guard: Option<Vec<String>>,
+    /// Run on the primary over SSH when its host answers but its service check fails.
+    pub restart: Option<Vec<String>>,
 }
 
 /// The placeholders a hook argument may contain.
 pub const HOOK_PLACEHOLDERS: [&str; 4] = ["{service}", "{node}", "{address}", "{epoch}"];
+
+/// The placeholders a `command` check's argument may contain: a check observes, it is
+/// not an action of an epoch, so `{epoch}` is not one of them.
+pub const CHECK_PLACEHOLDERS: [&str; 3] = ["{service}", "{node}", "{address}"];

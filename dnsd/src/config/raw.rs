@@ -222,6 +222,64 @@ pub struct RawService {
     /// Longest a hook may run.
     #[serde(default = "default_hook_timeout")]
     pub hook_timeout: String,
+    /// The service's own check of each member, besides its host's heartbeat:
+    /// `{ kind = "http", port, path, expect }`, `{ kind = "tcp", port }` or
+    /// `{ kind = "command", argv = [...] }` (run on the member over SSH).
+    #[serde(default)]
+    pub check: Option<RawCheck>,
+    /// Time between two checks of one member (default "2s").
+    #[serde(default)]
+    pub check_interval: Option<String>,
+    /// How long one check may take; shorter than `check_interval` (default "1s").
+    #[serde(default)]
+    pub check_timeout: Option<String>,
+    /// Consecutive failed checks before a member's service is down (default 3).
+    #[serde(default)]
+    pub check_fall: Option<u32>,
+    /// Consecutive passed checks before it is up again (default 2).
+    #[serde(default)]
+    pub check_rise: Option<u32>,
+    /// Command (argv) run on the primary over SSH when its host answers but its check
+    /// fails, before the service fails over.
+    #[serde(default)]
+    pub restart: Option<Vec<String>>,
+    /// Restarts tried before the service fails over (default 2).
+    #[serde(default)]
+    pub restart_attempts: Option<u32>,
+    /// How long the check may fail, restarts included, before the service fails over
+    /// (default "30s").
+    #[serde(default)]
+    pub restart_window: Option<String>,
+    /// Changes of a member's health allowed within `flap_window`; one more quarantines
+    /// it for `hold_down`. 0: never quarantine.
+    #[serde(default = "default_flap_threshold")]
+    pub flap_threshold: u32,
+    /// See `flap_threshold`.
+    #[serde(default = "default_flap_window")]
+    pub flap_window: String,
+    /// How long a flapping member is quarantined (never promoted, never failed back to).
+    #[serde(default = "default_hold_down")]
+    pub hold_down: String,
+}
+
+/// A `[[service]]`'s `check = { ... }`: every field optional here, so that validation can
+/// name each one that is missing or does not belong to the kind.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawCheck {
+    /// "http", "tcp" or "command".
+    pub kind: String,
+    /// The port checked on each member's address (http, tcp).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The path requested (http; default "/").
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The HTTP status that passes (http; default 200).
+    #[serde(default)]
+    pub expect: Option<u16>,
+    /// The command run on the member over SSH; exit status 0 passes (command).
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -274,6 +332,15 @@ fn default_fencing() -> String {
 }
 fn default_hook_timeout() -> String {
     "30s".to_owned()
+}
+fn default_flap_threshold() -> u32 {
+    4
+}
+fn default_flap_window() -> String {
+    "10m".to_owned()
+}
+fn default_hold_down() -> String {
+    "10m".to_owned()
 }
 
 /// Why [`parse`] failed.

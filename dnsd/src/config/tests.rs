@@ -650,3 +650,235 @@ fn the_epoch_guard_is_a_hook_command() {
         "service[0].epoch_guard[1]: unknown placeholder {epoc}; use {service}, {node}, {address}, {epoch}",
     );
 }
+
+// ---------------------------------------------------------------------------
+// Service checks, restart-then-migrate and flap damping.
+
+#[test]
+fn checks_restart_and_flap_damping_validate_with_their_defaults() {
+    let cfg = parse(GOOD, []).unwrap().validate().unwrap();
+    let s = &cfg.services[0];
+    assert_eq!((&s.check, &s.restart), (&None, &None));
+    assert_eq!(
+        s.flap,
+        Some(FlapConfig {
+            threshold: 4,
+            window: Duration::from_secs(600),
+            hold_down: Duration::from_secs(600),
+        }),
+        "flap damping is on by default"
+    );
+    let text = with_service_keys(
+        "check = { kind = \"http\", port = 8080 }\nrestart = [\"/usr/local/bin/restart\", \"{service}\", \"--epoch={epoch}\"]",
+    ) + MIRROR;
+    let cfg = parse(&text, []).unwrap().validate().unwrap();
+    let s = &cfg.services[0];
+    let check = s.check.as_ref().unwrap();
+    assert_eq!(
+        check.probe,
+        CheckProbe::Http {
+            port: 8080,
+            path: "/".into(),
+            expect: 200
+        }
+    );
+    assert_eq!(check.probe.to_string(), "http :8080/ expects 200");
+    assert_eq!(
+        (check.interval, check.timeout, check.fall, check.rise),
+        (Duration::from_secs(2), Duration::from_secs(1), 3, 2)
+    );
+    assert_eq!(
+        s.restart,
+        Some(RestartConfig {
+            attempts: 2,
+            window: Duration::from_secs(30)
+        })
+    );
+    assert_eq!(s.hooks.restart.as_ref().unwrap()[2], "--epoch={epoch}");
+
+    let text = with_service_keys(
+        "check = { kind = \"command\", argv = [\"/usr/local/bin/check-app\", \"{service}\", \"{address}\"] }\ncheck_interval = \"500ms\"\ncheck_timeout = \"300ms\"\ncheck_fall = 1\ncheck_rise = 1\nflap_threshold = 0",
+    ) + MIRROR;
+    let cfg = parse(&text, []).unwrap().validate().unwrap();
+    let s = &cfg.services[0];
+    assert_eq!(
+        s.check.as_ref().unwrap().probe.to_string(),
+        "command /usr/local/bin/check-app {service} {address}"
+    );
+    assert_eq!(s.flap, None, "flap_threshold = 0 turns damping off");
+    let tcp = with_service_keys("check = { kind = \"tcp\", port = 5432 }");
+    let cfg = parse(&tcp, []).unwrap().validate().unwrap();
+    assert_eq!(
+        cfg.services[0].check.as_ref().unwrap().probe,
+        CheckProbe::Tcp { port: 5432 }
+    );
+}
+
+#[test]
+fn every_check_problem_is_reported_with_its_key_path() {
+    let cases = [
+        (
+            "check = { kind = \"ping\" }",
+            "service[0].check.kind: \"ping\" is not a check kind: use \"http\", \"tcp\" or \"command\"",
+        ),
+        (
+            "check = { kind = \"http\" }",
+            "service[0].check.port: a \"http\" check needs the port to check on each member",
+        ),
+        (
+            "check = { kind = \"tcp\" }",
+            "service[0].check.port: a \"tcp\" check needs the port to check on each member",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 0 }",
+            "service[0].check.port: port 0 cannot be checked",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 5432, path = \"/x\" }",
+            "service[0].check.path: is not used by a \"tcp\" check",
+        ),
+        (
+            "check = { kind = \"http\", port = 80, argv = [\"x\"] }",
+            "service[0].check.argv: is not used by a \"http\" check",
+        ),
+        (
+            "check = { kind = \"http\", port = 80, path = \"health\" }",
+            "service[0].check.path: \"health\" must start with \"/\" and hold no spaces or control characters",
+        ),
+        (
+            "check = { kind = \"http\", port = 80, path = \"/a b\" }",
+            "service[0].check.path: \"/a b\" must start with \"/\" and hold no spaces or control characters",
+        ),
+        (
+            "check = { kind = \"http\", port = 80, expect = 99 }",
+            "service[0].check.expect: 99 is not an HTTP status (100 to 599)",
+        ),
+        (
+            "check = { kind = \"command\" }",
+            "service[0].check.argv: a \"command\" check needs argv: the command run on each member, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]",
+        ),
+        (
+            "check = { kind = \"command\", argv = [] }",
+            "service[0].check.argv: a check is a command with its arguments, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]",
+        ),
+        (
+            "check = { kind = \"command\", argv = [\"/c\", \"{epoch}\"] }",
+            "service[0].check.argv[1]: unknown placeholder {epoch}; use {service}, {node}, {address}",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1 }\ncheck_interval = \"soon\"",
+            "service[0].check_interval: \"soon\" is not a duration (expected number at 0); write e.g. \"500ms\", \"5s\" or \"2m\"",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1 }\ncheck_timeout = \"0s\"",
+            "service[0].check_timeout: must be longer than zero",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1 }\ncheck_interval = \"1s\"\ncheck_timeout = \"1s\"",
+            "service[0].check_timeout: 1s must be shorter than check_interval (1s)",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1 }\ncheck_fall = 0",
+            "service[0].check_fall: must be at least 1",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1 }\ncheck_rise = 0",
+            "service[0].check_rise: must be at least 1",
+        ),
+        (
+            "check_interval = \"1s\"",
+            "service[0].check_interval: is only used with check (the service has none)",
+        ),
+        (
+            "check_timeout = \"1s\"",
+            "service[0].check_timeout: is only used with check (the service has none)",
+        ),
+        (
+            "check_fall = 2",
+            "service[0].check_fall: is only used with check (the service has none)",
+        ),
+        (
+            "check_rise = 2",
+            "service[0].check_rise: is only used with check (the service has none)",
+        ),
+        (
+            "check = { kind = \"tcp\", port = 1, timeout = \"1s\" }",
+            "service[0].check.timeout: unknown key",
+        ),
+    ];
+    for (keys, expected) in cases {
+        assert_problem(&(with_service_keys(keys) + MIRROR), expected);
+    }
+}
+
+#[test]
+fn every_restart_and_flap_problem_is_reported_with_its_key_path() {
+    let check = "check = { kind = \"tcp\", port = 1 }\n";
+    let cases = [
+        (
+            "restart = [\"/bin/restart\"]".to_owned(),
+            "service[0].restart: needs a check: a restart is tried when the check fails on a primary whose host answers",
+        ),
+        (
+            format!("{check}restart = []"),
+            "service[0].restart: a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]",
+        ),
+        (
+            format!("{check}restart = [\"/bin/restart\", \"{{epok}}\"]"),
+            "service[0].restart[1]: unknown placeholder {epok}; use {service}, {node}, {address}, {epoch}",
+        ),
+        (
+            format!("{check}restart = [\"/bin/restart\"]\nrestart_attempts = 0"),
+            "service[0].restart_attempts: must be at least 1 (leave restart out to fail over at once)",
+        ),
+        (
+            format!("{check}restart = [\"/bin/restart\"]\nrestart_window = \"0s\""),
+            "service[0].restart_window: must be longer than zero",
+        ),
+        (
+            format!("{check}restart = [\"/bin/restart\"]\nrestart_window = \"4s\""),
+            "service[0].restart_window: 4s is not longer than check_rise × check_interval (4s): a restarted service could not be seen passing in time",
+        ),
+        (
+            "restart_attempts = 3".to_owned(),
+            "service[0].restart_attempts: is only used with restart (the service has none)",
+        ),
+        (
+            "restart_window = \"1m\"".to_owned(),
+            "service[0].restart_window: is only used with restart (the service has none)",
+        ),
+        (
+            "flap_window = \"0s\"".to_owned(),
+            "service[0].flap_window: must be longer than zero",
+        ),
+        (
+            "hold_down = \"forever\"".to_owned(),
+            "service[0].hold_down: \"forever\" is not a duration (expected number at 0); write e.g. \"500ms\", \"5s\" or \"2m\"",
+        ),
+    ];
+    for (keys, expected) in cases {
+        assert_problem(&(with_service_keys(&keys) + MIRROR), expected);
+    }
+}
+
+#[test]
+fn restarts_and_command_checks_need_a_mirror_section() {
+    let text = with_service_keys(
+        "check = { kind = \"command\", argv = [\"/c\"] }\nrestart = [\"/bin/restart\"]",
+    );
+    let got = problems(&text);
+    for expected in [
+        "service[0].check: a command check runs on the member over SSH: it needs a [mirror] section",
+        "service[0].restart: needs a [mirror] section: how the terminal server reaches members over SSH",
+    ] {
+        assert!(
+            got.contains(&expected.to_owned()),
+            "{expected:?} not in {got:#?}"
+        );
+    }
+    // HTTP and TCP checks are made by the terminal server itself.
+    let http = with_service_keys(
+        "check = { kind = \"http\", port = 80, path = \"/health\", expect = 204 }",
+    );
+    assert_eq!(problems(&http), Vec::<String>::new());
+}

@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawService};
+use super::raw::{RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawService};
 use heartbeat::MonitorConfig;
 
 use super::model::{
-    Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig, HOOK_PLACEHOLDERS, Hooks,
-    NameserverConfig, NodeConfig, ServiceConfig, StateConfig,
+    CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig,
+    FlapConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig, RestartConfig,
+    ServiceCheck, ServiceConfig, StateConfig,
 };
 use super::problem::Problem;
 use crate::controller::{Election, Fencing, NoCandidate, NodeId};
@@ -60,6 +61,8 @@ impl RawConfig {
                     Some("demote")
                 } else if s.epoch_guard.is_some() {
                     Some("epoch_guard")
+                } else if s.restart.is_some() {
+                    Some("restart")
                 } else {
                     None
                 };
@@ -67,6 +70,12 @@ impl RawConfig {
                     p.push(Problem::new(
                         format!("service[{i}].{key}"),
                         "needs a [mirror] section: how the terminal server reaches members over SSH",
+                    ));
+                }
+                if s.check.as_ref().is_some_and(|c| c.kind == "command") {
+                    p.push(Problem::new(
+                        format!("service[{i}].check"),
+                        "a command check runs on the member over SSH: it needs a [mirror] section",
                     ));
                 }
             }
@@ -564,31 +573,14 @@ fn validate_service_policy(
     let mut hook = |key: &str, argv: &Option<Vec<String>>| -> Option<Vec<String>> {
         let argv = argv.as_ref()?;
         let key = format!("{path}.{key}");
-        if argv.first().is_none_or(|a| a.trim().is_empty()) {
-            p.push(Problem::new(
-                key,
-                "a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]",
-            ));
-            return None;
-        }
-        for (k, arg) in argv.iter().enumerate() {
-            if let Some(bad) = unknown_placeholder(arg) {
-                p.push(Problem::new(
-                    format!("{key}[{k}]"),
-                    format!(
-                        "unknown placeholder {bad}; use {}",
-                        HOOK_PLACEHOLDERS.join(", ")
-                    ),
-                ));
-            }
-        }
-        Some(argv.clone())
+        command_argv(argv, &key, HOOK_ARGV, &HOOK_PLACEHOLDERS, p).then(|| argv.clone())
     };
     let hooks = Hooks {
         promote: hook("promote", &s.promote),
         demote: hook("demote", &s.demote),
         fence: hook("fence", &s.fence),
         epoch_guard: hook("epoch_guard", &s.epoch_guard),
+        restart: hook("restart", &s.restart),
     };
     if s.demote.is_some() && s.promote.is_none() {
         // A failed switchover re-promotes the old primary with `promote`: without it, a
@@ -640,6 +632,9 @@ fn validate_service_policy(
     };
     let hook_timeout = positive_duration(&s.hook_timeout, &format!("{path}.hook_timeout"), p)
         .unwrap_or(Duration::from_secs(30));
+    let check = validate_check(s, path, p);
+    let restart = validate_restart(s, path, check.as_ref(), p);
+    let flap = validate_flap(s, path, p);
     ServiceConfig {
         name,
         nodes: members,
@@ -652,17 +647,282 @@ fn validate_service_policy(
         unfenced_by_choice: s.fencing == "none",
         hooks,
         hook_timeout,
+        check,
+        restart,
+        flap,
     }
 }
 
-/// The first `{word}` in `arg` that is not a known placeholder.
-fn unknown_placeholder(arg: &str) -> Option<String> {
+const HOOK_ARGV: &str =
+    "a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]";
+const CHECK_ARGV: &str =
+    "a check is a command with its arguments, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]";
+
+/// A command (hook or check) as an argv: a program, then arguments whose placeholders are
+/// all in `placeholders`. Reports what is wrong under `key` (`empty` when there is no
+/// program); true when it is usable.
+fn command_argv(
+    argv: &[String],
+    key: &str,
+    empty: &str,
+    placeholders: &[&str],
+    p: &mut Vec<Problem>,
+) -> bool {
+    if argv.first().is_none_or(|a| a.trim().is_empty()) {
+        p.push(Problem::new(key, empty));
+        return false;
+    }
+    let mut ok = true;
+    for (k, arg) in argv.iter().enumerate() {
+        if let Some(bad) = unknown_placeholder(arg, placeholders) {
+            ok = false;
+            p.push(Problem::new(
+                format!("{key}[{k}]"),
+                format!("unknown placeholder {bad}; use {}", placeholders.join(", ")),
+            ));
+        }
+    }
+    ok
+}
+
+/// Defaults of the check's timing, as the README documents them.
+const CHECK_INTERVAL: &str = "2s";
+const CHECK_TIMEOUT: &str = "1s";
+const CHECK_FALL: u32 = 3;
+const CHECK_RISE: u32 = 2;
+const RESTART_ATTEMPTS: u32 = 2;
+const RESTART_WINDOW: &str = "30s";
+
+/// `check` and its `check_*` keys.
+fn validate_check(s: &RawService, path: &str, p: &mut Vec<Problem>) -> Option<ServiceCheck> {
+    let Some(raw) = &s.check else {
+        let set = [
+            ("check_interval", s.check_interval.is_some()),
+            ("check_timeout", s.check_timeout.is_some()),
+            ("check_fall", s.check_fall.is_some()),
+            ("check_rise", s.check_rise.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, set)| *set) {
+            p.push(Problem::new(
+                format!("{path}.{key}"),
+                "is only used with check (the service has none)",
+            ));
+        }
+        return None;
+    };
+    let probe = validate_probe(raw, &format!("{path}.check"), p);
+    let interval = positive_duration(
+        s.check_interval.as_deref().unwrap_or(CHECK_INTERVAL),
+        &format!("{path}.check_interval"),
+        p,
+    );
+    let timeout = positive_duration(
+        s.check_timeout.as_deref().unwrap_or(CHECK_TIMEOUT),
+        &format!("{path}.check_timeout"),
+        p,
+    );
+    if let (Some(interval), Some(timeout)) = (interval, timeout)
+        && timeout >= interval
+    {
+        p.push(Problem::new(
+            format!("{path}.check_timeout"),
+            format!(
+                "{} must be shorter than check_interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    let mut threshold = |key: &str, value: Option<u32>, default: u32| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            p.push(Problem::new(format!("{path}.{key}"), "must be at least 1"));
+        }
+        value.max(1)
+    };
+    let fall = threshold("check_fall", s.check_fall, CHECK_FALL);
+    let rise = threshold("check_rise", s.check_rise, CHECK_RISE);
+    Some(ServiceCheck {
+        probe: probe?,
+        interval: interval?,
+        timeout: timeout?,
+        rise,
+        fall,
+    })
+}
+
+/// The `check = { kind = ... }` table itself, under `key`.
+fn validate_probe(raw: &RawCheck, key: &str, p: &mut Vec<Problem>) -> Option<CheckProbe> {
+    let kind = raw.kind.as_str();
+    let allowed: &[&str] = match kind {
+        "http" => &["port", "path", "expect"],
+        "tcp" => &["port"],
+        "command" => &["argv"],
+        other => {
+            p.push(Problem::new(
+                format!("{key}.kind"),
+                format!("{other:?} is not a check kind: use \"http\", \"tcp\" or \"command\""),
+            ));
+            return None;
+        }
+    };
+    let present = [
+        ("port", raw.port.is_some()),
+        ("path", raw.path.is_some()),
+        ("expect", raw.expect.is_some()),
+        ("argv", raw.argv.is_some()),
+    ];
+    let mut ok = true;
+    for (field, _) in present
+        .iter()
+        .filter(|(f, set)| *set && !allowed.contains(f))
+    {
+        ok = false;
+        p.push(Problem::new(
+            format!("{key}.{field}"),
+            format!("is not used by a {kind:?} check"),
+        ));
+    }
+    let mut port = || match raw.port {
+        None => {
+            p.push(Problem::new(
+                format!("{key}.port"),
+                format!("a {kind:?} check needs the port to check on each member"),
+            ));
+            None
+        }
+        Some(0) => {
+            p.push(Problem::new(
+                format!("{key}.port"),
+                "port 0 cannot be checked",
+            ));
+            None
+        }
+        Some(port) => Some(port),
+    };
+    let probe = match kind {
+        "http" => {
+            let port = port();
+            let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+            let path_ok =
+                path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !path_ok {
+                p.push(Problem::new(
+                    format!("{key}.path"),
+                    format!(
+                        "{path:?} must start with \"/\" and hold no spaces or control characters"
+                    ),
+                ));
+            }
+            let expect = raw.expect.unwrap_or(200);
+            if !(100..=599).contains(&expect) {
+                p.push(Problem::new(
+                    format!("{key}.expect"),
+                    format!("{expect} is not an HTTP status (100 to 599)"),
+                ));
+            }
+            (path_ok && (100..=599).contains(&expect))
+                .then_some(())
+                .and(port)
+                .map(|port| CheckProbe::Http { port, path, expect })
+        }
+        "tcp" => port().map(|port| CheckProbe::Tcp { port }),
+        _ => match &raw.argv {
+            None => {
+                p.push(Problem::new(
+                    format!("{key}.argv"),
+                    "a \"command\" check needs argv: the command run on each member, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]",
+                ));
+                None
+            }
+            Some(argv) => {
+                let key = format!("{key}.argv");
+                command_argv(argv, &key, CHECK_ARGV, &CHECK_PLACEHOLDERS, p)
+                    .then(|| CheckProbe::Command { argv: argv.clone() })
+            }
+        },
+    };
+    probe.filter(|_| ok)
+}
+
+/// `restart`, `restart_attempts` and `restart_window`.
+fn validate_restart(
+    s: &RawService,
+    path: &str,
+    check: Option<&ServiceCheck>,
+    p: &mut Vec<Problem>,
+) -> Option<RestartConfig> {
+    if s.restart.is_none() {
+        for (key, set) in [
+            ("restart_attempts", s.restart_attempts.is_some()),
+            ("restart_window", s.restart_window.is_some()),
+        ] {
+            if set {
+                p.push(Problem::new(
+                    format!("{path}.{key}"),
+                    "is only used with restart (the service has none)",
+                ));
+            }
+        }
+        return None;
+    }
+    if s.check.is_none() {
+        p.push(Problem::new(
+            format!("{path}.restart"),
+            "needs a check: a restart is tried when the check fails on a primary whose host answers",
+        ));
+    }
+    let attempts = s.restart_attempts.unwrap_or(RESTART_ATTEMPTS);
+    if attempts == 0 {
+        p.push(Problem::new(
+            format!("{path}.restart_attempts"),
+            "must be at least 1 (leave restart out to fail over at once)",
+        ));
+    }
+    let window = positive_duration(
+        s.restart_window.as_deref().unwrap_or(RESTART_WINDOW),
+        &format!("{path}.restart_window"),
+        p,
+    )?;
+    if let Some(check) = check {
+        // The least time a restarted service takes to be seen passing.
+        let seen = check.interval.saturating_mul(check.rise);
+        if window <= seen {
+            p.push(Problem::new(
+                format!("{path}.restart_window"),
+                format!(
+                    "{} is not longer than check_rise × check_interval ({}): a restarted service could not be seen passing in time",
+                    humantime::format_duration(window),
+                    humantime::format_duration(seen)
+                ),
+            ));
+        }
+    }
+    (attempts > 0).then_some(RestartConfig { attempts, window })
+}
+
+/// `flap_threshold`, `flap_window` and `hold_down`; a threshold of 0 turns damping off.
+fn validate_flap(s: &RawService, path: &str, p: &mut Vec<Problem>) -> Option<FlapConfig> {
+    let window = positive_duration(&s.flap_window, &format!("{path}.flap_window"), p);
+    let hold_down = positive_duration(&s.hold_down, &format!("{path}.hold_down"), p);
+    if s.flap_threshold == 0 {
+        return None;
+    }
+    Some(FlapConfig {
+        threshold: s.flap_threshold,
+        window: window?,
+        hold_down: hold_down?,
+    })
+}
+
+/// The first `{word}` in `arg` that is not one of `placeholders`.
+fn unknown_placeholder(arg: &str, placeholders: &[&str]) -> Option<String> {
     let mut rest = arg;
     while let Some(start) = rest.find('{') {
         let tail = &rest[start..];
         let end = tail.find('}')?;
         let token = &tail[..=end];
-        if !HOOK_PLACEHOLDERS.contains(&token) {
+        if !placeholders.contains(&token) {
             return Some(token.to_owned());
         }
         rest = &tail[end + 1..];

@@ -1,7 +1,7 @@
 //! The controller's entry points: building it (from the configuration and a previous
 //! run's state), reading it for DNS and status views, and the inputs that drive it —
-//! health changes, ticks, finished passes and hooks — each followed by a re-evaluation
-//! of every service.
+//! health changes, ticks, finished passes and hooks (service checks: [`super::health`]) —
+//! each followed by a re-evaluation of every service.
 
 use dnsd_api::{Event, EventKind, Role};
 use heartbeat::Health;
@@ -10,7 +10,9 @@ use super::ids::{HookId, NodeId, PassId, ServiceId};
 use super::orders::{Effect, Fx, HookError, PassError, PassSummary};
 use super::persist::Persisted;
 use super::spec::{FENCE_RETRY, Millis, Policy, Topology, seconds};
-use super::state::{Controller, Initiator, MemberSync, Node, Service, ServiceState};
+use super::state::{
+    Awaited, Controller, Initiator, MemberHealth, MemberSync, Node, Service, ServiceState,
+};
 
 /// A change of primary withdrawn because the state file could not take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,7 @@ impl Controller {
                 paused: false,
                 state: ServiceState::Serving,
                 sync: vec![MemberSync::default(); spec.members.len()],
+                health: vec![MemberHealth::default(); spec.members.len()],
                 passes: 0,
                 passes_at: None,
                 preferred_ready_since: None,
@@ -152,7 +155,7 @@ impl Controller {
 
     /// Sets node `n`'s health for display, deciding nothing (a following terminal server
     /// shows the pool's health as the observers see it).
-    pub fn note_health(&mut self, n: NodeId, health: Health) {
+    pub fn show_health(&mut self, n: NodeId, health: Health) {
         self.nodes[n.0].health = health;
     }
 
@@ -221,7 +224,9 @@ impl Controller {
         let (what, target, step) = match &self.services[s.0].state {
             ServiceState::FailingOver(m) => ("failover", m.target, m.step.to_string()),
             ServiceState::SwitchingOver(m) => ("switchover", m.target, m.step.to_string()),
-            ServiceState::Serving | ServiceState::Stranded => return None,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => {
+                return None;
+            }
         };
         Some(format!("{what} to {}: {step}", self.node_name(target)))
     }
@@ -302,6 +307,11 @@ impl Controller {
                 fx.push(Effect::Persist);
             }
         }
+        for s in self.service_ids() {
+            if self.services[s.0].members.contains(&n) {
+                self.note_health(s, n, &mut fx);
+            }
+        }
         self.settle(&mut fx);
         fx
     }
@@ -340,6 +350,16 @@ impl Controller {
     pub fn hook_finished(&mut self, id: HookId, outcome: Result<(), HookError>, now: Millis) -> Fx {
         self.now = now;
         let mut fx = Vec::new();
+        // A restart has ended, awaited or not: its member may be restarted again.
+        let mut restarted = None;
+        for (s, svc) in self.services.iter_mut().enumerate() {
+            for (&n, h) in svc.members.iter().zip(&mut svc.health) {
+                if h.restart == Some(id) {
+                    h.restart = None;
+                    restarted = Some((ServiceId(s), n));
+                }
+            }
+        }
         let found = self.service_ids().find_map(|s| {
             self.services[s.0]
                 .state
@@ -347,8 +367,11 @@ impl Controller {
                 .filter(|(awaited, _)| *awaited == id)
                 .map(|(_, what)| (s, what))
         });
-        if let Some((s, what)) = found {
-            self.hook_done(s, what, outcome, &mut fx);
+        match (found, restarted) {
+            (Some((s, Awaited::Restart)), _) => self.restart_done(s, outcome, &mut fx),
+            (Some((s, what)), _) => self.hook_done(s, what, outcome, &mut fx),
+            (None, Some((s, n))) => self.restart_ended_late(s, n, outcome, &mut fx),
+            (None, None) => {}
         }
         self.settle(&mut fx);
         fx
@@ -406,7 +429,7 @@ impl Controller {
                         self.become_serving(s);
                     }
                     let primary = self.services[s.0].primary;
-                    let dead = self.nodes[primary.0].health != Health::Up;
+                    let dead = self.serves(s, primary) != Health::Up;
                     if dead && !matches!(self.services[s.0].state, ServiceState::Stranded) {
                         self.become_stranded(s);
                     }
@@ -435,6 +458,7 @@ impl Controller {
     }
 
     fn evaluate(&mut self, s: ServiceId, fx: &mut Fx) {
+        self.release_quarantines(s, fx);
         if self.services[s.0].state.moving() {
             self.advance(s, fx);
             if self.services[s.0].state.moving() {
@@ -442,26 +466,62 @@ impl Controller {
             }
         }
         let svc = &self.services[s.0];
-        match self.nodes[svc.primary.0].health {
-            Health::Down => {
-                if !svc.paused && self.now >= svc.retry_failover_at {
-                    self.fail_over(s, fx);
-                }
-                return;
+        let primary = svc.primary;
+        let name = self.node_name(primary).to_owned();
+        let host = self.nodes[primary.0].health;
+        let check = self.check(s, primary);
+        if host == Health::Down {
+            // A dead host fails over at once, whatever was being tried on it.
+            let why = format!("restart of {name} stopped: its host went down");
+            self.end_recovery(s, EventKind::Hook, why, fx);
+            let svc = &self.services[s.0];
+            if !svc.paused && self.now >= svc.retry_failover_at {
+                self.fail_over(s, &format!("{name} is down"), fx);
             }
-            Health::Up if matches!(svc.state, ServiceState::Stranded) => {
+            return;
+        }
+        if self.services[s.0].state.recovery().is_some() && check != Some(Health::Down) {
+            let why = match check {
+                Some(Health::Up) => {
+                    format!(
+                        "{name}'s service check passes again after its restart: it stays primary"
+                    )
+                }
+                _ => format!("restart of {name} stopped: its check has no verdict"),
+            };
+            self.end_recovery(s, EventKind::Recovered, why, fx);
+        }
+        if host == Health::Up && check == Some(Health::Down) {
+            // Host up, service down: restart it in place, then migrate. Passes go on (the
+            // data is there), a failback waits.
+            if !self.services[s.0].paused {
+                self.recover(s, fx);
+            }
+            if !self.services[s.0].state.moving() {
+                self.schedule_passes(s, fx);
+            }
+            return;
+        }
+        if matches!(self.services[s.0].state, ServiceState::Stranded) {
+            if self.serves(s, primary) == Health::Up {
                 self.become_serving(s);
-                let reason = format!(
-                    "{} answers again",
-                    self.node_name(self.services[s.0].primary)
-                );
+                let what = if check.is_some() { "serves" } else { "answers" };
                 fx.push(Effect::Event(self.event(
                     EventKind::Recovered,
                     Some(s),
-                    reason,
+                    format!("{name} {what} again"),
                 )));
+            } else {
+                // Its host is back but its service has no verdict yet: clients still get
+                // nothing from it, so a member that serves is promoted as soon as there is
+                // one.
+                let svc = &self.services[s.0];
+                if !svc.paused && self.now >= svc.retry_failover_at {
+                    let cause = format!("{name}'s service check has no verdict yet");
+                    self.fail_over(s, &cause, fx);
+                }
+                return;
             }
-            _ => {}
         }
         if !self.services[s.0].paused {
             self.check_failback(s, fx);
@@ -480,19 +540,19 @@ impl Controller {
         e
     }
 
-    /// Checks what the state enum makes expressible: a stranded service's primary is
-    /// not up; a change under way targets another member; no illegal move happened.
+    /// Checks what the state enum makes expressible: a stranded service's primary does
+    /// not serve; a change under way targets another member; a recovery restarts the
+    /// primary only, only while its host is up and its check fails, one restart at a
+    /// time; no illegal move happened.
     #[cfg(test)]
     pub(super) fn check_states(&self) -> Result<(), String> {
         if self.illegal_moves > 0 {
             return Err(format!("{} illegal state move(s)", self.illegal_moves));
         }
+        for s in self.service_ids() {
+            self.check_health_states(s)?;
+        }
         for svc in &self.services {
-            if matches!(svc.state, ServiceState::Stranded)
-                && self.nodes[svc.primary.0].health == Health::Up
-            {
-                return Err(format!("{} is stranded with its primary up", svc.name));
-            }
             if let Some(t) = svc.state.target()
                 && (t == svc.primary || !svc.members.contains(&t))
             {
