@@ -239,35 +239,56 @@ impl Coordinator {
         }
     }
 
-    /// Follows the state, the views and the leader key for as long as `cancel` allows
-    /// (the watches reconnect by themselves), forwarding every change to the driver.
+    /// Follows the state, the views and the leader key for as long as `cancel` allows,
+    /// forwarding every change to the driver. Each watch is set up by a task of its own
+    /// that tries again (backing off up to the lease TTL) while etcd cannot be reached:
+    /// a terminal server started while etcd is away follows it once it is back. Once set
+    /// up, the watches reconnect by themselves.
     async fn follow(&self, cancel: &CancellationToken) {
-        let state = self.store.watch(cancel.child_token()).await;
-        let views = watch_views(&self.etcd, &self.keys, cancel.child_token()).await;
-        let leader = self.election.observe(cancel.child_token()).await;
-        match state {
-            Ok(rx) => self.forward(rx, Signal::State, cancel),
-            Err(e) => warn!(error = %crate::controller::describe(&e), "cannot follow the state"),
-        }
-        match views {
-            Ok(rx) => self.forward(rx, Signal::Views, cancel),
-            Err(e) => warn!(error = %crate::controller::describe(&e), "cannot follow the views"),
-        }
-        match leader {
-            Ok(rx) => self.forward(rx, Signal::Leader, cancel),
-            Err(e) => warn!(error = %crate::controller::describe(&e), "cannot follow the leader"),
-        }
+        let store = self.store.clone();
+        self.spawn_follow(cancel, "the state", Signal::State, move |c| {
+            let store = store.clone();
+            async move { store.watch(c).await }
+        });
+        let (etcd, keys) = (self.etcd.clone(), self.keys.clone());
+        self.spawn_follow(cancel, "the views", Signal::Views, move |c| {
+            let (etcd, keys) = (etcd.clone(), keys.clone());
+            async move { watch_views(&etcd, &keys, c).await }
+        });
+        let election = self.election.clone();
+        self.spawn_follow(cancel, "the leader", Signal::Leader, move |c| {
+            let election = election.clone();
+            async move { election.observe(c).await }
+        });
     }
 
-    fn forward<T: Clone + Send + Sync + 'static>(
+    fn spawn_follow<T, F, Fut>(
         &self,
-        mut rx: watch::Receiver<T>,
-        wrap: fn(T) -> Signal,
         cancel: &CancellationToken,
-    ) {
-        let signals = self.signals.clone();
-        let cancel = cancel.clone();
+        what: &'static str,
+        wrap: fn(T) -> Signal,
+        mut open: F,
+    ) where
+        T: Clone + Send + Sync + 'static,
+        F: FnMut(CancellationToken) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<watch::Receiver<T>, ClusterError>> + Send,
+    {
+        let (signals, cancel, ttl) = (self.signals.clone(), cancel.clone(), self.ttl);
         tokio::spawn(async move {
+            let mut delay = RETRY_MIN;
+            let mut rx = loop {
+                match open(cancel.child_token()).await {
+                    Ok(rx) => break rx,
+                    Err(e) => {
+                        warn!(error = %crate::controller::describe(&e), "cannot follow {what} yet; trying again");
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(ttl);
+                    }
+                }
+            };
             loop {
                 let value = rx.borrow_and_update().clone();
                 if signals.send(wrap(value)).await.is_err() {

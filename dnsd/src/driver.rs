@@ -488,21 +488,25 @@ impl Driver {
         ));
         // A new term: every service takes the next epoch, so nothing this leader orders
         // carries an epoch an earlier leader may have used.
+        // Written on its own, before any decision of the term: the epoch log then says
+        // which primary the term began with.
         fx.extend(self.controller.begin_term(&name, now));
-        // The objective health as the observers see it now.
-        if let Some(cluster) = &self.cluster {
-            let known: Vec<(NodeId, heartbeat::Health)> = cluster
-                .verdicts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.map(|v| (NodeId(i), v.health)))
-                .filter(|(_, h)| *h != heartbeat::Health::Unknown)
-                .collect();
-            for (n, health) in known {
-                fx.extend(self.controller.health_changed(n, health, now));
-            }
-        }
         self.apply(fx).await;
+        // The objective health as the observers see it now.
+        let known: Vec<(NodeId, heartbeat::Health)> =
+            self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
+                cluster
+                    .verdicts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (NodeId(i), v.health)))
+                    .filter(|(_, h)| *h != heartbeat::Health::Unknown)
+                    .collect()
+            });
+        for (n, health) in known {
+            let fx = self.controller.health_changed(n, health, now);
+            self.apply(fx).await;
+        }
     }
 
     /// Shows the state another terminal server decided: DNS answers it, status shows it.

@@ -143,7 +143,8 @@ impl Cluster {
             ts.start();
         }
         let h1 = cluster.member(0).clone();
-        cluster.settled("the cluster settled on h1", &h1, 1);
+        // A fresh pool starts at epoch 1; the first leader's term takes it to 2.
+        cluster.settled("the cluster settled on h1", &h1, 2);
         Some(cluster)
     }
 
@@ -437,7 +438,7 @@ fn a_crashed_primary_moves_every_terminal_servers_answer() {
     let (h1, h2) = (c.member(0), c.member(1));
     c.lab.crash(h1).unwrap();
     let epoch = c.answer_everywhere("every terminal server answers h2", &[0, 1, 2], h2);
-    assert_eq!(epoch, 2);
+    assert_eq!(epoch, 3);
     let serials: Vec<u32> = (0..3).map(|i| c.status(i).unwrap().serial).collect();
     assert!(
         serials.iter().all(|s| *s == serials[0]),
@@ -445,7 +446,7 @@ fn a_crashed_primary_moves_every_terminal_servers_answer() {
     );
     let log = c.epoch_log();
     let epochs: Vec<(u64, &str)> = log.iter().map(|(e, p, _)| (*e, p.as_str())).collect();
-    assert_eq!(epochs, [(1, "h1"), (2, "h2")], "{log:?}");
+    assert_eq!(epochs, [(1, "h1"), (2, "h1"), (3, "h2")], "{log:?}");
 }
 
 #[test]
@@ -476,7 +477,7 @@ fn one_cut_link_to_the_primary_is_no_failover() {
             for i in 0..3 {
                 let s = c.seen(i).ok_or(format!("{} has no status", c.ts[i].name))?;
                 let health = s.status.node("h1").map(|n| n.health);
-                if s.primary_and_epoch() != Some(("h1", 1))
+                if s.primary_and_epoch() != Some(("h1", 2))
                     || s.dns != [h1.addr.to_string()]
                     || health != Some(Health::Up)
                     || s.observers("h1") != Some(one_down)
@@ -516,8 +517,8 @@ fn one_cut_link_to_the_primary_is_no_failover() {
     assert_eq!(json["cluster"]["leading"], true);
 
     c.lab.unblock(&c.ts[leader].host, &h1).unwrap();
-    c.settled("all three see h1 again, still primary at epoch 1", &h1, 1);
-    assert_eq!(c.epoch_log().len(), 1, "{:?}", c.epoch_log());
+    c.settled("all three see h1 again, still primary at epoch 2", &h1, 2);
+    assert_eq!(c.epoch_log().len(), 2, "{:?}", c.epoch_log());
 }
 
 #[test]
@@ -535,14 +536,20 @@ fn the_leaders_death_then_the_primarys_hands_the_decisions_over() {
     c.ts[old].dnsd = None;
     c.lab.crash(&h1).unwrap();
     let rest = c.running();
+    // The new leader's term is epoch 3 (h1 still primary); its failover, 4.
     let epoch = c.answer_everywhere("the two others answer h2", &rest, &h2);
-    assert_eq!(epoch, 2);
+    assert_eq!(epoch, 4);
     let new = c.leader_among("a new leader among the others", &rest);
     assert_ne!(new, old);
     let log = c.epoch_log();
     let epochs: Vec<(u64, &str)> = log.iter().map(|(e, p, _)| (*e, p.as_str())).collect();
-    assert_eq!(epochs, [(1, "h1"), (2, "h2")], "{log:?}");
-    assert_eq!(log[1].2, c.ts[new].name, "the new leader made the failover");
+    assert_eq!(
+        epochs,
+        [(1, "h1"), (2, "h1"), (3, "h1"), (4, "h2")],
+        "{log:?}"
+    );
+    assert_eq!(log[2].2, c.ts[new].name, "the new leader began its term");
+    assert_eq!(log[3].2, c.ts[new].name, "the new leader made the failover");
 }
 
 #[test]
@@ -554,7 +561,7 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
     let etcd = c.lab.host(ETCD).unwrap().clone();
     let all = [0, 1, 2];
 
-    // The first leader decides once (epoch 2, its promote hook on h2).
+    // The first leader (its term: epoch 2) decides once (epoch 3, its promote hook on h2).
     let first = c.leader_among("a first leader", &all);
     let reply = c.act(first, &Action::Failover { service: None });
     assert!(reply.accepted, "{reply:?}");
@@ -575,11 +582,12 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
     );
     let leader_while_cut = c.status(first).unwrap().cluster.unwrap().leader;
 
-    // Another leads and acts: h2 crashes, the new leader fails over to h3 (epoch 3).
+    // Another leads (its term: epoch 4) and acts: h2 crashes, the new leader fails over
+    // to h3 (epoch 5).
     let others: Vec<usize> = all.into_iter().filter(|&i| i != first).collect();
     let second = c.leader_among("a new leader among the others", &others);
     c.lab.crash(&h2).unwrap();
-    assert_eq!(c.answer_everywhere("the others answer h3", &others, &h3), 3);
+    assert_eq!(c.answer_everywhere("the others answer h3", &others, &h3), 5);
     // Meanwhile the cut one keeps its last known answer and decides nothing.
     let cut = c.seen(first).unwrap();
     assert_eq!(cut.dns, [h2.addr.to_string()], "{cut:?}");
@@ -599,14 +607,16 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
 
     let log = c.epoch_log();
     let epochs: Vec<u64> = log.iter().map(|(e, _, _)| *e).collect();
-    assert_eq!(epochs, [1, 2, 3], "no gap, no repeat: {log:?}");
+    assert_eq!(epochs, [1, 2, 3, 4, 5], "no gap, no repeat: {log:?}");
     let (f, s) = (c.ts[first].name, c.ts[second].name);
     assert_eq!(
         log,
         [
             (1, "h1".to_owned(), f.to_owned()),
-            (2, "h2".to_owned(), f.to_owned()),
-            (3, "h3".to_owned(), s.to_owned())
+            (2, "h1".to_owned(), f.to_owned()),
+            (3, "h2".to_owned(), f.to_owned()),
+            (4, "h2".to_owned(), s.to_owned()),
+            (5, "h3".to_owned(), s.to_owned())
         ]
     );
     // Every promote hook carried the epoch of the decision that ordered it (the service's
@@ -627,7 +637,7 @@ fn a_leader_cut_from_etcd_stops_deciding_and_the_epochs_stay_in_order() {
     }
     assert_eq!(
         promotions,
-        [(1, "h2".to_owned()), (2, "h3".to_owned())],
+        [(2, "h2".to_owned()), (4, "h3".to_owned())],
         "one promote hook per change of primary"
     );
 
@@ -650,7 +660,8 @@ fn a_terminal_server_restarted_without_etcd_answers_its_last_known_state() {
     };
     let (h1, h2) = (c.member(0).clone(), c.member(1).clone());
     let etcd = c.lab.host(ETCD).unwrap().clone();
-    // The leader decides a failover (h2, epoch 2), which every terminal server answers.
+    // The leader decides a failover (h2, epoch 3: its term is 2), which every terminal
+    // server answers.
     let leader = c.leader_among("a leader", &[0, 1, 2]);
     c.lab.crash(&h1).unwrap();
     c.answer_everywhere("everyone answers h2", &[0, 1, 2], &h2);
@@ -662,15 +673,15 @@ fn a_terminal_server_restarted_without_etcd_answers_its_last_known_state() {
     c.lab.block(&ts.host, &etcd).unwrap();
     ts.start();
     let name = ts.name;
-    c.stays("it answers the last state it knew, h2 at epoch 2", |c| {
+    c.stays("it answers the last state it knew, h2 at epoch 3", |c| {
         let s = c.seen(leader).ok_or(format!("{name} has no status"))?;
         let cluster = s.status.cluster.as_ref().ok_or("no cluster status")?;
         if cluster.etcd_reachable || cluster.leading {
             return Err(format!("{name} reaches etcd or leads: {cluster:?}"));
         }
-        if s.primary_and_epoch() != Some(("h2", 2)) || s.dns != [h2.addr.to_string()] {
+        if s.primary_and_epoch() != Some(("h2", 3)) || s.dns != [h2.addr.to_string()] {
             return Err(format!(
-                "{name} shows {:?} and answers {:?}, not h2 at epoch 2 as before its restart",
+                "{name} shows {:?} and answers {:?}, not h2 at epoch 3 as before its restart",
                 s.primary_and_epoch(),
                 s.dns
             ));
@@ -692,7 +703,7 @@ fn restarting_every_terminal_server_keeps_the_primaries() {
     c.lab.crash(&h1).unwrap();
     c.answer_everywhere("everyone answers h2", &[0, 1, 2], &h2);
     c.lab.revive(&h1).unwrap();
-    c.settled("h1 back as a secondary", &h2, 2);
+    c.settled("h1 back as a secondary", &h2, 3);
     let before = c.epoch_log();
 
     for ts in &mut c.ts {
@@ -706,11 +717,14 @@ fn restarting_every_terminal_server_keeps_the_primaries() {
     for ts in &mut c.ts {
         ts.start();
     }
-    c.settled("after the restart, still h2 at epoch 2", &h2, 2);
+    // Each terminal server that leads on the way (stopping one hands the lead to the
+    // next) begins a term: the epoch grows, the primary stays h2.
+    let epoch = c.answer_everywhere("after the restart, still h2", &[0, 1, 2], &h2);
+    assert!(epoch > 3, "a new term: {epoch}");
     c.stays("h2 stays the primary", |c| {
         for i in 0..3 {
             let s = c.seen(i).ok_or(format!("{} has no status", c.ts[i].name))?;
-            if s.primary_and_epoch() != Some(("h2", 2)) || s.dns != [h2.addr.to_string()] {
+            if s.primary_and_epoch() != Some(("h2", epoch)) || s.dns != [h2.addr.to_string()] {
                 return Err(format!(
                     "{} shows {:?} at {:?}",
                     c.ts[i].name,
@@ -721,5 +735,12 @@ fn restarting_every_terminal_server_keeps_the_primaries() {
         }
         Ok(())
     });
-    assert_eq!(c.epoch_log(), before);
+    let after = c.epoch_log();
+    assert_eq!(after[..before.len()], before[..], "the log only grows");
+    assert!(
+        after[before.len()..]
+            .iter()
+            .all(|(_, primary, _)| primary == "h2"),
+        "every new term keeps h2: {after:?}"
+    );
 }
