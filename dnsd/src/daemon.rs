@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use dnsd_api::{
     Action, ActionReply, Event, EventKind, HeartbeatSettings, HookSettings, MemberStatus,
     NodeStatus, PassReport, Ready, RunningPass, ServiceStatus, Status, SyncStatus,
@@ -28,7 +27,7 @@ use crate::control::{self, ControlListeners};
 use crate::controller::{
     Controller, Effect, Failback, Fencing, Millis, Policy, ServiceSpec, Topology,
 };
-use crate::dns::{self, DnsStats, Listeners, SharedZone, Zone, ZoneSpec};
+use crate::dns::{self, DnsStats, Listeners, Zone, ZonePublisher, ZoneSpec};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::state::{Loaded, StateStore};
 
@@ -134,7 +133,7 @@ pub struct ProbeHistory {
 struct Driver {
     config: Arc<Config>,
     controller: Controller,
-    zone: SharedZone,
+    zone: ZonePublisher,
     store: Arc<StateStore>,
     events: VecDeque<Event>,
     next_seq: u64,
@@ -210,7 +209,7 @@ impl Driver {
 
     fn publish(&mut self) {
         match build_zone(&self.config, &self.controller) {
-            Ok(zone) => self.zone.store(Arc::new(zone)),
+            Ok(zone) => self.zone.publish(zone),
             // Names were validated at start, so this cannot happen with a valid config;
             // if it did, the previous snapshot keeps serving.
             Err(e) => error!(error = %e, "cannot build the zone; DNS keeps the previous snapshot"),
@@ -537,6 +536,7 @@ pub fn build_zone(config: &Config, c: &Controller) -> Result<Zone, dns::ZoneErro
         ttl: dns.ttl,
         negative_ttl: dns.negative_ttl,
         hostmaster: &dns.hostmaster,
+        soa: dns.soa,
         nameservers: dns
             .nameservers
             .iter()
@@ -583,9 +583,7 @@ pub async fn run(
         ),
     };
     let (controller, initial) = Controller::new(&topology(&config), persisted.as_ref(), start);
-    let zone: SharedZone = Arc::new(ArcSwap::from_pointee(
-        build_zone(&config, &controller).context("building the zone")?,
-    ));
+    let zone = ZonePublisher::new(build_zone(&config, &controller).context("building the zone")?);
     let (event_tx, _) = broadcast::channel(1024);
     let (mirror_tx, mut mirror_rx) = mpsc::channel(256);
     let mut driver = Driver {
@@ -608,7 +606,7 @@ pub async fn run(
     }
     driver.apply(initial).await;
 
-    let listeners = Listeners::bind(&dns_config.listen).await?;
+    let listeners = Listeners::bind(dns_config).await?;
     let dns_addrs = listeners.local_addrs();
     let stats = Arc::new(DnsStats::default());
     let mut tasks = tokio::task::JoinSet::new();
