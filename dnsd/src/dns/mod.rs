@@ -104,12 +104,16 @@ pub async fn serve(
     }
 
     let failure = tokio::select! {
+        biased;
         () = cancel.cancelled() => None,
-        Some(done) = tasks.join_next_with_id() => Some(match done {
-            Ok((id, Ok(()))) => ServeError::Ended { task: names.remove(&id).unwrap_or_default() },
-            Ok((_, Err(e))) => e,
-            Err(e) => ServeError::Panicked { task: names.remove(&e.id()).unwrap_or_default() },
-        }),
+        Some(done) = tasks.join_next_with_id() => match done {
+            // A task that ended because we are stopping (it watches a child of
+            // `cancel`, so this select may see it end first) is no failure.
+            _ if cancel.is_cancelled() => None,
+            Ok((id, Ok(()))) => Some(ServeError::Ended { task: names.remove(&id).unwrap_or_default() }),
+            Ok((_, Err(e))) => Some(e),
+            Err(e) => Some(ServeError::Panicked { task: names.remove(&e.id()).unwrap_or_default() }),
+        },
     };
     stop.cancel();
     // Every task watches `stop`: UDP threads within their poll interval, TCP and NOTIFY

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::ResponseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -188,6 +189,9 @@ async fn serve_connection(
 ) {
     let idle = context.idle_timeout;
     let close = &connection.close;
+    // Reused for every query of the connection: the request, the answer, the answer
+    // with its length in front.
+    let (mut message, mut out, mut framed) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         connection.set_idle(context.connections.now_ms());
         // The two-byte length, then the message, each within the idle timeout.
@@ -198,7 +202,7 @@ async fn serve_connection(
                 Ok(Err(_)) | Err(_) => return,
             },
         };
-        let mut message = vec![0u8; usize::from(len)];
+        message.resize(usize::from(len), 0);
         tokio::select! {
             () = close.cancelled() => return,
             read = tokio::time::timeout(idle, stream.read_exact(&mut message)) => {
@@ -208,19 +212,23 @@ async fn serve_connection(
             }
         }
         connection.set_busy();
-        let Some(responses) = answer(context, peer.ip(), &message) else {
+        let transfer = match answer(context, peer.ip(), &message, &mut out) {
             // Not a request (a response, or shorter than a header): nothing sensible
             // can follow on this connection.
-            return;
+            None => return,
+            Some(Reply::One) => None,
+            Some(Reply::Transfer(messages)) => Some(messages),
         };
-        for response in responses {
+        let responses = transfer.iter().flatten().map(Vec::as_slice);
+        let single = transfer.is_none().then_some(out.as_slice());
+        for response in single.into_iter().chain(responses) {
             let Ok(len) = u16::try_from(response.len()) else {
                 warn!(%peer, bytes = response.len(), "a TCP response does not fit in a message");
                 return;
             };
-            let mut framed = Vec::with_capacity(response.len() + 2);
+            framed.clear();
             framed.extend_from_slice(&len.to_be_bytes());
-            framed.extend_from_slice(&response);
+            framed.extend_from_slice(response);
             tokio::select! {
                 () = close.cancelled() => return,
                 written = tokio::time::timeout(idle, stream.write_all(&framed)) => {
@@ -233,13 +241,32 @@ async fn serve_connection(
     }
 }
 
-/// The messages answering one TCP request (several for a transfer), counted; `None`
-/// when the request deserves no answer.
-pub(super) fn answer(context: &TcpContext, peer: IpAddr, message: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let snapshot = context.slot.load_full();
+/// What answers a TCP request.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// One message, in the caller's buffer.
+    One,
+    /// The messages of a zone transfer.
+    Transfer(Vec<Vec<u8>>),
+}
+
+/// Answers one TCP request (into `out`, or as the messages of a transfer), counted;
+/// `None` when the request deserves no answer.
+pub(super) fn answer(
+    context: &TcpContext,
+    peer: IpAddr,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Reply> {
+    let snapshot = context.slot.load();
     let stats = &context.stats;
+    // A plain query's precomputed answer is the TCP answer too: it was only used when
+    // it fits without truncation.
+    if let Some(rcode) = snapshot.fast().answer(message, out) {
+        stats.count(ResponseCode::from(0, rcode));
+        return Some(Reply::One);
+    }
     let now = tsig::now_secs();
-    let mut out = Vec::new();
     match respond(
         snapshot.zone(),
         &context.access,
@@ -247,24 +274,24 @@ pub(super) fn answer(context: &TcpContext, peer: IpAddr, message: &[u8]) -> Opti
         now,
         Transport::Tcp,
         message,
-        &mut out,
+        out,
     ) {
         Outcome::Drop => None,
         Outcome::Answered(rcode) => {
             stats.count(rcode);
-            Some(vec![out])
+            Some(Reply::One)
         }
         Outcome::TransferRefused => {
-            stats.count(hickory_proto::op::ResponseCode::Refused);
+            stats.count(ResponseCode::Refused);
             stats.count_transfer(TransferOutcome::Refused);
             info!(%peer, "zone transfer refused: not in dns.allow_transfer, or not signed with dns.tsig");
-            Some(vec![out])
+            Some(Reply::One)
         }
         Outcome::Transfer(request) => {
             let (records, outcome) = xfr::plan(&snapshot, request.kind);
             match xfr::messages(&request, &records, now) {
                 Ok(messages) => {
-                    stats.count(hickory_proto::op::ResponseCode::NoError);
+                    stats.count(ResponseCode::NoError);
                     stats.count_transfer(outcome);
                     let (kind, from) = match request.kind {
                         TransferKind::Axfr => ("AXFR", None),
@@ -276,7 +303,7 @@ pub(super) fn answer(context: &TcpContext, peer: IpAddr, message: &[u8]) -> Opti
                         messages = messages.len(), signed = request.signed.is_some(),
                         "zone transfer"
                     );
-                    Some(messages)
+                    Some(Reply::Transfer(messages))
                 }
                 Err(error) => {
                     warn!(%peer, %error, "cannot encode a zone transfer");

@@ -605,10 +605,17 @@ mod transfers {
         m
     }
 
+    /// The raw messages answering `bytes` over TCP.
+    fn tcp_raw(c: &tcp::TcpContext, peer: IpAddr, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        match tcp::answer(c, peer, bytes, &mut out).unwrap() {
+            tcp::Reply::One => vec![out],
+            tcp::Reply::Transfer(messages) => messages,
+        }
+    }
+
     fn tcp_answers(c: &tcp::TcpContext, peer: IpAddr, m: &Message) -> Vec<Message> {
-        let bytes = m.to_vec().unwrap();
-        tcp::answer(c, peer, &bytes)
-            .unwrap()
+        tcp_raw(c, peer, &m.to_vec().unwrap())
             .iter()
             .map(|b| Message::from_vec(b).unwrap())
             .collect()
@@ -763,7 +770,7 @@ mod transfers {
             .unwrap()
             .unwrap();
         let bytes = m.to_vec().unwrap();
-        let messages = tcp::answer(&c, SECONDARY, &bytes).unwrap();
+        let messages = tcp_raw(&c, SECONDARY, &bytes);
         assert_eq!(messages.len(), 3, "456 records, 200 a message");
         let mut count = 0;
         for raw in &messages {
@@ -898,8 +905,10 @@ mod serving {
             Arc::new(DnsStats::default()),
             cancel.clone(),
         ));
-        // Three clients hold connections open without asking anything; each new client
-        // still gets its answer, and pushes out the connection idle longest.
+        // Three clients hold connections open without asking anything more; each new
+        // client still gets its answer, and pushes out the connection idle longest. (On
+        // this current-thread runtime a connection is back to idle, waiting for its next
+        // query, before the client reading its answer runs again.)
         let mut idle = Vec::new();
         for _ in 0..3 {
             let mut s = TcpStream::connect(addr).await.unwrap();
