@@ -53,10 +53,15 @@ fn ipv4_and_ipv6_wildcards_share_one_port() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Port 0 on both: one port the kernel chooses, as "0.0.0.0:53" and "[::]:53" would.
+    // Port 0 on both: one port the kernel chooses, as "0.0.0.0:53" and "[::]:53" would;
+    // three UDP sockets per address (SO_REUSEPORT).
     let dnsd = Dnsd::start(
         dir.path(),
-        &config(dir.path(), r#"listen = ["0.0.0.0:0", "[::]:0"]"#),
+        &config(
+            dir.path(),
+            r#"listen = ["0.0.0.0:0", "[::]:0"]
+threads = 3"#,
+        ),
         &[],
     )
     .unwrap();
@@ -64,6 +69,18 @@ fn ipv4_and_ipv6_wildcards_share_one_port() {
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     assert_eq!(addrs[0].port(), addrs[1].port(), "{addrs:?}");
     let port = addrs[0].port();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap();
+        let bound = text
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let local = l.split_whitespace().nth(1).unwrap_or_default();
+                local.rsplit(':').next() == Some(&format!("{port:04X}"))
+            })
+            .count();
+        assert_eq!(bound, 3, "{table}: dns.threads sockets on port {port}");
+    }
     for ip in ["127.0.0.1", "::1"] {
         let server = SocketAddr::new(ip.parse().unwrap(), port);
         for t in ["+notcp", "+tcp"] {

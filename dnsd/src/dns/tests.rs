@@ -389,6 +389,8 @@ mod fast_path {
             Just(15),
             Just(16),
             Just(5),
+            Just(251),
+            Just(252),
             any::<u16>()
         ];
         let cookie = proptest::collection::vec(any::<u8>(), 8).prop_map(|c| {
@@ -448,6 +450,38 @@ mod fast_path {
                 prop_assert_eq!(&fast[12..12 + qlen], &bytes[12..12 + qlen], "question echoed as sent");
             }
             prop_assert!(fast.len() <= q.edns.as_ref().map_or(512, |e| e.0.clamp(512, UDP_PAYLOAD)) as usize);
+        }
+
+        /// The shortcut is also what TCP answers plain queries with: whenever it answers,
+        /// the generic TCP answer decodes to the same message. And a client allowed to
+        /// transfer changes nothing for plain queries (its AXFR and IXFR over UDP get
+        /// TC from both paths).
+        #[test]
+        fn fast_answers_equal_tcp_answers_and_access_does_not_matter(q in query()) {
+            static ZONE: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+            let z = ZONE.get_or_init(zone);
+            let bytes = q.bytes();
+            let allowed = Access::new(
+                vec![crate::config::AddrPrefix::parse("127.0.0.1").unwrap()],
+                None,
+            );
+            let (mut fast, mut tcp) = (Vec::new(), Vec::new());
+            if z.fast().answer(&bytes, &mut fast).is_some() {
+                let outcome = respond(z.zone(), &allowed, PEER, 0, Transport::Tcp, &bytes, &mut tcp);
+                prop_assert!(matches!(outcome, Outcome::Answered(_)), "{:?}", outcome);
+                prop_assert_eq!(Message::from_vec(&fast).unwrap(), Message::from_vec(&tcp).unwrap());
+            }
+            let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
+            let a = udp::answer(z, &allowed, PEER, &bytes, &mut a_out).map(|(r, _)| r);
+            let b = match respond(z.zone(), &allowed, PEER, 0, Transport::Udp, &bytes, &mut b_out) {
+                Outcome::Answered(r) => Some(r),
+                Outcome::TransferRefused => Some(ResponseCode::Refused),
+                Outcome::Drop | Outcome::Transfer(_) => None,
+            };
+            prop_assert_eq!(a, b);
+            if a.is_some() {
+                prop_assert_eq!(Message::from_vec(&a_out).unwrap(), Message::from_vec(&b_out).unwrap());
+            }
         }
     }
 
