@@ -369,15 +369,23 @@ fn respond_inner(
         }
         Ok(())
     };
+    // A response without records: the header with `rcode`, `question`, the OPT record,
+    // and the TSIG when the request was signed. `retry_over_tcp` sets TC, and AA (the
+    // zone is ours): what a transfer asked over UDP gets.
+    let no_records =
+        |out: &mut Vec<u8>, rcode, retry_over_tcp, question: &[u8]| -> Result<(), ProtoError> {
+            let mut metadata = response_metadata(&request.metadata, rcode, retry_over_tcp);
+            metadata.truncation = retry_over_tcp;
+            encode_limited(out, &metadata, question, None, edns.as_ref(), limit)?;
+            sign(out)
+        };
 
     let checked = check(&request.metadata, &request.queries, request.edns.as_ref());
     let q = match (checked, request.queries.first()) {
         (Ok(()), Some(q)) => q,
         (result, _) => {
             let rcode = result.err().unwrap_or(ResponseCode::FormErr);
-            let metadata = response_metadata(&request.metadata, rcode, false);
-            encode_limited(out, &metadata, &[], None, edns.as_ref(), limit)?;
-            sign(out)?;
+            no_records(out, rcode, false, &[])?;
             return Ok(Outcome::Answered(rcode));
         }
     };
@@ -394,24 +402,18 @@ fn respond_inner(
     };
     if let Some(kind) = kind {
         if !access.may_transfer(peer, key_mac.is_some()) {
-            let metadata = response_metadata(&request.metadata, ResponseCode::Refused, false);
-            encode_limited(out, &metadata, request.question, None, edns.as_ref(), limit)?;
-            sign(out)?;
+            no_records(out, ResponseCode::Refused, false, request.question)?;
             return Ok(Outcome::TransferRefused);
         }
         if q.name() != zone.origin() || q.query_class() != DNSClass::IN {
             // RFC 5936 section 2.2.1: not a zone this server is authoritative for.
-            let metadata = response_metadata(&request.metadata, ResponseCode::NotAuth, false);
-            encode_limited(out, &metadata, request.question, None, edns.as_ref(), limit)?;
-            sign(out)?;
+            no_records(out, ResponseCode::NotAuth, false, request.question)?;
             return Ok(Outcome::Answered(ResponseCode::NotAuth));
         }
         if transport == Transport::Udp {
-            // Transfers are TCP's (RFC 5936 section 4.2); TC tells the client to retry there.
-            let mut metadata = response_metadata(&request.metadata, ResponseCode::NoError, true);
-            metadata.truncation = true;
-            encode_limited(out, &metadata, request.question, None, edns.as_ref(), limit)?;
-            sign(out)?;
+            // Transfers are TCP's (RFC 5936 section 4.2); TC (and AA: the zone is ours)
+            // tells the client to retry there.
+            no_records(out, ResponseCode::NoError, true, request.question)?;
             return Ok(Outcome::Answered(ResponseCode::NoError));
         }
         return Ok(Outcome::Transfer(TransferRequest {
