@@ -83,7 +83,7 @@ pub(super) async fn run(
         v6: v6.as_ref(),
     };
     for (i, slot) in pending.iter_mut().enumerate() {
-        *slot = notifier.start(i, &current).await;
+        *slot = Some(notifier.start(i, &current).await);
     }
     let (mut buf4, mut buf6) = (vec![0u8; 4096], vec![0u8; 4096]);
     loop {
@@ -105,7 +105,7 @@ pub(super) async fn run(
                         c.superseded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         debug!(target = %settings.targets[i], serial = old.serial, "NOTIFY superseded by a newer serial");
                     }
-                    *slot = notifier.start(i, &current).await;
+                    *slot = Some(notifier.start(i, &current).await);
                 }
             }
             received = recv(v4.as_ref(), &mut buf4) => {
@@ -167,7 +167,7 @@ impl Notifier<'_> {
     }
 
     /// First try of `snapshot`'s serial to target `i`.
-    async fn start(&self, i: usize, snapshot: &Snapshot) -> Option<Pending> {
+    async fn start(&self, i: usize, snapshot: &Snapshot) -> Pending {
         let mut p = Pending {
             serial: snapshot.zone().serial(),
             tries: 0,
@@ -175,7 +175,7 @@ impl Notifier<'_> {
             sent: Vec::new(),
         };
         self.resend(i, &mut p, snapshot).await;
-        Some(p)
+        p
     }
 
     /// Sends one try to target `i` and schedules the next.

@@ -153,6 +153,12 @@ pub(super) async fn serve(
         match accepted {
             Ok((stream, peer)) => match context.connections.admit(&connections_stop) {
                 Some((id, connection)) => {
+                    // Each answer is written whole: Nagle's algorithm would only hold the
+                    // next one back until the client's delayed ACK (up to 40 ms) when
+                    // queries are pipelined.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        debug!(%peer, %error, "cannot set TCP_NODELAY");
+                    }
                     let context = context.clone();
                     tracker.spawn(async move {
                         serve_connection(stream, peer, &context, &connection).await;
