@@ -8,12 +8,12 @@
 #   bench/dns-threads.sh [--rounds 5] [--duration 10] [--qps 50000] ...
 #
 # Needs 2 CPUs; as root the first time (scripts/deps installs packages). Waits for a
-# quiet machine before each half (see bench/dns.sh). Results: bench/results/dns-threads.jsonl.
+# quiet machine before each half (see bench/dns.sh). Results: bench/results/dns-threads-1.jsonl and dns-threads-2.jsonl.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bench_prepare
 mkdir -p "$RESULTS"
 for threads in 1 2; do
   "$TARGET/release/dnsd-bench" dns --threads "$threads" --servers dnsd,knot,nsd \
-    --out "$RESULTS/dns-threads.jsonl" "$@"
+    --out "$RESULTS/dns-threads-$threads.jsonl" "$@"
 done
