@@ -146,7 +146,7 @@ fn knot_and_nsd_follow_a_failover(test: &str, secret: Option<&str>) {
             p.dnsd.log()
         );
     }
-    let before = secondaries[0].serial().unwrap();
+    let before = secondaries[0].serial().expect("Knot answers its SOA");
 
     let rt = runtime();
     let reply = rt
@@ -161,7 +161,7 @@ fn knot_and_nsd_follow_a_failover(test: &str, secret: Option<&str>) {
             s.log(),
             p.dnsd.log()
         );
-        let after = s.serial().unwrap();
+        let after = s.serial().expect("the secondary answers its SOA");
         assert!(after > before);
         assert!(
             notify_seen(s, Some(after)),

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use integration::harness::{Dnsd, dig, dig_short, require_tools, wait_for};
+use integration::dig::{dig, dig_short};
+use integration::harness::{Dnsd, require_tools, wait_for};
 use integration::lab::in_ci;
 
 fn config(dir: &Path, dns: &str) -> String {

@@ -18,7 +18,8 @@ use hickory_net::xfer::DnsMultiplexer;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, RecordType, TSigner};
-use integration::harness::{Dnsd, EchoPool, dig, dig_short, require_tools, runtime, wait_for};
+use integration::dig::{dig, dig_short, kdig};
+use integration::harness::{Dnsd, EchoPool, require_tools, runtime, wait_for};
 
 /// The TSIG secret of these tests (base64 of 32 bytes).
 const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ0KIQ==";
@@ -99,23 +100,6 @@ fn promote(s: &Setup, node: &str) {
         }))
         .unwrap();
     assert!(reply.accepted, "{reply:?}");
-}
-
-/// `kdig` with its output and errors together (it reports refusals on stderr).
-fn kdig(server: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("kdig")
-        .arg(format!("@{}", server.ip()))
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(args)
-        .args(["+time=5", "+retry=0"])
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn xfr_size(out: &str) -> Option<usize> {

@@ -200,7 +200,7 @@ impl Secondary {
 
     /// The serial it answers for the zone, if it answers.
     pub fn serial(&self) -> Option<u32> {
-        crate::harness::dig_short(self.listen, ZONE, "SOA")
+        crate::dig::dig_short(self.listen, ZONE, "SOA")
             .first()?
             .split_whitespace()
             .nth(2)?
