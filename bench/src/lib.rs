@@ -17,4 +17,5 @@ pub mod mirror;
 pub mod procs;
 pub mod report;
 pub mod scale;
+pub mod secondaries;
 pub mod stats;

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 
+use crate::clock::now_ms;
 use crate::config::{CHECK_PLACEHOLDERS, CheckProbe, Config, ServiceCheck};
 use crate::controller::{HookError, Millis, NodeId, ServiceId};
-use crate::driver::now_ms;
 use crate::mirror::command_outcome;
 
 /// The result of one check of one member of one service, with the rise/fall verdict after

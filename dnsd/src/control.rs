@@ -21,7 +21,9 @@
 //! read from owner-only files ([`secret`], [`tls`]) and never logged.
 
 mod conn;
+mod error;
 mod metrics;
+mod peer;
 mod secret;
 mod tls;
 
@@ -41,7 +43,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use dnsd_api::{Action, ActionReply, Event, RefusalKind, paths};
 use futures::Stream;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -51,69 +53,10 @@ use crate::config::{ControlConfig, ControlTransport};
 use crate::dns::DnsStats;
 use crate::handle::{DaemonHandle, ShuttingDown};
 use conn::{Limits, serve_on};
+pub use error::ControlError;
+pub use peer::OPERATOR_HEADER;
+use peer::Peer;
 pub use secret::Token;
-
-/// Header a client may set to name the operator behind an action.
-pub const OPERATOR_HEADER: &str = "x-dnsd-operator";
-
-/// Why the control API could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("cannot create the directory of control socket {path}: {error}")]
-    SocketDir {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("control socket {path} is in use by a running process")]
-    SocketInUse { path: PathBuf },
-    #[error("cannot remove stale control socket {path}: {error}")]
-    StaleSocket {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot listen on control socket {path}: {error}")]
-    Bind {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot restrict control socket {path} to its owner: {error}")]
-    Permissions {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot listen for the control API on TCP {addr}: {error}")]
-    BindTcp {
-        addr: SocketAddr,
-        error: std::io::Error,
-    },
-    #[error("cannot read {what} {path}: {error}")]
-    ReadSecret {
-        what: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{what} {path} {problem}")]
-    UnsafeSecret {
-        what: &'static str,
-        path: PathBuf,
-        problem: &'static str,
-    },
-    #[error("cannot read TLS certificate file {path}: {error}")]
-    ReadTlsCert {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("TLS certificate file {path} {problem}")]
-    TlsCert { path: PathBuf, problem: String },
-    #[error("TLS key file {path} {problem}")]
-    TlsKey { path: PathBuf, problem: String },
-    #[error("TLS certificate {cert} and key {key} cannot serve: {error}")]
-    TlsConfig {
-        cert: PathBuf,
-        key: PathBuf,
-        error: rustls::Error,
-    },
-}
 
 /// Bound control listeners, ready to serve.
 #[derive(Debug)]
@@ -247,49 +190,6 @@ struct AppState {
     dns: Arc<DnsStats>,
     /// Fires at shutdown: open event streams end, so graceful shutdown is not held up.
     shutdown: CancellationToken,
-}
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone)]
-enum Peer {
-    Unix { uid: Option<u32>, pid: Option<i32> },
-    Tcp(SocketAddr),
-}
-
-impl Peer {
-    /// The peer of a Unix-socket connection: its credentials, as the kernel reports them.
-    fn of_unix(io: &UnixStream, _: &tokio::net::unix::SocketAddr) -> Peer {
-        let cred = io.peer_cred().ok();
-        Peer::Unix {
-            uid: cred.map(|c| c.uid()),
-            pid: cred.and_then(|c| c.pid()),
-        }
-    }
-
-    fn of_tcp(_: &TcpStream, addr: &SocketAddr) -> Peer {
-        Peer::Tcp(*addr)
-    }
-}
-
-impl Peer {
-    fn describe(&self, headers: &HeaderMap) -> String {
-        let base = match self {
-            Peer::Unix { uid, pid } => format!(
-                "unix uid={} pid={}",
-                uid.map_or("?".to_owned(), |u| u.to_string()),
-                pid.map_or("?".to_owned(), |p| p.to_string())
-            ),
-            Peer::Tcp(addr) => format!("tcp {addr}"),
-        };
-        match headers.get(OPERATOR_HEADER).and_then(|v| v.to_str().ok()) {
-            Some(name) => {
-                // Free text from the client: keep it short and printable in logs.
-                let clean: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-                format!("{clean} ({base})")
-            }
-            None => base,
-        }
-    }
 }
 
 fn router(state: AppState) -> Router {

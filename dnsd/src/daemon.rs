@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use dnsd_api::{Event, EventKind, Ready};
 use heartbeat::{Health, Target};
 use tokio::sync::mpsc;
@@ -22,7 +21,7 @@ use crate::config::{Config, ControlTransport};
 use crate::control::{self, ControlListeners};
 use crate::controller::Controller;
 use crate::coordinator;
-use crate::dns::{self, DnsStats, Listeners, SharedZone};
+use crate::dns::{self, DnsStats, Listeners, ZonePublisher};
 use crate::driver::{Driver, now_ms};
 use crate::handle::DaemonHandle;
 use crate::mirror::Executor;
@@ -80,9 +79,7 @@ pub async fn run(
         (Some(_), None) => (Controller::new(&topology, None, start).0, Vec::new()),
         (None, _) => Controller::new(&topology, persisted.as_ref(), start),
     };
-    let zone: SharedZone = Arc::new(ArcSwap::from_pointee(
-        build_zone(&config, &controller).context("building the zone")?,
-    ));
+    let zone = ZonePublisher::new(build_zone(&config, &controller).context("building the zone")?);
     let (handle, mut requests, event_tx) = DaemonHandle::channel(64);
     let (mirror_tx, mut mirror_rx) = mpsc::channel(256);
     let executor = Executor::new(config.clone(), mirror_tx);
@@ -127,7 +124,7 @@ pub async fn run(
     }
     driver.apply(initial).await;
 
-    let listeners = Listeners::bind(&dns_config.listen).await?;
+    let listeners = Listeners::bind(dns_config).await?;
     let dns_addrs = listeners.local_addrs();
     let stats = Arc::new(DnsStats::default());
     let mut tasks = tokio::task::JoinSet::new();

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::checks::CheckReport;
+pub(crate) use crate::clock::now_ms;
 use crate::cluster::observe::{ClusterViews, MemberView, Views};
 use crate::cluster::quorum::{self, Verdict};
 use crate::cluster::{Leader, Versioned};
@@ -27,7 +28,7 @@ use crate::controller::{
     Controller, Effect, Millis, NodeId, PassId, ServiceId, Withdrawn, describe,
 };
 use crate::coordinator::{Link, Signal};
-use crate::dns::SharedZone;
+use crate::dns::ZonePublisher;
 use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::pool::{build_zone, topology};
@@ -37,18 +38,11 @@ use crate::status::{CheckHistory, PROBE_HISTORY, ProbeHistory, View};
 /// Events kept in memory for `/v1/events` and late subscribers.
 pub(crate) const EVENT_LOG_CAPACITY: usize = 2000;
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
-
 /// The controller and everything the driver keeps next to it.
 pub(crate) struct Driver {
     config: Arc<Config>,
     controller: Controller,
-    zone: SharedZone,
+    zone: ZonePublisher,
     store: Arc<StateStore>,
     events: VecDeque<Event>,
     next_seq: u64,
@@ -95,7 +89,7 @@ impl Driver {
     pub(crate) fn new(
         config: Arc<Config>,
         controller: Controller,
-        zone: SharedZone,
+        zone: ZonePublisher,
         store: StateStore,
         event_tx: broadcast::Sender<Event>,
         executor: Executor,
@@ -294,7 +288,7 @@ impl Driver {
 
     fn publish(&mut self) {
         match build_zone(&self.config, &self.controller) {
-            Ok(zone) => self.zone.store(Arc::new(zone)),
+            Ok(zone) => self.zone.publish(zone),
             // Names were validated at start, so this cannot happen with a valid config;
             // if it did, the previous snapshot keeps serving.
             Err(e) => error!(error = %e, "cannot build the zone; DNS keeps the previous snapshot"),

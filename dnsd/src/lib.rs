@@ -10,6 +10,7 @@
 //! [`dns`] serves the zone; [`state`] persists the controller's decisions.
 
 pub mod checks;
+mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;

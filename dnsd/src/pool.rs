@@ -85,6 +85,7 @@ pub fn build_zone(config: &Config, c: &Controller) -> Result<Zone, dns::ZoneErro
         serial: c.serial(),
         ttl: dns.ttl,
         negative_ttl: dns.negative_ttl,
+        soa: dns.soa,
         hostmaster: &dns.hostmaster,
         nameservers: dns
             .nameservers

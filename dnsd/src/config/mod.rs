@@ -21,14 +21,15 @@ mod tests;
 mod validate;
 
 pub use model::{
-    CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig,
-    FlapConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig, RestartConfig,
-    ServiceCheck, ServiceConfig, StateConfig,
+    AddrPrefix, CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp,
+    ControlTransport, DnsConfig, FlapConfig, HOOK_PLACEHOLDERS, Hooks, NOTIFY_RETRY_MAX,
+    NameserverConfig, NodeConfig, RestartConfig, ServiceCheck, ServiceConfig, SoaTimers,
+    StateConfig, TsigAlgorithm, TsigConfig,
 };
 pub use problem::{ConfigError, Problem};
 pub use raw::{
     ENV_PREFIX, ParseFailure, RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNameserver,
-    RawNode, RawService, RawState, parse,
+    RawNode, RawService, RawState, RawTsig, parse,
 };
 pub use validate::parse_duration;
 

@@ -2,6 +2,7 @@
 //! addresses parsed, durations typed; nodes and services are named by the controller's
 //! ids.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,140 @@ pub struct DnsConfig {
     pub negative_ttl: u32,
     pub hostmaster: String,
     pub nameservers: Vec<NameserverConfig>,
+    /// The SOA's refresh, retry and expire timers.
+    pub soa: SoaTimers,
+    /// UDP sockets per address (`SO_REUSEPORT`), each served by its own thread.
+    pub threads: usize,
+    /// Concurrent TCP connections at most (over all addresses).
+    pub tcp_max_connections: usize,
+    /// A TCP connection waiting this long for a query is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Who may transfer the zone (AXFR/IXFR); nobody when empty.
+    pub allow_transfer: Vec<AddrPrefix>,
+    /// The key transfers must be signed with, and NOTIFY is signed with.
+    pub tsig: Option<TsigConfig>,
+    /// Secondaries told of every new serial (RFC 1996).
+    pub notify: Vec<SocketAddr>,
+    /// First NOTIFY retransmission delay; it doubles up to a minute.
+    pub notify_retry: Duration,
+}
+
+/// The longest delay between two NOTIFY retransmissions (RFC 1996's suggested
+/// interval); `dns.notify_retry` doubles up to it.
+pub const NOTIFY_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// SOA timers for secondaries, in seconds (RFC 1035 section 3.3.13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaTimers {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+}
+
+/// An address or a CIDR prefix, as `dns.allow_transfer` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrPrefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl AddrPrefix {
+    /// Parses "192.0.2.1", "192.0.2.0/24", "2001:db8::/32"; the bits after the prefix
+    /// must be zero, so that what is written is what matches.
+    pub fn parse(text: &str) -> Result<AddrPrefix, String> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or address/prefix-length"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        let prefix = AddrPrefix { addr, len };
+        if prefix.masked(addr) != addr {
+            return Err(format!(
+                "{text:?} has bits set after the prefix length (write {}/{len})",
+                prefix.masked(addr)
+            ));
+        }
+        Ok(prefix)
+    }
+
+    /// `ip` with the bits after the prefix length cleared.
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
+    }
+
+    /// Whether `ip` lies inside this prefix. An IPv4 client reaching an IPv6 socket
+    /// (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == self.addr
+    }
+}
+
+impl fmt::Display for AddrPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Validated `dns.tsig`. The secret stays in its file until the daemon starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigConfig {
+    /// Key name, lower case, with a trailing dot (what secondaries call the key).
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    /// File holding the base64 secret; mode 0600, checked when the daemon starts.
+    pub secret_file: PathBuf,
+}
+
+/// The TSIG algorithms dnsd signs and verifies with (RFC 8945's mandatory HMAC-SHA256
+/// and its longer siblings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// Every algorithm, by the name configuration files use.
+    pub const ALL: [(&'static str, TsigAlgorithm); 3] = [
+        ("hmac-sha256", TsigAlgorithm::HmacSha256),
+        ("hmac-sha384", TsigAlgorithm::HmacSha384),
+        ("hmac-sha512", TsigAlgorithm::HmacSha512),
+    ];
+
+    /// The algorithm's name, as in BIND, Knot and NSD configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
 }
 
 /// Validated name server entry.

@@ -58,6 +58,48 @@ pub struct RawDns {
     /// The zone's name servers (NS records; glue when inside the zone).
     #[serde(default)]
     pub nameservers: Vec<RawNameserver>,
+    /// SOA refresh: how often secondaries check the serial without a NOTIFY.
+    #[serde(default = "default_soa_refresh")]
+    pub soa_refresh: String,
+    /// SOA retry: how soon secondaries try again after a failed refresh.
+    #[serde(default = "default_soa_retry")]
+    pub soa_retry: String,
+    /// SOA expire: how long secondaries answer without reaching this server.
+    #[serde(default = "default_soa_expire")]
+    pub soa_expire: String,
+    /// UDP sockets (and threads) per address; defaults to the number of CPUs.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Concurrent TCP connections at most; beyond it the longest idle one is closed.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: u32,
+    /// A TCP connection waiting this long for its next query is closed.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: String,
+    /// Addresses or CIDR prefixes allowed to transfer the zone (AXFR, IXFR).
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
+    /// TSIG key required on transfers and used to sign NOTIFY.
+    #[serde(default)]
+    pub tsig: Option<RawTsig>,
+    /// Secondaries sent a NOTIFY on every new serial, as "address:port".
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// First NOTIFY retransmission delay (doubling, at most a minute).
+    #[serde(default = "default_notify_retry")]
+    pub notify_retry: String,
+}
+
+/// `dns.tsig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawTsig {
+    /// Key name, as the secondaries know it.
+    pub name: String,
+    /// "hmac-sha256" (default), "hmac-sha384" or "hmac-sha512".
+    #[serde(default = "default_tsig_algorithm")]
+    pub algorithm: String,
+    /// File holding the base64 secret (mode 0600).
+    pub secret_file: String,
 }
 
 /// One `[[dns.nameservers]]` entry.
@@ -288,6 +330,30 @@ fn default_listen() -> Vec<String> {
 fn default_ttl() -> String {
     "5s".to_owned()
 }
+// SOA timers: within RFC 1912's ranges (refresh 20 min to 12 h, expire 2 to 4 weeks)
+// and what zone checkers ask for (Zonemaster: refresh at least 4 h, retry at least 1 h,
+// expire at least a week). NOTIFY, not refresh, is what moves secondaries on failover.
+fn default_soa_refresh() -> String {
+    "4h".to_owned()
+}
+fn default_soa_retry() -> String {
+    "1h".to_owned()
+}
+fn default_soa_expire() -> String {
+    "14d".to_owned()
+}
+fn default_tcp_max_connections() -> u32 {
+    128
+}
+fn default_tcp_idle_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_notify_retry() -> String {
+    "2s".to_owned()
+}
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_owned()
+}
 fn default_protocol() -> String {
     "tcp".to_owned()
 }
@@ -369,6 +435,8 @@ pub fn parse(
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("dns.listen")
+                .with_list_parse_key("dns.allow_transfer")
+                .with_list_parse_key("dns.notify")
                 .try_parsing(true)
                 .source(Some(env)),
         )

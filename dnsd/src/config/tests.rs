@@ -882,3 +882,166 @@ fn restarts_and_command_checks_need_a_mirror_section() {
     );
     assert_eq!(problems(&http), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------------
+// [dns]: transfers, NOTIFY, SOA timers, sockets.
+
+fn with_dns_keys(keys: &str) -> String {
+    GOOD.replace("ttl = \"5s\"", &format!("ttl = \"5s\"\n{keys}"))
+}
+
+#[test]
+fn dns_defaults() {
+    let cfg = parse(GOOD, []).unwrap().validate().unwrap();
+    let d = &cfg.dns;
+    assert_eq!(
+        d.soa,
+        SoaTimers {
+            refresh: 4 * 3600,
+            retry: 3600,
+            expire: 14 * 86400
+        }
+    );
+    assert_eq!(
+        d.threads,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    assert_eq!(d.tcp_max_connections, 128);
+    assert_eq!(d.tcp_idle_timeout, Duration::from_secs(10));
+    assert!(d.allow_transfer.is_empty());
+    assert_eq!(d.tsig, None);
+    assert!(d.notify.is_empty());
+    assert_eq!(d.notify_retry, Duration::from_secs(2));
+}
+
+#[test]
+fn dns_transfer_keys_validate() {
+    let text = with_dns_keys(
+        "allow_transfer = [\"127.0.0.1\", \"192.0.2.0/24\", \"2001:db8::/32\"]\n\
+         notify = [\"127.0.0.1:5301\", \"[::1]:53\"]\nnotify_retry = \"500ms\"\n\
+         soa_refresh = \"1h\"\nsoa_retry = \"10m\"\nsoa_expire = \"1d\"\nthreads = 3\n\
+         tcp_max_connections = 10\ntcp_idle_timeout = \"2s\"\n\
+         tsig = { name = \"Xfr_Key\", secret_file = \"/etc/dnsd/xfr.key\" }",
+    );
+    let cfg = parse(&text, []).unwrap().validate().unwrap();
+    let d = &cfg.dns;
+    assert_eq!(d.allow_transfer.len(), 3);
+    assert!(d.allow_transfer[0].contains("127.0.0.1".parse().unwrap()));
+    assert!(!d.allow_transfer[0].contains("127.0.0.2".parse().unwrap()));
+    assert!(d.allow_transfer[1].contains("192.0.2.77".parse().unwrap()));
+    assert!(
+        d.allow_transfer[1].contains("::ffff:192.0.2.77".parse().unwrap()),
+        "IPv4 clients on an IPv6 socket match as IPv4"
+    );
+    assert!(d.allow_transfer[2].contains("2001:db8:1::5".parse().unwrap()));
+    assert!(!d.allow_transfer[2].contains("2001:db9::5".parse().unwrap()));
+    assert_eq!(
+        d.notify,
+        vec![
+            "127.0.0.1:5301".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(d.notify_retry, Duration::from_millis(500));
+    assert_eq!(
+        d.soa,
+        SoaTimers {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400
+        }
+    );
+    assert_eq!((d.threads, d.tcp_max_connections), (3, 10));
+    assert_eq!(d.tcp_idle_timeout, Duration::from_secs(2));
+    assert_eq!(
+        d.tsig,
+        Some(TsigConfig {
+            name: "xfr_key.".into(),
+            algorithm: TsigAlgorithm::HmacSha256,
+            secret_file: PathBuf::from("/etc/dnsd/xfr.key"),
+        })
+    );
+}
+
+#[test]
+fn dns_transfer_problems_name_their_keys() {
+    let text = with_dns_keys(
+        "allow_transfer = [\"10.0.0.0/33\", \"10.0.0.1/8\", \"secondary\"]\n\
+         notify = [\"127.0.0.1\", \"127.0.0.1:53\", \"127.0.0.1:53\", \"0.0.0.0:53\"]\n\
+         notify_retry = \"2m\"\nthreads = 0\ntcp_max_connections = 0\ntcp_idle_timeout = \"0s\"\n\
+         tsig = { name = \"bad key\", algorithm = \"hmac-md5\", secret_file = \"xfr.key\" }",
+    );
+    let got = problems(&text);
+    for expected in [
+        "dns.allow_transfer[0]: \"10.0.0.0/33\": the prefix length must be 0 to 32",
+        "dns.allow_transfer[1]: \"10.0.0.1/8\" has bits set after the prefix length (write 10.0.0.0/8)",
+        "dns.allow_transfer[2]: \"secondary\" is not an address or address/prefix-length",
+        "dns.notify[0]: \"127.0.0.1\" is not an address:port (e.g. \"192.0.2.53:53\" or \"[2001:db8::53]:53\")",
+        "dns.notify[2]: 127.0.0.1:53 is listed twice",
+        "dns.notify[3]: 0.0.0.0:53 cannot be sent to: name the secondary's address and port",
+        "dns.notify_retry: \"2m\" is longer than the longest NOTIFY retransmission delay (60s, RFC 1996)",
+        "dns.threads: must be at least 1",
+        "dns.tcp_max_connections: must be at least 1 (DNS needs TCP for answers that do not fit in UDP)",
+        "dns.tcp_idle_timeout: must be longer than zero",
+        "dns.tsig.name: \"bad key\" is not a valid key name: ' ' is not a letter, digit, hyphen or underscore",
+        "dns.tsig.algorithm: \"hmac-md5\" is not supported: use \"hmac-sha256\", \"hmac-sha384\" or \"hmac-sha512\"",
+        "dns.tsig.secret_file: \"xfr.key\" must be an absolute path",
+    ] {
+        assert!(
+            got.contains(&expected.to_owned()),
+            "missing {expected:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), 13, "{got:#?}");
+    assert_problem(
+        &with_dns_keys("threads = 1000"),
+        "dns.threads: 1000 is more than 256 sockets per address",
+    );
+    assert_eq!(
+        problems(&with_dns_keys("tsig = { name = \"k\" }")),
+        vec!["dns.tsig: missing configuration field \"dns.tsig.secret_file\""]
+    );
+}
+
+#[test]
+fn soa_timer_problems_name_their_keys() {
+    assert_problem(
+        &with_dns_keys("soa_refresh = \"1h\"\nsoa_retry = \"2h\""),
+        "dns.soa_retry: \"2h\" must be shorter than dns.soa_refresh (\"1h\"): secondaries retry a failed refresh sooner than they refresh",
+    );
+    assert_problem(
+        &with_dns_keys("soa_refresh = \"1h\"\nsoa_retry = \"10m\"\nsoa_expire = \"70m\""),
+        "dns.soa_expire: \"70m\" must be longer than dns.soa_refresh + dns.soa_retry: secondaries would drop the zone before their first retry",
+    );
+    assert_problem(
+        &with_dns_keys("soa_refresh = \"0s\""),
+        "dns.soa_refresh: must be longer than zero",
+    );
+    assert_problem(
+        &with_dns_keys("soa_retry = \"90s500ms\""),
+        "dns.soa_retry: \"90s500ms\": a TTL is a whole number of seconds",
+    );
+    assert_problem(
+        &with_dns_keys("soa_expire = \"100y\""),
+        "dns.soa_expire: \"100y\" is longer than a TTL can be (2^31-1 seconds)",
+    );
+}
+
+#[test]
+fn dns_lists_come_from_the_environment_too() {
+    let env = [
+        (
+            "DNSD_DNS__ALLOW_TRANSFER".to_owned(),
+            "127.0.0.1,10.0.0.0/8".to_owned(),
+        ),
+        (
+            "DNSD_DNS__NOTIFY".to_owned(),
+            "127.0.0.1:5301,127.0.0.2:5302".to_owned(),
+        ),
+        ("DNSD_DNS__THREADS".to_owned(), "2".to_owned()),
+    ];
+    let cfg = parse(GOOD, env).unwrap().validate().unwrap();
+    assert_eq!(cfg.dns.allow_transfer.len(), 2);
+    assert_eq!(cfg.dns.notify.len(), 2);
+    assert_eq!(cfg.dns.threads, 2);
+}

@@ -10,9 +10,10 @@ use super::raw::{RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNode,
 use heartbeat::MonitorConfig;
 
 use super::model::{
-    CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp, ControlTransport, DnsConfig,
-    FlapConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig, RestartConfig,
-    ServiceCheck, ServiceConfig, StateConfig,
+    AddrPrefix, CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp,
+    ControlTransport, DnsConfig, FlapConfig, HOOK_PLACEHOLDERS, Hooks, NOTIFY_RETRY_MAX,
+    NameserverConfig, NodeConfig, RestartConfig, ServiceCheck, ServiceConfig, SoaTimers,
+    StateConfig, TsigAlgorithm, TsigConfig,
 };
 use super::problem::Problem;
 use crate::controller::{Election, Fencing, NoCandidate, NodeId};
@@ -207,6 +208,135 @@ impl RawDns {
             }
         }
 
+        let soa = SoaTimers {
+            refresh: soa_seconds(&self.soa_refresh, "dns.soa_refresh", p),
+            retry: soa_seconds(&self.soa_retry, "dns.soa_retry", p),
+            expire: soa_seconds(&self.soa_expire, "dns.soa_expire", p),
+        };
+        if soa.refresh > 0 && soa.retry >= soa.refresh {
+            p.push(Problem::new(
+                "dns.soa_retry",
+                format!(
+                    "{:?} must be shorter than dns.soa_refresh ({:?}): secondaries retry a failed refresh sooner than they refresh",
+                    self.soa_retry, self.soa_refresh
+                ),
+            ));
+        }
+        if soa.refresh > 0
+            && soa.retry > 0
+            && u64::from(soa.expire) <= u64::from(soa.refresh) + u64::from(soa.retry)
+        {
+            p.push(Problem::new(
+                "dns.soa_expire",
+                format!(
+                    "{:?} must be longer than dns.soa_refresh + dns.soa_retry: secondaries would drop the zone before their first retry",
+                    self.soa_expire
+                ),
+            ));
+        }
+
+        let threads = match self.threads {
+            Some(0) => {
+                p.push(Problem::new("dns.threads", "must be at least 1"));
+                1
+            }
+            Some(n) if n > MAX_DNS_THREADS => {
+                p.push(Problem::new(
+                    "dns.threads",
+                    format!("{n} is more than {MAX_DNS_THREADS} sockets per address"),
+                ));
+                1
+            }
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if self.tcp_max_connections == 0 {
+            p.push(Problem::new(
+                "dns.tcp_max_connections",
+                "must be at least 1 (DNS needs TCP for answers that do not fit in UDP)",
+            ));
+        }
+        let tcp_idle_timeout = positive_duration(&self.tcp_idle_timeout, "dns.tcp_idle_timeout", p)
+            .unwrap_or(Duration::from_secs(10));
+
+        let mut allow_transfer = Vec::new();
+        for (i, a) in self.allow_transfer.iter().enumerate() {
+            match AddrPrefix::parse(a) {
+                Ok(prefix) => allow_transfer.push(prefix),
+                Err(why) => p.push(Problem::new(format!("dns.allow_transfer[{i}]"), why)),
+            }
+        }
+
+        let tsig = self.tsig.as_ref().and_then(|t| {
+            let name = t.name.to_ascii_lowercase();
+            let fqdn = if name.ends_with('.') {
+                name
+            } else {
+                format!("{name}.")
+            };
+            let mut ok = true;
+            if let Err(why) = check_key_name(&fqdn) {
+                p.push(Problem::new(
+                    "dns.tsig.name",
+                    format!("{:?} is not a valid key name: {why}", t.name),
+                ));
+                ok = false;
+            }
+            let algorithm = TsigAlgorithm::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&t.algorithm))
+                .map(|(_, a)| *a);
+            if algorithm.is_none() {
+                p.push(Problem::new(
+                    "dns.tsig.algorithm",
+                    format!(
+                        "{:?} is not supported: use \"hmac-sha256\", \"hmac-sha384\" or \"hmac-sha512\"",
+                        t.algorithm
+                    ),
+                ));
+            }
+            let secret_file = absolute_path(&t.secret_file, "dns.tsig.secret_file", p);
+            Some(TsigConfig {
+                name: fqdn,
+                algorithm: algorithm?,
+                secret_file,
+            })
+            .filter(|_| ok)
+        });
+
+        let mut notify = Vec::new();
+        let mut notify_seen = HashSet::new();
+        for (i, n) in self.notify.iter().enumerate() {
+            match n.parse::<SocketAddr>() {
+                Ok(sa) if !notify_seen.insert(sa) => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!("{sa} is listed twice"),
+                )),
+                Ok(sa) if sa.port() == 0 || sa.ip().is_unspecified() => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!("{sa} cannot be sent to: name the secondary's address and port"),
+                )),
+                Ok(sa) => notify.push(sa),
+                Err(_) => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!(
+                        "{n:?} is not an address:port (e.g. \"192.0.2.53:53\" or \"[2001:db8::53]:53\")"
+                    ),
+                )),
+            }
+        }
+        let notify_retry = positive_duration(&self.notify_retry, "dns.notify_retry", p)
+            .unwrap_or(Duration::from_secs(2));
+        if notify_retry > NOTIFY_RETRY_MAX {
+            p.push(Problem::new(
+                "dns.notify_retry",
+                format!(
+                    "{:?} is longer than the longest NOTIFY retransmission delay (60s, RFC 1996)",
+                    self.notify_retry
+                ),
+            ));
+        }
+
         DnsConfig {
             listen,
             zone,
@@ -214,8 +344,52 @@ impl RawDns {
             negative_ttl,
             hostmaster,
             nameservers,
+            soa,
+            threads,
+            tcp_max_connections: self.tcp_max_connections as usize,
+            tcp_idle_timeout,
+            allow_transfer,
+            tsig,
+            notify,
+            notify_retry,
         }
     }
+}
+
+/// Most UDP sockets (each with its thread) per DNS address.
+const MAX_DNS_THREADS: u32 = 256;
+
+/// A SOA timer: whole seconds, above zero, at most 2^31-1 (RFC 1982 serial arithmetic
+/// leaves the top bit to the sign).
+fn soa_seconds(s: &str, path: &str, p: &mut Vec<Problem>) -> u32 {
+    let before = p.len();
+    let secs = ttl_seconds(s, path, p);
+    if p.len() == before && secs == 0 {
+        p.push(Problem::new(path, "must be longer than zero"));
+    }
+    secs
+}
+
+/// A TSIG key name: a domain name whose labels may hold any of letters, digits, hyphens
+/// and underscores (BIND and Knot key names often do).
+fn check_key_name(name: &str) -> Result<(), String> {
+    if name == "." || name.len() > 254 {
+        return Err("it must be 1 to 253 characters".into());
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must be 1 to 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "{c:?} is not a letter, digit, hyphen or underscore"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RawControl {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
-use super::Peer;
+use super::peer::Peer;
 
 /// What every listener bounds.
 #[derive(Debug, Clone, Copy)]

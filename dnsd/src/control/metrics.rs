@@ -8,7 +8,7 @@ use crate::handle::Metrics;
 
 /// Renders every metric. Label values come from validated configuration (names are
 /// DNS labels), but are escaped anyway.
-pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
+pub(super) fn render(m: &Metrics, dns: &crate::dns::DnsSnapshot) -> String {
     let mut out = String::with_capacity(4096);
     let s = &m.status;
 
@@ -239,7 +239,7 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
         "counter",
         "DNS responses sent, by response code.",
     );
-    for (rcode, n) in dns {
+    for (rcode, n) in &dns.responses {
         sample(
             &mut out,
             "dnsd_dns_responses_total",
@@ -247,6 +247,46 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
             *n as i64,
         );
     }
+
+    // --- Zone transfers and NOTIFY (counted by the dns module) ---
+    family(
+        &mut out,
+        "dnsd_dns_transfers_total",
+        "counter",
+        "Zone transfer requests: full (AXFR, or IXFR answered with the zone), incremental, refused.",
+    );
+    for (kind, n) in &dns.transfers {
+        sample(
+            &mut out,
+            "dnsd_dns_transfers_total",
+            &[("kind", kind)],
+            *n as i64,
+        );
+    }
+    family(
+        &mut out,
+        "dnsd_dns_notify_total",
+        "counter",
+        "NOTIFY per secondary: sent (every try), retried, acknowledged, superseded (a newer serial came first), rejected (answered with an error).",
+    );
+    for t in &dns.notify {
+        let target = t.target.to_string();
+        for (outcome, n) in [
+            ("sent", t.sent),
+            ("retried", t.retried),
+            ("acknowledged", t.acknowledged),
+            ("superseded", t.superseded),
+            ("rejected", t.rejected),
+        ] {
+            sample(
+                &mut out,
+                "dnsd_dns_notify_total",
+                &[("target", &target), ("outcome", outcome)],
+                n as i64,
+            );
+        }
+    }
+    // --- end of zone transfers and NOTIFY ---
 
     out
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::ControlError;
+use super::error::ControlError;
 
 /// Reads a file that must be readable by its owner only; `what` names it in errors
 /// ("control token file", "TLS key file"). The mode is checked on the opened file, so

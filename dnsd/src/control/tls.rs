@@ -9,7 +9,7 @@ use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use super::ControlError;
+use super::error::ControlError;
 use super::secret::read_owner_only;
 
 /// The acceptor of the TCP listener: TLS 1.2 and 1.3 with ring's safe defaults, HTTP/1.1

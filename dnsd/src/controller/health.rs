@@ -9,7 +9,7 @@
 use dnsd_api::EventKind;
 use heartbeat::Health;
 
-use super::ids::{NodeId, ServiceId};
+use super::ids::{HookId, NodeId, ServiceId};
 use super::orders::{Effect, Fx, Hook, HookError, describe};
 use super::spec::{Millis, seconds};
 use super::state::{Controller, Recovery, RecoveryStep, ServiceState};
@@ -392,7 +392,7 @@ impl Controller {
         }
     }
 
-    fn order_restart(&mut self, s: ServiceId, n: NodeId, fx: &mut Fx) -> super::HookId {
+    fn order_restart(&mut self, s: ServiceId, n: NodeId, fx: &mut Fx) -> HookId {
         let id = self.order_hook(s, n, Hook::Restart, fx);
         if let Some(h) = self.services[s.0].health_mut(n) {
             h.restart = Some(id);
