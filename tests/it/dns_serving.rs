@@ -180,8 +180,10 @@ fn the_mirrored_example_starts_and_answers_on_port_53_of_both_families() {
         &example,
     )
     .unwrap();
-    // Only what points outside this test changes: the state and control paths, and
-    // the control API's TCP address (192.0.2.50 is not ours). DNS stays as written.
+    // Only what points outside this test changes: the state and control paths, the
+    // control API's TCP address (192.0.2.50 is not ours) and its TLS files. DNS stays as
+    // written.
+    let pki = integration::tls::TestPki::create(&dir.path().join("pki")).unwrap();
     let paths = [
         (
             "DNSD_STATE__DIR",
@@ -193,6 +195,8 @@ fn the_mirrored_example_starts_and_answers_on_port_53_of_both_families() {
         ),
         ("DNSD_CONTROL__TCP", "127.0.0.1:0".to_owned()),
         ("DNSD_CONTROL__TOKEN_FILE", token.display().to_string()),
+        ("DNSD_CONTROL__TLS_CERT", pki.cert.display().to_string()),
+        ("DNSD_CONTROL__TLS_KEY", pki.key.display().to_string()),
     ];
     let env: Vec<(&str, &str)> = paths.iter().map(|(k, v)| (*k, v.as_str())).collect();
     in_new_netns(|| {
