@@ -20,6 +20,9 @@ pub mod paths {
     pub const ACTIONS: &str = "/v1/actions";
     /// `GET`: Prometheus text format. Unversioned, where scrapers look for it.
     pub const METRICS: &str = "/metrics";
+    /// `POST` (no body): re-read the configuration file and apply it; answered with an
+    /// [`crate::ActionReply`] (refused with the problems when the new file is not usable).
+    pub const RELOAD: &str = "/v1/reload";
 }
 
 /// What `dnsd run` prints on stdout, as one JSON line `{"ready":{...}}`, once it serves:
@@ -795,6 +798,9 @@ pub enum RefusalKind {
     Unavailable,
     /// This terminal server does not decide: another one leads (the message names it).
     NotLeader,
+    /// A reload was refused: the new configuration has problems (listed in the message)
+    /// or cannot be applied while dnsd runs (the message says why).
+    ReloadRefused,
 }
 
 impl RefusalKind {
@@ -821,6 +827,7 @@ impl RefusalKind {
             RefusalKind::Unauthorized => "unauthorized",
             RefusalKind::Unavailable => "unavailable",
             RefusalKind::NotLeader => "not_leader",
+            RefusalKind::ReloadRefused => "reload_refused",
         }
     }
 }
