@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod console;
 mod dns;
+mod epoch_guard;
 mod failover;
 mod lab_failover;
 mod lab_smoke;
