@@ -25,9 +25,12 @@ enum Bench {
     Failover(bench::failover::Args),
     /// Mirroring cost (dnsd's pass against rsync by hand) and the data-loss window.
     Mirror(bench::mirror::Args),
+    /// Writes lost at a primary crash: lsyncd (two delays) against dnsd (two intervals,
+    /// two elections).
+    Dataloss(bench::dataloss::Args),
     /// The controller at scale: CPU, memory and down-detection delay for 10 to 1,000 members.
     Scale(bench::scale::Args),
-    /// Internal: the steady writer run inside the primary by `mirror`.
+    /// Internal: the steady writer run inside the primary by `mirror` and `dataloss`.
     #[command(hide = true)]
     Writer(bench::mirror::WriterArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
             Bench::Failover(args) => bench::failover::run(args, &out),
             Bench::Mirror(args) => bench::mirror::run(args, &out),
             Bench::Scale(args) => bench::scale::run(args, &out),
+            Bench::Dataloss(args) => bench::dataloss::run(args, &out),
             Bench::Writer(args) => bench::mirror::writer(args),
         });
     match result {

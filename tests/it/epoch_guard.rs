@@ -40,6 +40,12 @@ fn recorded(state: &Path) -> String {
     std::fs::read_to_string(state).unwrap()
 }
 
+/// A scratch folder for a test of the guard alone, or `None` (said loudly) when
+/// `flock` is missing outside CI.
+fn scratch(test: &str) -> Option<tempfile::TempDir> {
+    require_tools(test, &["flock"]).then(|| tempfile::tempdir().unwrap())
+}
+
 /// The message of a refusal, exactly as the guard prints it.
 fn refusal(epoch: u64, recorded: u64, state: &Path) -> String {
     format!(
@@ -50,42 +56,34 @@ fn refusal(epoch: u64, recorded: u64, state: &Path) -> String {
 
 #[test]
 fn guard_records_higher_and_equal_epochs_and_refuses_lower_ones() {
-    if !require_tools(
-        "guard_records_higher_and_equal_epochs_and_refuses_lower_ones",
-        &["flock"],
-    ) {
+    let Some(dir) = scratch("guard_records_higher_and_equal_epochs_and_refuses_lower_ones") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    // A missing state file (and folder) counts as 0.
+    };
     let state = dir.path().join("epochs/www");
-    let out = guard(&state, &["0"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(recorded(&state), "0\n");
-    let out = guard(&state, &["3"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(recorded(&state), "3\n");
-    assert!(out.stderr.is_empty() && out.stdout.is_empty());
-    // Higher: recorded.
-    let out = guard(&state, &["7"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(recorded(&state), "7\n");
-    // Equal: accepted, nothing changes.
-    let out = guard(&state, &["7"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(recorded(&state), "7\n");
-    // Lower: refused with one line, nothing changes.
-    let out = guard(&state, &["3"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out), refusal(3, 7, &state));
-    assert_eq!(recorded(&state), "7\n");
-    // Leading zeros are decimal, not octal.
-    let out = guard(&state, &["010"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(recorded(&state), "10\n");
-    let out = guard(&state, &["09"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out), refusal(9, 10, &state));
+    // (epoch given, exit status, what the state file holds afterwards); a refusal prints
+    // exactly one line, an acceptance nothing.
+    let steps: [(&str, i32, &str); 7] = [
+        ("0", 0, "0\n"),    // a missing state file (and folder) counts as 0
+        ("3", 0, "3\n"),    // higher: recorded
+        ("7", 0, "7\n"),    // higher again
+        ("7", 0, "7\n"),    // equal: accepted, nothing changes
+        ("3", 1, "7\n"),    // lower: refused, nothing changes
+        ("010", 0, "10\n"), // leading zeros are decimal, not octal
+        ("09", 1, "10\n"),
+    ];
+    for (epoch, code, after) in steps {
+        let out = guard(&state, &[epoch]);
+        assert_eq!(out.status.code(), Some(code), "{epoch}: {}", stderr(&out));
+        assert_eq!(recorded(&state), after, "after {epoch}");
+        assert!(out.stdout.is_empty());
+        let want = if code == 0 {
+            String::new()
+        } else {
+            let given: u64 = epoch.parse().unwrap();
+            refusal(given, after.trim().parse().unwrap(), &state)
+        };
+        assert_eq!(stderr(&out), want, "{epoch}");
+    }
     // Nothing is left beside the state file but its lock.
     let mut left: Vec<String> = std::fs::read_dir(dir.path().join("epochs"))
         .unwrap()
@@ -97,13 +95,10 @@ fn guard_records_higher_and_equal_epochs_and_refuses_lower_ones() {
 
 #[test]
 fn guard_rejects_bad_usage_and_never_takes_an_unreadable_state_for_zero() {
-    if !require_tools(
-        "guard_rejects_bad_usage_and_never_takes_an_unreadable_state_for_zero",
-        &["flock"],
-    ) {
+    let Some(dir) = scratch("guard_rejects_bad_usage_and_never_takes_an_unreadable_state_for_zero")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let state = dir.path().join("www");
     for args in [
         &[][..],
@@ -273,13 +268,11 @@ fn concurrent_round(dir: &Path, round: usize, initial: u64) {
 
 #[test]
 fn concurrent_guards_keep_the_highest_epoch_and_refuse_only_for_recorded_ones() {
-    if !require_tools(
-        "concurrent_guards_keep_the_highest_epoch_and_refuse_only_for_recorded_ones",
-        &["flock"],
-    ) {
+    let Some(dir) =
+        scratch("concurrent_guards_keep_the_highest_epoch_and_refuse_only_for_recorded_ones")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     // Several rounds: each is 50 racing calls, from a low and from a middling start.
     for round in 0..6 {
         concurrent_round(dir.path(), round, if round % 2 == 0 { 0 } else { 500 });
@@ -296,13 +289,9 @@ fn concurrent_guards_keep_the_highest_epoch_and_refuse_only_for_recorded_ones() 
 /// their state under `dir/epochs`.
 #[test]
 fn example_hooks_call_the_guard_before_anything_else() {
-    if !require_tools(
-        "example_hooks_call_the_guard_before_anything_else",
-        &["flock"],
-    ) {
+    let Some(dir) = scratch("example_hooks_call_the_guard_before_anything_else") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let sbin = dir.path().join("sbin");
     std::fs::create_dir(&sbin).unwrap();
     std::fs::copy(etc("dnsd-epoch-guard"), sbin.join("dnsd-epoch-guard")).unwrap();
