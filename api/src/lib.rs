@@ -412,6 +412,17 @@ pub struct ServiceStatus {
     /// Who a failover would promote now, if anyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// Why `next` would win: "holds the freshest copy (pass #12; app2 #11 only)" or "the
+    /// next eligible member in round-robin order".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reason: Option<String>,
+    /// The election rule: "freshest" or "round-robin".
+    #[serde(default)]
+    pub election: String,
+    /// Why this service risks two primaries in a partition (mirrored, automatic
+    /// failover, neither fence nor demote), unless the operator chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain_risk: Option<String>,
     /// A primary change in progress, in words (e.g. "switchover to app1: final sync").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transition: Option<String>,
@@ -516,6 +527,13 @@ pub struct PassReport {
     pub kept_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_dir: Option<String>,
+    /// Stale files the pass replaced without keeping them (a pass that sorted what it
+    /// overwrote: the first after a change of primary or a member's return).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_files: Option<u64>,
+    /// The pass's number in its service: a higher number is a later copy.
+    #[serde(default)]
+    pub pass: u64,
 }
 
 impl Status {

@@ -45,6 +45,8 @@ fn synced(ago_ms: u64) -> SyncStatus {
             kept_files: None,
             kept_bytes: None,
             kept_dir: None,
+            replaced_files: None,
+            pass: 41,
         }),
     }
 }
@@ -69,6 +71,9 @@ fn www(members: Vec<MemberStatus>, primary: &str, epoch: u64, next: Option<&str>
         paused: false,
         stranded: false,
         next: next.map(str::to_owned),
+        next_reason: None,
+        election: "freshest".into(),
+        split_brain_risk: None,
         transition: None,
         paths: vec!["/srv/data".into()],
         max_lag_ms: 9000,
@@ -129,6 +134,9 @@ pub(crate) fn three_members() -> Status {
         paused: true,
         stranded: false,
         next: Some("app3".into()),
+        next_reason: None,
+        election: "round-robin".into(),
+        split_brain_risk: None,
         transition: None,
         paths: vec![],
         max_lag_ms: 30_000,

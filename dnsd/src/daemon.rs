@@ -51,10 +51,13 @@ pub async fn run(
         mirror: _,
     } = &*config;
 
+    for warning in config.warnings() {
+        warn!(key = %warning.path, "{}", warning.message);
+    }
     // State first: a daemon that cannot keep its decisions should not make any.
-    let store = StateStore::open(&state_config.dir).context("state directory")?;
+    let store = StateStore::open(&state_config.dir)?;
     let start = now_ms();
-    let (persisted, state_note) = match store.load(start).context("state file")? {
+    let (persisted, state_note) = match store.load(start)? {
         Loaded::Fresh => (None, None),
         Loaded::State(p) => (Some(p), None),
         Loaded::SetAside { problem, moved_to } => (
@@ -188,7 +191,9 @@ pub async fn run(
             "passes or hooks still running at shutdown; they end with the process"
         );
     }
-    driver.persist().await;
+    // The last write: a failure has been logged and recorded already, and there is no
+    // decision left to withdraw.
+    let _ = driver.persist().await;
     Ok(())
 }
 

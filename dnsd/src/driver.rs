@@ -14,7 +14,9 @@ use tokio::sync::broadcast;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::controller::{Controller, Effect, Millis, NodeId, PassId, ServiceId, describe};
+use crate::controller::{
+    Controller, Effect, Millis, NodeId, PassId, ServiceId, Withdrawn, describe,
+};
 use crate::dns::SharedZone;
 use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
@@ -49,6 +51,8 @@ pub(crate) struct Driver {
     running: HashMap<PassId, (ServiceId, NodeId, Option<PassProgress>)>,
     /// Bytes mirrored to each (service, member) since start: literal, matched.
     mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
+    /// State file writes that failed since start.
+    persist_failures: u64,
 }
 
 impl Driver {
@@ -77,6 +81,7 @@ impl Driver {
             executor,
             running: HashMap::new(),
             mirrored: BTreeMap::new(),
+            persist_failures: 0,
         }
     }
 
@@ -92,9 +97,20 @@ impl Driver {
     }
 
     /// Carries out effects in the order that keeps DNS behind the state file.
-    pub(crate) async fn apply(&mut self, effects: Vec<Effect>) {
+    /// Carries out effects in the order that keeps DNS behind the state file: a change
+    /// of primary the state file could not take is withdrawn before anything of it is
+    /// published, recorded or started.
+    pub(crate) async fn apply(&mut self, mut effects: Vec<Effect>) {
         if effects.contains(&Effect::Persist) {
-            self.persist().await;
+            match self.persist().await {
+                Ok(()) => self.controller.persisted_ok(),
+                Err(problem) => {
+                    let (more, withdrawn) = self.controller.persist_failed(&problem, now_ms());
+                    effects.retain(|e| !withdrawn_effect(e, &withdrawn));
+                    // The state file is failing: the next input tries it again.
+                    effects.extend(more.into_iter().filter(|e| *e != Effect::Persist));
+                }
+            }
         }
         if effects.contains(&Effect::Publish) {
             self.publish();
@@ -136,17 +152,21 @@ impl Driver {
         self.apply(fx).await;
     }
 
-    pub(crate) async fn persist(&mut self) {
+    /// Writes the controller's state; a failure is logged, recorded as an event and
+    /// counted, and returned in words.
+    pub(crate) async fn persist(&mut self) -> Result<(), String> {
         let state = self.controller.persisted();
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.save(&state)).await;
         let problem = match result {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
             Err(e) => format!("state writer task failed: {e}"),
         };
+        self.persist_failures += 1;
         error!(error = %problem, "cannot persist state; roles will not survive a restart until this is fixed");
-        self.record(Event::new(now_ms(), EventKind::State, problem));
+        self.record(Event::new(now_ms(), EventKind::State, problem.clone()));
+        Err(problem)
     }
 
     fn publish(&mut self) {
@@ -239,6 +259,7 @@ impl Driver {
                     status: self.status(),
                     failovers: self.failovers.clone(),
                     mirrored,
+                    persist_failures: self.persist_failures,
                 });
             }
         }
@@ -271,5 +292,24 @@ fn log_event(e: &Event) {
         _ => {
             info!(kind = %e.kind, service, node, old_primary = old, new_primary = new, epoch, "{}", e.reason)
         }
+    }
+}
+
+/// Whether `effect` belongs to a change of primary the controller withdrew: its DNS
+/// publication, its commit event, and the work the new primary's first moments ordered.
+fn withdrawn_effect(effect: &Effect, withdrawn: &[Withdrawn]) -> bool {
+    match effect {
+        Effect::Publish => !withdrawn.is_empty(),
+        Effect::Event(e) => withdrawn.iter().any(|w| {
+            e.epoch == Some(w.epoch)
+                && e.service.as_deref() == Some(w.name.as_str())
+                && matches!(
+                    e.kind,
+                    EventKind::Failover | EventKind::Promotion | EventKind::Failback
+                )
+        }),
+        Effect::StartSync(o) => withdrawn.iter().any(|w| w.service == o.service),
+        Effect::RunHook(o) => withdrawn.iter().any(|w| w.service == o.service),
+        Effect::Persist => false,
     }
 }

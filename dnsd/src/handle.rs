@@ -35,6 +35,8 @@ pub struct Metrics {
     pub failovers: BTreeMap<String, u64>,
     /// Bytes mirrored since start per (service, member): literal, matched.
     pub mirrored: Vec<(String, String, u64, u64)>,
+    /// State file writes that failed since start.
+    pub persist_failures: u64,
 }
 
 /// The driver went away: the daemon is shutting down.

@@ -5,6 +5,7 @@
 //! decision core; [`dns`] serves the zone from snapshots the daemon publishes;
 //! [`state`] persists the controller's decisions; [`daemon`] wires them together.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod controller;

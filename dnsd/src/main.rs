@@ -53,6 +53,10 @@ fn main() -> ExitCode {
                     cfg.services.len(),
                     cfg.dns.zone
                 );
+                // Valid but risky: said out loud, the exit status unchanged.
+                for warning in cfg.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -15,6 +15,7 @@
 //!    --backup-dir=<path>.dnsd-kept/epoch-<N>`, and the files that folder gained are
 //!    counted on B (`find`) and reported.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::config::{Config, HOOK_PLACEHOLDERS, NodeConfig};
 use crate::controller::{
-    Ended, Hook, HookError, HookId, HookOrder, Kept, LocalEnd, NodeId, PassError, PassId,
-    PassSummary, SyncOrder,
+    Ended, Hook, HookError, HookId, HookOrder, Keep, Kept, LocalEnd, NodeId, PassError, PassId,
+    PassSummary, SourceClock, SyncOrder,
 };
 
 /// Progress updates of one pass are sent at most this often.
@@ -224,25 +225,41 @@ impl Executor {
                 source: Box::new(source),
             }
         })?;
-        let mut summary = PassSummary::default();
-        let mut kept_total: Option<Kept> = None;
+        let dest = connector.get(&to_addr).map_err(connect_error(to))?;
+        let source = connector
+            .get(&from.address.to_string())
+            .map_err(connect_error(from))?;
+        // The pass carries its epoch: a member that knows a newer one refuses it.
+        if let Some(guard) = &service.hooks.epoch_guard {
+            for (node, session) in [(to, &dest), (from, &source)] {
+                let argv = hook_argv(guard, &service.name, node, order.epoch);
+                remote(session, &argv, "epoch guard", &node.name)?;
+            }
+        }
+        // What the source's clock says as the pass starts: files it changes after this
+        // are not in this copy.
+        let source_clock = remote(
+            &source,
+            &["date", "+%s.%N"],
+            "reading the clock",
+            &from.name,
+        )
+        .ok()
+        .and_then(|out| SourceClock::parse(&out));
+        let mut summary = PassSummary {
+            source_clock,
+            ..PassSummary::default()
+        };
         let paths = service.paths.len();
         for (k, path) in service.paths.iter().enumerate() {
             let src_dir = rooted(from.root.as_deref(), path);
             let dest_dir = rooted(to.root.as_deref(), path);
             let mut spec = mirror.pass(src_dir, &to_addr, dest_dir.clone());
-            let kept_dir = order.keep_epoch.map(|epoch| kept_dir(&dest_dir, epoch));
-            let dest = match &kept_dir {
-                Some(_) => Some(connector.get(&to_addr).map_err(connect_error(to))?),
-                None => None,
-            };
-            let before = match (&kept_dir, &dest) {
-                (Some(dir), Some(dest)) => {
-                    spec.backup_dir = Some(dir.clone());
-                    Some(count_files(dest, dir)?)
-                }
-                _ => None,
-            };
+            let sorting = order.keep.as_ref().map(|keep| {
+                let (staging, kept) = keep_dirs(&dest_dir, order.epoch, order.number);
+                spec.backup_dir = Some(staging.clone());
+                (keep, staging, kept)
+            });
             let mut last_sent = Instant::now() - PROGRESS_EVERY;
             let mut on_progress = |p: &Progress| {
                 if last_sent.elapsed() >= PROGRESS_EVERY {
@@ -262,38 +279,64 @@ impl Executor {
                     });
                 }
             };
-            let stats = Self::with_session(connector, from, connect_error(from), |source| {
+            let outcome = Self::with_session(connector, from, connect_error(from), |source| {
                 run_pass(source, &spec, &mut on_progress).map_err(|e| {
                     let session_failed = matches!(e, rsync_sync::rsync::PassError::Ssh { .. });
                     let error = PassError::Rsync {
                         from: from.name.clone(),
                         to: to.name.clone(),
+                        kept: None,
                         source: Box::new(e),
                     };
                     (session_failed, error)
                 })
+            });
+            // What rsync set aside is sorted even when it failed half-way: the files it
+            // overwrote before failing may hold writes the primary lacks.
+            let sorted = match &sorting {
+                Some((keep, staging, kept)) => {
+                    Some(sort_aside(&dest, keep, staging, kept, &to.name)?)
+                }
+                None => None,
+            };
+            if let Some(sorted) = sorted {
+                let total = summary.kept.get_or_insert(Kept {
+                    files: 0,
+                    bytes: 0,
+                    dir: String::new(),
+                    replaced: 0,
+                });
+                total.files += sorted.files;
+                total.bytes += sorted.bytes;
+                total.replaced += sorted.replaced;
+                if !sorted.dir.is_empty() {
+                    if !total.dir.is_empty() {
+                        total.dir.push_str(", ");
+                    }
+                    total.dir.push_str(&sorted.dir);
+                }
+            }
+            let stats = outcome.map_err(|e| match e {
+                PassError::Rsync {
+                    from, to, source, ..
+                } => PassError::Rsync {
+                    from,
+                    to,
+                    kept: summary
+                        .kept
+                        .as_ref()
+                        .filter(|k| k.files > 0)
+                        .map(|k| k.dir.clone()),
+                    source,
+                },
+                other => other,
             })?;
             summary.files_transferred += stats.files_transferred;
             summary.literal_bytes += stats.literal_bytes;
             summary.matched_bytes += stats.matched_bytes;
             summary.bytes_sent += stats.bytes_sent;
             summary.bytes_received += stats.bytes_received;
-            if let (Some(dir), Some(dest), Some((files0, bytes0))) = (kept_dir, &dest, before) {
-                let (files1, bytes1) = count_files(dest, &dir)?;
-                let total = kept_total.get_or_insert(Kept {
-                    files: 0,
-                    bytes: 0,
-                    dir: String::new(),
-                });
-                total.files += files1.saturating_sub(files0);
-                total.bytes += bytes1.saturating_sub(bytes0);
-                if !total.dir.is_empty() {
-                    total.dir.push_str(", ");
-                }
-                total.dir.push_str(&dir.display().to_string());
-            }
         }
-        summary.kept = kept_total;
         summary.duration_ms = started.elapsed().as_millis() as u64;
         debug!(
             files = summary.files_transferred,
@@ -362,38 +405,111 @@ impl Executor {
     }
 }
 
-/// Where a pass keeps what it would delete or overwrite under `dest_dir`.
-pub fn kept_dir(dest_dir: &Path, epoch: u64) -> PathBuf {
-    PathBuf::from(format!("{}.dnsd-kept/epoch-{epoch}", dest_dir.display()))
+/// Where a pass that sorts what it overwrites puts it under `dest_dir`: first aside into
+/// a staging folder (rsync's `--backup-dir`), then what holds writes the primary lacks
+/// into a folder of this pass's own, never reused: `<dest>.dnsd-kept/epoch-4-pass-17`.
+pub fn keep_dirs(dest_dir: &Path, epoch: u64, number: u64) -> (PathBuf, PathBuf) {
+    let base = format!("{}.dnsd-kept", dest_dir.display());
+    (
+        PathBuf::from(format!("{base}/.staging-epoch-{epoch}-pass-{number}")),
+        PathBuf::from(format!("{base}/epoch-{epoch}-pass-{number}")),
+    )
 }
 
-/// Files and bytes under `dir` on the session's host; a missing folder holds nothing.
-fn count_files(session: &Session, dir: &Path) -> Result<(u64, u64), PassError> {
-    let dir_arg = dir.display().to_string();
-    let out = session
-        .exec(&["find", dir_arg.as_str(), "-type", "f", "-printf", "%s\\n"])
-        .map_err(|source| PassError::CountKept {
-            dir: dir.to_owned(),
-            source: Box::new(source),
-        })?;
-    if !out.status.success() {
-        if out.stderr.contains("No such file or directory") {
-            return Ok((0, 0));
+/// Sorts what a pass set aside in `staging` on the member: files `keep` says hold writes
+/// the primary lacks go to `kept` (created only if there is any), the stale rest are
+/// deleted and counted. One `find` per class; every value is a positional argument of a
+/// fixed script, never part of it.
+const SORT_ASIDE: &str = r#"set -eu
+staging=$1 rule=$2 kept=$3
+[ -d "$staging" ] || exit 0
+case $rule in
+  everything) ;;
+  nothing) find "$staging" -type f -printf 'replaced %s\n' -delete ;;
+  *) find "$staging" -type f ! -newermt "$rule" -printf 'replaced %s\n' -delete ;;
+esac
+find "$staging" -type f -printf 'kept %s\n'
+if [ -n "$(find "$staging" -type f -print -quit)" ]; then
+  mv "$staging" "$kept"
+else
+  rm -rf "$staging"
+fi
+"#;
+
+fn sort_aside(
+    session: &Session,
+    keep: &Keep,
+    staging: &Path,
+    kept: &Path,
+    node: &str,
+) -> Result<Kept, PassError> {
+    let rule = match keep {
+        Keep::Nothing => "nothing".to_owned(),
+        Keep::Everything => "everything".to_owned(),
+        Keep::NewerThan(clock) => clock.to_string(),
+    };
+    let (staging, kept) = (staging.display().to_string(), kept.display().to_string());
+    let out = remote(
+        session,
+        &["sh", "-c", SORT_ASIDE, "sh", &staging, &rule, &kept],
+        "sorting what the pass set aside",
+        node,
+    )?;
+    let mut sorted = Kept {
+        files: 0,
+        bytes: 0,
+        dir: String::new(),
+        replaced: 0,
+    };
+    for line in out.lines() {
+        match line.split_once(' ') {
+            Some(("kept", size)) => {
+                sorted.files += 1;
+                sorted.bytes += size.trim().parse::<u64>().unwrap_or(0);
+            }
+            Some(("replaced", _)) => sorted.replaced += 1,
+            _ => {}
         }
-        return Err(PassError::CountKeptFailed {
-            dir: dir.to_owned(),
-            stderr: out.stderr.trim().to_owned(),
-        });
     }
-    let mut files = 0;
-    let mut bytes = 0;
-    for line in out.stdout.lines() {
-        if let Ok(size) = line.trim().parse::<u64>() {
-            files += 1;
-            bytes += size;
-        }
+    if sorted.files > 0 {
+        sorted.dir = kept;
     }
-    Ok((files, bytes))
+    Ok(sorted)
+}
+
+/// Runs a command on a member for a pass; its stdout, or why it failed.
+fn remote<S: AsRef<str>>(
+    session: &Session,
+    argv: &[S],
+    what: &'static str,
+    node: &str,
+) -> Result<String, PassError> {
+    let out = session.exec(argv).map_err(|source| PassError::Remote {
+        what,
+        node: node.to_owned(),
+        source: Box::new(source),
+    })?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    Err(PassError::RemoteFailed {
+        what,
+        node: node.to_owned(),
+        detail: last_line(&out.stderr)
+            .or_else(|| last_line(&out.stdout))
+            .unwrap_or_else(|| out.status.to_string()),
+    })
+}
+
+/// A hook's argv with its placeholders replaced for `node` and `epoch`.
+fn hook_argv(argv: &[String], service: &str, node: &NodeConfig, epoch: u64) -> Vec<String> {
+    let values = [
+        service.to_owned(),
+        node.name.clone(),
+        node.address.to_string(),
+        epoch.to_string(),
+    ];
+    argv.iter().map(|a| substitute(a, &values)).collect()
 }
 
 /// Replaces `{service}`, `{node}`, `{address}` and `{epoch}` in one argument.
@@ -413,9 +529,15 @@ fn last_line(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// How much of a local command's output is kept (the end of it) for its error message.
+const OUTPUT_TAIL: usize = 64 * 1024;
+
 /// Runs a fence command on the terminal server, no shell, with the service, node,
-/// address and epoch also in the environment; kills it after `timeout`.
+/// address and epoch also in the environment. Its output is read while it runs (a
+/// chatty command never blocks on a full pipe), and after `timeout` its whole process
+/// group is killed, children it started included.
 fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result<(), HookError> {
+    use std::os::unix::process::CommandExt as _;
     let Some((program, args)) = argv.split_first() else {
         return Err(HookError::NotConfigured(Hook::Fence));
     };
@@ -431,41 +553,70 @@ fn run_local(argv: &[String], values: &[String; 4], timeout: Duration) -> Result
         .env("DNSD_ADDRESS", &values[2])
         .env("DNSD_EPOCH", &values[3])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that a timeout reaches everything it started.
+        .process_group(0)
         .spawn()
         .map_err(|e| local("run", e))?;
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
     let deadline = Instant::now() + timeout;
-    loop {
+    let ended = loop {
         match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = stderr.read_to_string(&mut err);
-                }
-                return Err(HookError::LocalFailed {
-                    program: program.clone(),
-                    ended: LocalEnd::Exited(status),
-                    detail: last_line(&err),
-                });
-            }
+            Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
-                if let Err(e) = child.kill() {
+                // The group's id is the child's pid (process_group(0) above).
+                let group = child.id() as libc::pid_t;
+                // SAFETY: killpg only sends a signal to the process group we created.
+                if unsafe { libc::killpg(group, libc::SIGKILL) } != 0 {
+                    let e = std::io::Error::last_os_error();
                     warn!(%program, error = %e, "cannot kill a fence command that timed out");
                 }
                 let _ = child.wait();
-                return Err(HookError::LocalFailed {
-                    program: program.clone(),
-                    ended: LocalEnd::TimedOut(timeout),
-                    detail: None,
-                });
+                break Err(LocalEnd::TimedOut(timeout));
             }
-            Err(e) => return Err(local("wait for", e)),
+            Err(e) => {
+                break Err(LocalEnd::Exited(match child.wait() {
+                    Ok(status) => status,
+                    Err(_) => return Err(local("wait for", e)),
+                }));
+            }
         }
-    }
+    };
+    // The readers end once every process holding the pipes has ended.
+    let text = |reader: Option<std::thread::JoinHandle<String>>| {
+        reader.and_then(|r| r.join().ok()).unwrap_or_default()
+    };
+    let (out, err) = (text(stdout), text(stderr));
+    let ended = match ended {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => LocalEnd::Exited(status),
+        Err(why) => why,
+    };
+    Err(HookError::LocalFailed {
+        program: program.clone(),
+        ended,
+        detail: last_line(&err).or_else(|| last_line(&out)),
+    })
+}
+
+/// Reads a pipe to its end on a thread of its own, keeping the last [`OUTPUT_TAIL`] bytes.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut tail: VecDeque<u8> = VecDeque::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend(&buf[..n]);
+            let excess = tail.len().saturating_sub(OUTPUT_TAIL);
+            tail.drain(..excess);
+        }
+        String::from_utf8_lossy(tail.make_contiguous()).into_owned()
+    })
 }
 
 #[cfg(test)]
@@ -489,10 +640,13 @@ mod tests {
     }
 
     #[test]
-    fn kept_folder_is_beside_the_data_and_named_for_the_epoch() {
+    fn kept_folder_is_beside_the_data_and_named_for_the_epoch_and_pass() {
         assert_eq!(
-            kept_dir(Path::new("/srv/data"), 4),
-            PathBuf::from("/srv/data.dnsd-kept/epoch-4")
+            keep_dirs(Path::new("/srv/data"), 4, 17),
+            (
+                PathBuf::from("/srv/data.dnsd-kept/.staging-epoch-4-pass-17"),
+                PathBuf::from("/srv/data.dnsd-kept/epoch-4-pass-17")
+            )
         );
     }
 
@@ -524,6 +678,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("timed out"), "{e}");
+        // A fence that writes far more than a pipe holds still ends when it exits.
+        let chatty = [
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' x >&2; echo done >&2; exit 3",
+        ]
+        .map(String::from);
+        let e = run_local(&chatty, &values, Duration::from_secs(20))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exit status: 3") && e.ends_with("done"), "{e}");
+        // A timeout kills what the fence started too, not only the fence itself.
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let spawner = [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+        ];
+        let e = run_local(&spawner, &values, Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timed out"), "{e}");
+        let pid: libc::pid_t = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed: gone, or a zombie waiting for init to reap it (state Z). SIGKILL is
+        // delivered asynchronously, so the process may need a moment to get there.
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next())
+                })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(state(), None | Some('Z')) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            matches!(state(), None | Some('Z')),
+            "the fence's child {pid} survived its timeout (state {:?})",
+            state()
+        );
         let missing = ["/nonexistent/fence".to_owned()];
         assert!(
             crate::controller::describe(

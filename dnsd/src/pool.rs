@@ -32,6 +32,7 @@ pub fn topology(config: &Config) -> Topology {
                     },
                     on_no_candidate: s.on_no_candidate,
                     fencing: s.fencing,
+                    election: s.election,
                     promote_hook: s.hooks.promote.is_some(),
                     demote_hook: s.hooks.demote.is_some(),
                 },

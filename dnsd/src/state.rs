@@ -34,7 +34,9 @@ pub enum StateError {
     },
     #[error("state directory {dir} is in use by another dnsd (lock {path} is held)")]
     Locked { dir: PathBuf, path: PathBuf },
-    #[error("cannot read state file {path}: {error}")]
+    #[error(
+        "cannot read state file {path}: {error}; dnsd does not start without the roles it holds there: make it readable, or move it aside to start from the configuration"
+    )]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -188,6 +190,7 @@ mod tests {
         Persisted {
             serial: 12,
             services: vec![PersistedService {
+                passes: 0,
                 name: "www".into(),
                 primary: "app2".into(),
                 epoch: 3,

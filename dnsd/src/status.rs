@@ -11,7 +11,9 @@ use dnsd_api::{
 use heartbeat::Health;
 
 use crate::config::Config;
-use crate::controller::{Controller, Failback, Fencing, Millis, NodeId, PassId, ServiceId};
+use crate::controller::{
+    Controller, Election, Failback, Fencing, Millis, NodeId, PassId, ServiceId,
+};
 use crate::mirror::PassProgress;
 
 /// Probe results kept per member for sparklines.
@@ -66,6 +68,7 @@ impl View<'_> {
             .service_ids()
             .map(|s| {
                 let name = c.service_name(s);
+                let choice = c.choice(s);
                 ServiceStatus {
                     name: name.to_owned(),
                     fqdn: format!("{name}.{}", cfg.dns.zone),
@@ -74,7 +77,13 @@ impl View<'_> {
                     epoch: c.epoch(s),
                     paused: c.paused(s),
                     stranded: c.stranded(s),
-                    next: c.next_candidate(s).map(|n| c.node_name(n).to_owned()),
+                    next: choice.as_ref().map(|(n, _)| c.node_name(*n).to_owned()),
+                    next_reason: choice.map(|(_, why)| why),
+                    election: match c.policy(s).election {
+                        Election::Freshest => "freshest".to_owned(),
+                        Election::RoundRobin => "round-robin".to_owned(),
+                    },
+                    split_brain_risk: cfg.service(s).split_brain_risk().map(str::to_owned),
                     transition: c.transition(s),
                     paths: cfg
                         .service(s)
@@ -149,8 +158,8 @@ impl View<'_> {
             .find(|(rs, rn, _)| *rs == s && *rn == n)
             .and_then(|(_, _, p)| *p);
         Some(SyncStatus {
-            last_sync_ms: v.watermark.map(|w| w.at),
-            lag_ms: v.watermark.map(|w| now.saturating_sub(w.at)),
+            last_sync_ms: v.watermark.as_ref().map(|w| w.at),
+            lag_ms: v.watermark.as_ref().map(|w| now.saturating_sub(w.at)),
             resyncing: v.resyncing,
             running: v.running.map(|(kind, started)| RunningPass {
                 kind: kind.to_string(),
@@ -172,7 +181,9 @@ impl View<'_> {
                 duration_ms: l.duration_ms,
                 kept_files: l.kept.as_ref().map(|k| k.files),
                 kept_bytes: l.kept.as_ref().map(|k| k.bytes),
-                kept_dir: l.kept.map(|k| k.dir),
+                replaced_files: l.kept.as_ref().map(|k| k.replaced),
+                kept_dir: l.kept.map(|k| k.dir).filter(|d| !d.is_empty()),
+                pass: v.watermark.as_ref().map_or(0, |w| w.pass),
             }),
         })
     }

@@ -128,3 +128,78 @@ fn a_corrupt_state_file_is_moved_aside_and_reported() {
     );
     assert!(dnsd.log().contains("was unusable"), "and logged");
 }
+
+/// A minimal configuration in `dir`, with a `[[service]]` body of `service_keys`.
+fn small_config(dir: &std::path::Path, service_keys: &str) -> String {
+    format!(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"svc.test.\"\nnameservers = [{{ name = \"ns1.svc.test.\", address = \"127.0.0.1\" }}]\n[control]\nsocket = \"{d}/c.sock\"\n[state]\ndir = \"{d}/state\"\n[mirror]\nidentity = \"{d}/id\"\nknown_hosts = \"{d}/known_hosts\"\n[[node]]\nname = \"a\"\naddress = \"127.0.0.1\"\n[[service]]\nname = \"www\"\nnodes = [\"a\"]\n{service_keys}\n",
+        d = dir.display()
+    )
+}
+
+#[test]
+fn a_state_file_that_cannot_be_read_stops_start_up_naming_the_file_the_cause_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A directory where the state file should be: reading it fails, as a file with the
+    // wrong permissions or on a failing disk would for a non-root dnsd.
+    std::fs::create_dir_all(state.join("state.json")).unwrap();
+    let file = dir.path().join("dnsd.toml");
+    std::fs::write(&file, small_config(dir.path(), "")).unwrap();
+    let out = dnsd(&["run", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let path = state.join("state.json");
+    assert!(
+        err.contains(&format!("cannot read state file {}", path.display()))
+            && err.contains("Is a directory")
+            && err.contains("make it readable, or move it aside"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_warns_of_an_unfenced_mirrored_service_and_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |keys: &str| {
+        let file = dir.path().join("dnsd.toml");
+        std::fs::write(&file, small_config(dir.path(), keys)).unwrap();
+        let out = dnsd(&["check-config", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let risky = check("paths = [\"/srv/data\"]");
+    assert!(
+        risky.contains("warning: service[0]: www: mirrored with automatic failover and neither fence nor demote"),
+        "{risky}"
+    );
+    for safe in [
+        "paths = [\"/srv/data\"]\nfence = [\"/usr/local/sbin/fence\", \"{address}\"]",
+        "paths = [\"/srv/data\"]\npromote = [\"/p\"]\ndemote = [\"/d\"]",
+        "paths = [\"/srv/data\"]\nfencing = \"none\"",
+    ] {
+        assert_eq!(check(safe), "", "{safe}");
+    }
+}
+
+#[test]
+fn check_config_refuses_demote_without_promote_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dnsd.toml");
+    std::fs::write(
+        &file,
+        small_config(dir.path(), "paths = [\"/srv/data\"]\ndemote = [\"/d\"]"),
+    )
+    .unwrap();
+    let out = dnsd(&["check-config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("service[0].demote: needs a promote hook too"),
+        "{err}"
+    );
+}

@@ -304,7 +304,9 @@ fn tui_in_tmux_shows_a_failover_and_fails_back_on_b() {
     );
     let heartbeat = "protocol = \"tcp\"\nport = 7\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 3\nrise = 2";
     let mut cfg = lab_config(&lab, dir.path(), heartbeat, &mirror);
-    cfg.push_str("paths = [\"/srv/data\"]\nfailback = \"manual\"\n");
+    // Round-robin: the failover below goes to h2, the next in order (under "freshest" it
+    // would go to whichever of h2 and h3 last completed a later pass).
+    cfg.push_str("paths = [\"/srv/data\"]\nfailback = \"manual\"\nelection = \"round-robin\"\n");
     let dnsd = Dnsd::start(dir.path(), &cfg, &[]).unwrap();
     let rt = runtime();
     let client = dnsd.client();
@@ -555,30 +557,37 @@ fn headless_demo_fails_over_mirrors_and_stops_cleanly() {
     demo.command("kill app1");
     let reply = demo.line("ok: app1 killed", Duration::from_secs(10));
     assert!(reply.contains("sshd stopped"), "{reply}");
-    assert!(
-        answers(addrs[1]),
-        "www never moved to app2; dnsd log:\n{}",
-        dnsd_log()
-    );
-    // The writer follows the primary: app2's copy of writes.log grows on app2.
+    // The demo elects the freshest copy: app2 or app3, whichever completed the later pass.
+    let moved = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        let answer = dig_short(dns, "www.demo.test.", "A");
+        [1, 2]
+            .into_iter()
+            .find(|&i| answer == vec![addrs[i].to_string()])
+    });
+    let Some(new) = moved else {
+        panic!("www never moved to app2 or app3; dnsd log:\n{}", dnsd_log());
+    };
+    let (new_n, other_n) = (new + 1, if new == 1 { 3 } else { 2 });
+    // The writer follows the primary: the new primary's writes.log grows there.
+    let written = format!("written on app{new_n}");
     let writes = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
-        std::fs::read_to_string(data(2).join("writes.log"))
+        std::fs::read_to_string(data(new_n).join("writes.log"))
             .ok()
-            .filter(|t| t.contains("written on app2"))
+            .filter(|t| t.contains(&written))
     });
     assert!(
         writes.is_some(),
-        "nothing written on app2 after the failover"
+        "nothing written on app{new_n} after the failover"
     );
-    // And it is mirrored to app3, app2's secondary now.
+    // And it is mirrored to the other secondary.
     let mirrored = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
-        std::fs::read_to_string(data(3).join("writes.log"))
+        std::fs::read_to_string(data(other_n).join("writes.log"))
             .ok()
-            .filter(|t| t.contains("written on app2"))
+            .filter(|t| t.contains(&written))
     });
     assert!(
         mirrored.is_some(),
-        "app2's writes never reached app3; dnsd log:\n{}",
+        "app{new_n}'s writes never reached app{other_n}; dnsd log:\n{}",
         dnsd_log()
     );
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cluster_etcd;
 mod console;
 mod dns;
 mod epoch_guard;

@@ -328,19 +328,18 @@ fn lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes() {
     let resynced = s.wait_event("h1 resynced", Duration::from_secs(60), |e| {
         e.kind == EventKind::Resynced && e.node.as_deref() == Some(h1.as_str())
     });
-    assert!(
-        resynced
-            .reason
-            .contains("were kept in /srv/data.dnsd-kept/epoch-2"),
-        "{}",
-        resynced.reason
-    );
-    let kept = s
-        .lab
-        .data_path(s.h(0))
-        .parent()
-        .unwrap()
-        .join("data.dnsd-kept/epoch-2");
+    // Both files were written on h1 after h3's last copy started: they hold writes the
+    // new primary lacks, and are kept in this resync's own folder.
+    let dir = resynced
+        .reason
+        .split_once("2 file(s) with writes the primary lacks")
+        .and_then(|(_, rest)| rest.split_once(" kept in /srv/data.dnsd-kept/epoch-2-pass-"))
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .map(|(pass, _)| format!("data.dnsd-kept/epoch-2-pass-{pass}"));
+    let Some(dir) = dir else {
+        panic!("the event says what was kept where: {}", resynced.reason);
+    };
+    let kept = s.lab.data_path(s.h(0)).parent().unwrap().join(dir);
     assert_eq!(
         std::fs::read_to_string(kept.join("only-on-h1.txt")).unwrap(),
         "written on h1 alone\n"
@@ -381,6 +380,7 @@ fn lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes() {
 /// Hooks that make the demote real: a writer on the primary stops at demote, and the
 /// demote waits until it has stopped, so the final sync sees every write.
 const WRITER_HOOKS: &str = r#"
+election = "round-robin"
 failback = "auto"
 failback_after = "2s"
 demote = ["sh", "-c", "touch /srv/demoted; for i in $(seq 1 100); do [ -e /srv/writer.stopped ] && exit 0; sleep 0.1; done; echo writer still running >&2; exit 1"]
@@ -456,6 +456,7 @@ fn automatic_failback_loses_no_write_made_on_the_interim_primary() {
 #[test]
 fn a_failing_promote_hook_during_failback_rolls_back_to_the_old_primary() {
     let hooks = r#"
+election = "round-robin"
 promote = ["sh", "-c", "if [ {node} = h1 ] && [ -e /srv/refuse ]; then echo 'h1 refuses' >&2; exit 3; fi; echo {epoch} >> /srv/promotions"]
 demote = ["sh", "-c", "echo demoted >> /srv/demotions"]
 "#;

@@ -10,7 +10,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use super::{palette, panel, stale_style};
+use super::frame::{panel, stale_style};
+use super::palette;
 use crate::app::App;
 
 /// Members listed one by one before they are grouped by reason.

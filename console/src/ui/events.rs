@@ -8,7 +8,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use super::{palette, panel};
+use super::frame::panel;
+use super::palette;
 use crate::app::{App, Focus};
 use crate::units;
 

@@ -9,7 +9,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use super::{palette, stale_style, text};
+use super::frame::stale_style;
+use super::{palette, text};
 use crate::app::{App, Link};
 use crate::units;
 

@@ -11,7 +11,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
-use super::{palette, panel, stale, stale_style};
+use super::frame::{panel, stale, stale_style};
+use super::palette;
 use crate::app::{App, Focus};
 use crate::units;
 

@@ -10,8 +10,10 @@
 mod dialogs;
 mod election;
 mod events;
+mod frame;
 mod header;
 mod members;
+pub(crate) mod palette;
 mod text;
 
 #[cfg(test)]
@@ -21,45 +23,15 @@ mod tests;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::{App, Link, Overlay};
+use crate::app::{App, Overlay};
 
 /// The smallest screen the full view is drawn on; smaller ones get a short message.
 const MIN_WIDTH: u16 = 40;
 const MIN_HEIGHT: u16 = 12;
-
-/// Colours, named by meaning.
-pub(crate) mod palette {
-    use ratatui::style::{Color, Modifier, Style};
-
-    pub(crate) fn ok() -> Style {
-        Style::new().fg(Color::Green)
-    }
-    pub(crate) fn alert() -> Style {
-        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-    }
-    pub(crate) fn warn() -> Style {
-        Style::new().fg(Color::Yellow)
-    }
-    pub(crate) fn dim() -> Style {
-        Style::new().fg(Color::DarkGray)
-    }
-    pub(crate) fn primary() -> Style {
-        Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
-    }
-    pub(crate) fn busy() -> Style {
-        Style::new().fg(Color::Magenta)
-    }
-    pub(crate) fn title() -> Style {
-        Style::new().add_modifier(Modifier::BOLD)
-    }
-    pub(crate) fn key() -> Style {
-        Style::new().fg(Color::Cyan)
-    }
-}
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -209,39 +181,4 @@ fn help_line(app: &App, width: u16) -> Paragraph<'static> {
         }
     }
     Paragraph::new(Line::from(spans))
-}
-
-/// A block title for panels: bold name, then dim details.
-fn panel_title(name: &str, details: &str) -> Line<'static> {
-    let mut spans = vec![Span::styled(format!(" {name} "), palette::title())];
-    if !details.is_empty() {
-        spans.push(Span::styled(format!("· {details} "), palette::dim()));
-    }
-    Line::from(spans)
-}
-
-/// A panel's frame: a rule on top with its title, bright when the panel has the focus.
-pub(crate) fn panel(name: &str, details: &str, focused: bool) -> Block<'static> {
-    Block::new()
-        .borders(Borders::TOP)
-        .border_style(if focused {
-            palette::key()
-        } else {
-            palette::dim()
-        })
-        .title(panel_title(name, details))
-}
-
-/// Whether the shown status is stale (dnsd unreachable since).
-pub(crate) fn stale(app: &App) -> bool {
-    matches!(app.link, Link::Down { .. })
-}
-
-/// The dim style used for everything when the status is stale.
-pub(crate) fn stale_style(app: &App) -> Style {
-    if stale(app) {
-        Style::new().fg(Color::DarkGray).add_modifier(Modifier::DIM)
-    } else {
-        Style::new()
-    }
 }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::controller::{Fencing, NoCandidate, NodeId, ServiceId};
+use super::problem::Problem;
+use crate::controller::{Election, Fencing, NoCandidate, NodeId, ServiceId};
 
 /// A configuration that passed validation; the daemon only ever sees this.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// What is valid but risky, for `check-config` and the log at start: each with the
+    /// key path it concerns.
+    pub fn warnings(&self) -> Vec<Problem> {
+        self.services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.split_brain_risk()
+                    .map(|why| Problem::new(format!("service[{i}]"), format!("{}: {why}", s.name)))
+            })
+            .collect()
+    }
+
     /// The node the controller calls `n`.
     pub fn node(&self, n: NodeId) -> &NodeConfig {
         &self.nodes[n.0]
@@ -86,9 +100,28 @@ pub struct ServiceConfig {
     /// `Some(after)` for automatic failback.
     pub failback_after: Option<Duration>,
     pub on_no_candidate: NoCandidate,
+    /// Which eligible member a failover promotes.
+    pub election: Election,
     pub fencing: Fencing,
+    /// `fencing = "none"`: the operator has chosen to run without fence or demote, and
+    /// is not warned of the split-brain risk.
+    pub unfenced_by_choice: bool,
     pub hooks: Hooks,
     pub hook_timeout: Duration,
+}
+
+impl ServiceConfig {
+    /// A mirrored service that fails over automatically with neither `fence` nor
+    /// `demote`: a partition between the terminal server and a live primary would
+    /// leave two primaries taking writes. `None` when it is safe or chosen.
+    pub fn split_brain_risk(&self) -> Option<&'static str> {
+        let unfenced = self.hooks.fence.is_none() && self.hooks.demote.is_none();
+        (!self.paths.is_empty() && unfenced && !self.unfenced_by_choice).then_some(
+            "mirrored with automatic failover and neither fence nor demote: a partition \
+             between the terminal server and a live primary would leave two primaries taking \
+             writes; configure fence (or demote), or say fencing = \"none\" to accept it",
+        )
+    }
 }
 
 /// Hook commands of a service, as argv lists. `{service}`, `{node}`, `{address}` and
@@ -98,6 +131,9 @@ pub struct Hooks {
     pub promote: Option<Vec<String>>,
     pub demote: Option<Vec<String>>,
     pub fence: Option<Vec<String>>,
+    /// Run on the source and the destination over SSH before every pass, with the
+    /// pass's epoch: a member that knows a newer epoch refuses (e.g. `dnsd-epoch-guard`).
+    pub epoch_guard: Option<Vec<String>>,
 }
 
 /// The placeholders a hook argument may contain.

@@ -185,7 +185,14 @@ pub struct RawService {
     /// Command (argv) run on the terminal server against a failed primary.
     #[serde(default)]
     pub fence: Option<Vec<String>>,
-    /// "best-effort" (promote even if `fence` fails) or "required".
+    /// Which eligible member a failover promotes: "freshest" or "round-robin".
+    #[serde(default = "default_election")]
+    pub election: String,
+    /// Run on both ends before every pass, with `{epoch}` (e.g. dnsd-epoch-guard).
+    #[serde(default)]
+    pub epoch_guard: Option<Vec<String>>,
+    /// "best-effort" (promote even if `fence` fails), "required", or "none" (no fence
+    /// or demote, chosen: no split-brain warning).
     #[serde(default = "default_fencing")]
     pub fencing: String,
     /// Longest a hook may run.
@@ -228,6 +235,9 @@ fn default_failback_after() -> String {
 }
 fn default_on_no_candidate() -> String {
     "wait".to_owned()
+}
+fn default_election() -> String {
+    "freshest".to_owned()
 }
 fn default_fencing() -> String {
     "best-effort".to_owned()

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::controller::{Fencing, NoCandidate, NodeId};
+use crate::controller::{Election, Fencing, NoCandidate, NodeId};
 
 const GOOD: &str = r#"
     [dns]
@@ -409,4 +409,80 @@ fn every_example_under_etc_parses() {
         }
     }
     assert!(seen >= 1, "no .toml under {}", etc.display());
+}
+
+#[test]
+fn demote_without_promote_is_refused_with_its_key_path() {
+    let text = with_service_keys("paths = [\"/srv/data\"]\ndemote = [\"/bin/demote\"]") + MIRROR;
+    assert_problem(
+        &text,
+        "service[0].demote: needs a promote hook too: a failed switchover re-enables the demoted primary with it",
+    );
+}
+
+#[test]
+fn election_is_freshest_by_default_and_checked() {
+    let cfg = parse(GOOD, []).unwrap().validate().unwrap();
+    assert_eq!(cfg.services[0].election, Election::Freshest);
+    let text = with_service_keys("election = \"round-robin\"");
+    let cfg = parse(&text, []).unwrap().validate().unwrap();
+    assert_eq!(cfg.services[0].election, Election::RoundRobin);
+    assert_problem(
+        &with_service_keys("election = \"oldest\""),
+        "service[0].election: \"oldest\" is not an election rule: use \"freshest\" or \"round-robin\"",
+    );
+}
+
+#[test]
+fn an_unfenced_mirrored_service_is_warned_about_unless_chosen() {
+    let warned = |keys: &str| {
+        let cfg = parse(&(with_service_keys(keys) + MIRROR), [])
+            .unwrap()
+            .validate()
+            .unwrap();
+        cfg.warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let risky = warned("paths = [\"/srv/data\"]");
+    assert_eq!(risky.len(), 1, "{risky:?}");
+    assert!(
+        risky[0].starts_with(
+            "service[0]: www: mirrored with automatic failover and neither fence nor demote"
+        ),
+        "{risky:?}"
+    );
+    for safe in [
+        "paths = [\"/srv/data\"]\nfence = [\"/usr/local/bin/fence\", \"{address}\"]",
+        "paths = [\"/srv/data\"]\ndemote = [\"/bin/demote\"]\npromote = [\"/bin/promote\"]",
+        "paths = [\"/srv/data\"]\nfencing = \"none\"",
+        "fencing = \"none\"",
+        "",
+    ] {
+        assert_eq!(warned(safe), Vec::<String>::new(), "{safe:?}");
+    }
+    assert_problem(
+        &(with_service_keys(
+            "paths = [\"/srv/data\"]\nfencing = \"none\"\nfence = [\"/usr/local/bin/fence\"]",
+        ) + MIRROR),
+        "service[0].fencing: \"none\" says there is no fencing, but service.fence is set",
+    );
+}
+
+#[test]
+fn the_epoch_guard_is_a_hook_command() {
+    let text = with_service_keys(
+        "paths = [\"/srv/data\"]\nepoch_guard = [\"/usr/local/sbin/dnsd-epoch-guard\", \"/var/lib/dnsd/www.epoch\", \"{epoch}\"]",
+    ) + MIRROR;
+    let cfg = parse(&text, []).unwrap().validate().unwrap();
+    assert_eq!(
+        cfg.services[0].hooks.epoch_guard.as_ref().unwrap()[2],
+        "{epoch}"
+    );
+    assert_problem(
+        &(with_service_keys("paths = [\"/srv/data\"]\nepoch_guard = [\"/g\", \"{epoc}\"]")
+            + MIRROR),
+        "service[0].epoch_guard[1]: unknown placeholder {epoc}; use {service}, {node}, {address}, {epoch}",
+    );
 }

@@ -14,7 +14,7 @@ use super::model::{
     ServiceConfig, StateConfig,
 };
 use super::problem::Problem;
-use crate::controller::{Fencing, NoCandidate, NodeId};
+use crate::controller::{Election, Fencing, NoCandidate, NodeId};
 
 impl RawConfig {
     /// Checks every key and returns the typed configuration, or every problem found.
@@ -58,6 +58,8 @@ impl RawConfig {
                     Some("promote")
                 } else if s.demote.is_some() {
                     Some("demote")
+                } else if s.epoch_guard.is_some() {
+                    Some("epoch_guard")
                 } else {
                     None
                 };
@@ -499,11 +501,21 @@ fn validate_service_policy(
         promote: hook("promote", &s.promote),
         demote: hook("demote", &s.demote),
         fence: hook("fence", &s.fence),
+        epoch_guard: hook("epoch_guard", &s.epoch_guard),
     };
+    if s.demote.is_some() && s.promote.is_none() {
+        // A failed switchover re-promotes the old primary with `promote`: without it, a
+        // demoted primary would stay demoted.
+        p.push(Problem::new(
+            format!("{path}.demote"),
+            "needs a promote hook too: a failed switchover re-enables the demoted primary with it",
+        ));
+    }
     let fencing = match (s.fencing.as_str(), &s.fence) {
         ("best-effort", None) => Fencing::Off,
         ("best-effort", Some(_)) => Fencing::BestEffort,
         ("required", Some(_)) => Fencing::Required,
+        ("none", None) => Fencing::Off,
         ("required", None) => {
             p.push(Problem::new(
                 format!("{path}.fencing"),
@@ -511,12 +523,32 @@ fn validate_service_policy(
             ));
             Fencing::Off
         }
+        ("none", Some(_)) => {
+            p.push(Problem::new(
+                format!("{path}.fencing"),
+                "\"none\" says there is no fencing, but service.fence is set",
+            ));
+            Fencing::Off
+        }
         (other, _) => {
             p.push(Problem::new(
                 format!("{path}.fencing"),
-                format!("{other:?} is not a fencing mode: use \"best-effort\" or \"required\""),
+                format!(
+                    "{other:?} is not a fencing mode: use \"best-effort\", \"required\" or \"none\""
+                ),
             ));
             Fencing::Off
+        }
+    };
+    let election = match s.election.as_str() {
+        "freshest" => Election::Freshest,
+        "round-robin" => Election::RoundRobin,
+        other => {
+            p.push(Problem::new(
+                format!("{path}.election"),
+                format!("{other:?} is not an election rule: use \"freshest\" or \"round-robin\""),
+            ));
+            Election::Freshest
         }
     };
     let hook_timeout = positive_duration(&s.hook_timeout, &format!("{path}.hook_timeout"), p)
@@ -528,7 +560,9 @@ fn validate_service_policy(
         max_lag,
         failback_after,
         on_no_candidate,
+        election,
         fencing,
+        unfenced_by_choice: s.fencing == "none",
         hooks,
         hook_timeout,
     }

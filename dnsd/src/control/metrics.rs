@@ -195,6 +195,34 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
 
     family(
         &mut out,
+        "dnsd_state_write_failures_total",
+        "counter",
+        "State file writes that failed since start (a change of primary that could not be written is withdrawn).",
+    );
+    sample(
+        &mut out,
+        "dnsd_state_write_failures_total",
+        &[],
+        m.persist_failures as i64,
+    );
+
+    family(
+        &mut out,
+        "dnsd_split_brain_risk",
+        "gauge",
+        "1 for a mirrored service that fails over with neither fence nor demote (and fencing = \"none\" not set).",
+    );
+    for svc in &s.services {
+        sample(
+            &mut out,
+            "dnsd_split_brain_risk",
+            &[("service", &svc.name)],
+            i64::from(svc.split_brain_risk.is_some()),
+        );
+    }
+
+    family(
+        &mut out,
         "dnsd_zone_serial",
         "gauge",
         "The zone's SOA serial.",

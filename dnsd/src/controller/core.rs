@@ -9,8 +9,17 @@ use heartbeat::Health;
 use super::ids::{HookId, NodeId, PassId, ServiceId};
 use super::orders::{Effect, Fx, HookError, PassError, PassSummary};
 use super::persist::Persisted;
-use super::spec::{Millis, Policy, Topology};
+use super::spec::{FENCE_RETRY, Millis, Policy, Topology, seconds};
 use super::state::{Controller, Initiator, MemberSync, Node, Service, ServiceState};
+
+/// A change of primary withdrawn because the state file could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawn {
+    pub service: ServiceId,
+    pub name: String,
+    /// The epoch the change would have started.
+    pub epoch: u64,
+}
 
 impl Controller {
     /// Builds the controller from the configured pool and, if there is one, the
@@ -40,6 +49,8 @@ impl Controller {
                 paused: false,
                 state: ServiceState::Serving,
                 sync: vec![MemberSync::default(); spec.members.len()],
+                passes: 0,
+                passes_at: None,
                 preferred_ready_since: None,
                 retry_failover_at: 0,
             })
@@ -51,6 +62,7 @@ impl Controller {
             now,
             next_id: 1,
             illegal_moves: 0,
+            undo: Vec::new(),
         };
         let mut fx = Vec::new();
         let mut notes = Vec::new();
@@ -283,6 +295,77 @@ impl Controller {
         }
         self.settle(&mut fx);
         fx
+    }
+
+    // -- durability -----------------------------------------------------------------
+
+    /// The state file now holds the controller's state: the changes of primary made
+    /// since can no longer be withdrawn.
+    pub fn persisted_ok(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Writing the state file failed: every change of primary made since it last
+    /// succeeded is withdrawn, since a restart would not keep it. A failover's service
+    /// stays stranded on its old primary and tries again after [`FENCE_RETRY`]; a
+    /// switchover is rolled back. Returns the effects, and the services and epochs whose
+    /// change was withdrawn: the driver must not publish them, record their commit events
+    /// or start the work they ordered.
+    pub fn persist_failed(&mut self, problem: &str, now: Millis) -> (Fx, Vec<Withdrawn>) {
+        self.now = now;
+        let mut fx = Vec::new();
+        let mut withdrawn = Vec::new();
+        while let Some(undo) = self.undo.pop() {
+            let s = undo.service;
+            withdrawn.push(Withdrawn {
+                service: s,
+                name: undo.before.name.clone(),
+                epoch: undo.before.epoch + 1,
+            });
+            self.services[s.0] = undo.before;
+            self.serial = undo.serial;
+            let old = self.node_name(self.services[s.0].primary).to_owned();
+            let to = self.node_name(undo.target).to_owned();
+            let why = format!(
+                "cannot write the state file ({problem}), so {to} is not made primary: a restart would not keep it"
+            );
+            match self.services[s.0].state {
+                // Hooks ran: the old primary may be demoted; re-promote it.
+                ServiceState::SwitchingOver(_) => self.roll_back(s, why, &mut fx),
+                // Nothing was asked of the live old primary: it simply stays.
+                _ if undo.planned => {
+                    let mut e = self.event(
+                        EventKind::SwitchoverFailed,
+                        Some(s),
+                        format!("{why}; {old} stays primary"),
+                    );
+                    e.old_primary = Some(old);
+                    e.new_primary = Some(to);
+                    fx.push(Effect::Event(e));
+                }
+                // A failover: the old primary is dead; the service waits on it.
+                ref state => {
+                    if state.moving() {
+                        self.become_serving(s);
+                    }
+                    let primary = self.services[s.0].primary;
+                    let dead = self.nodes[primary.0].health != Health::Up;
+                    if dead && !matches!(self.services[s.0].state, ServiceState::Stranded) {
+                        self.become_stranded(s);
+                    }
+                    self.services[s.0].retry_failover_at = now + FENCE_RETRY;
+                    let reason = format!(
+                        "{why}; DNS stays on {old}; trying again in {}",
+                        seconds(FENCE_RETRY)
+                    );
+                    let mut e = self.event(EventKind::SwitchoverFailed, Some(s), reason);
+                    e.old_primary = Some(old);
+                    e.new_primary = Some(to);
+                    fx.push(Effect::Event(e));
+                }
+            }
+        }
+        (fx, withdrawn)
     }
 
     // -- decisions ------------------------------------------------------------------

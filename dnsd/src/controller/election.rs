@@ -9,7 +9,7 @@ use heartbeat::Health;
 
 use super::ids::{NodeId, ServiceId};
 use super::orders::{Effect, Fx};
-use super::spec::{Millis, NoCandidate, seconds};
+use super::spec::{Election, Millis, NoCandidate, seconds};
 use super::state::{Controller, Initiator, ServiceState};
 
 /// Why a member may not be promoted right now.
@@ -86,7 +86,7 @@ impl Controller {
             if ms.resyncing {
                 return Err(Skip::Resyncing);
             }
-            let Some(w) = ms.watermark else {
+            let Some(w) = &ms.watermark else {
                 return Err(Skip::NeverSynced);
             };
             let lag = self.now.saturating_sub(w.at);
@@ -117,10 +117,48 @@ impl Controller {
 
     /// The member a failover would promote now, if any.
     pub fn next_candidate(&self, s: ServiceId) -> Option<NodeId> {
-        self.election(s)
+        self.choice(s).map(|(n, _)| n)
+    }
+
+    /// The member a failover would promote now and why it wins: under
+    /// `election = "freshest"` the eligible member holding the latest complete copy
+    /// (round-robin order breaks ties), otherwise the first eligible in round-robin order.
+    pub fn choice(&self, s: ServiceId) -> Option<(NodeId, String)> {
+        let svc = &self.services[s.0];
+        let eligible: Vec<NodeId> = self
+            .election(s)
             .into_iter()
-            .find(|c| c.verdict.is_ok())
+            .filter(|c| c.verdict.is_ok())
             .map(|c| c.node)
+            .collect();
+        let first = *eligible.first()?;
+        let round_robin = "is the next eligible member in round-robin order".to_owned();
+        if svc.policy.election == Election::RoundRobin || !svc.policy.mirrored {
+            return Some((first, round_robin));
+        }
+        let pass = |n: NodeId| {
+            svc.sync_of(n)
+                .and_then(|ms| ms.watermark.as_ref())
+                .map_or(0, |w| w.pass)
+        };
+        // max_by_key keeps the last of equals: walk the order backwards so the first wins.
+        let best = eligible.iter().rev().copied().max_by_key(|&n| pass(n))?;
+        let others: Vec<String> = eligible
+            .iter()
+            .filter(|&&n| n != best)
+            .map(|&n| format!("{} #{}", self.node_name(n), pass(n)))
+            .collect();
+        if others.is_empty() || eligible.iter().all(|&n| pass(n) == pass(best)) {
+            return Some((best, round_robin));
+        }
+        Some((
+            best,
+            format!(
+                "holds the freshest copy (pass #{}; {} only)",
+                pass(best),
+                others.join(", ")
+            ),
+        ))
     }
 
     /// The live member with the most recent complete pass (for `on_no_candidate =
@@ -138,8 +176,8 @@ impl Controller {
                     && self.now >= node.promote_failed_until
                     && !ms.resyncing
             })
-            .filter_map(|(&n, ms)| ms.watermark.map(|w| (w.at, n)))
-            .max_by_key(|&(at, _)| at)
+            .filter_map(|(&n, ms)| ms.watermark.as_ref().map(|w| ((w.pass, w.at), n)))
+            .max_by_key(|&(fresh, _)| fresh)
             .map(|(_, n)| n)
     }
 
@@ -164,7 +202,7 @@ impl Controller {
     /// The primary is down: promote the next eligible member, or apply the policy.
     pub(super) fn fail_over(&mut self, s: ServiceId, fx: &mut Fx) {
         let old = self.node_name(self.services[s.0].primary).to_owned();
-        if let Some(target) = self.next_candidate(s) {
+        if let Some((target, why)) = self.choice(s) {
             // Name the members passed over on the way, with why.
             let skipped: Vec<String> = self
                 .election(s)
@@ -182,7 +220,7 @@ impl Controller {
                 format!(" (skipped: {})", skipped.join(", "))
             };
             let reason = format!(
-                "{old} is down; {} is the next eligible member in round-robin order{skipped}",
+                "{old} is down; {} {why}{skipped}",
                 self.nodes[target.0].name
             );
             self.start_failover(
@@ -202,7 +240,7 @@ impl Controller {
         {
             let age = self.services[s.0]
                 .sync_of(target)
-                .and_then(|ms| ms.watermark)
+                .and_then(|ms| ms.watermark.as_ref())
                 .map_or(0, |w| self.now.saturating_sub(w.at));
             let reason = format!(
                 "{old} is down and no member is eligible ({skips}); promoting the freshest, {}, last synced {} ago, as on_no_candidate = \"freshest\" says",

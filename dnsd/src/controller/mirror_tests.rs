@@ -109,7 +109,13 @@ fn members_are_not_eligible_before_their_first_pass() {
     assert_eq!(c.eligibility(ServiceId(0), NodeId(1)), Ok(()));
     assert_eq!(
         c.sync_view(ServiceId(0), NodeId(1)).unwrap().watermark,
-        Some(Watermark { at: 10, epoch: 1 })
+        Some(Watermark {
+            at: 10,
+            epoch: 1,
+            pass: 1,
+            source: Some("app1".into()),
+            source_clock: None
+        })
     );
 }
 
@@ -120,7 +126,7 @@ fn passes_repeat_every_interval() {
     let again = passes(&c.tick(100 + INTERVAL));
     assert_eq!(again.len(), 1);
     assert_eq!(
-        again[0].keep_epoch, None,
+        again[0].keep, None,
         "a regular pass in the same epoch deletes"
     );
 }
@@ -209,9 +215,9 @@ fn returning_member_resyncs_keeping_its_own_files_before_it_can_be_promoted() {
     assert_eq!(resync.kind, PassKind::Resync);
     assert_eq!(resync.from, NodeId(1));
     assert_eq!(
-        resync.keep_epoch,
-        Some(2),
-        "kept in a folder named for the epoch"
+        resync.keep,
+        Some(Keep::Everything),
+        "an ex-primary's copy is sorted; without the source's clock everything overwritten is kept"
     );
     // Even if everyone else dies now, app1 is not promoted before its resync.
     c.health_changed(NodeId(2), Health::Down, 2_100);
@@ -236,7 +242,8 @@ fn returning_member_resyncs_keeping_its_own_files_before_it_can_be_promoted() {
         kept: Some(Kept {
             files: 3,
             bytes: 120,
-            dir: "/srv/data.dnsd-kept/epoch-2".into(),
+            dir: "/srv/data.dnsd-kept/epoch-2-pass-4".into(),
+            replaced: 100,
         }),
         ..PassSummary::default()
     };
@@ -244,7 +251,7 @@ fn returning_member_resyncs_keeping_its_own_files_before_it_can_be_promoted() {
     let e = event_of(&fx, EventKind::Resynced);
     assert!(
         e.reason
-            .contains("3 file(s), 120 bytes it alone had were kept in /srv/data.dnsd-kept/epoch-2"),
+            .contains("3 file(s) with writes the primary lacks (120 bytes) kept in /srv/data.dnsd-kept/epoch-2-pass-4; 100 stale file(s) replaced"),
         "{}",
         e.reason
     );
@@ -723,7 +730,13 @@ fn restart_keeps_watermarks_and_resync_and_rolls_back_an_interrupted_switchover(
     let (r, fx) = Controller::new(&one_service(3, policy), Some(&saved), 1_000);
     assert_eq!(
         r.sync_view(ServiceId(0), NodeId(1)).unwrap().watermark,
-        Some(Watermark { at: 50, epoch: 1 })
+        Some(Watermark {
+            at: 50,
+            epoch: 1,
+            pass: 1,
+            source: Some("app1".into()),
+            source_clock: None
+        })
     );
     assert_eq!(
         r.role(ServiceId(0), NodeId(2)),
@@ -780,10 +793,20 @@ fn policy() -> impl Strategy<Value = Policy> {
         ],
         any::<bool>(),
         any::<bool>(),
+        prop_oneof![Just(Election::Freshest), Just(Election::RoundRobin)],
     )
         .prop_map(
-            |(mirrored, failback, on_no_candidate, fencing, promote_hook, demote_hook)| Policy {
+            |(
                 mirrored,
+                failback,
+                on_no_candidate,
+                fencing,
+                promote_hook,
+                demote_hook,
+                election,
+            )| Policy {
+                mirrored,
+                election,
                 sync_interval: INTERVAL,
                 max_lag: MAX_LAG,
                 failback,
@@ -806,31 +829,71 @@ struct Model {
     unresynced: Vec<NodeId>,
     /// A successful fence of the current primary since the last change of primary.
     fenced: bool,
+    /// Every folder a pass was ordered to keep into: member, epoch, pass number.
+    kept_dirs: std::collections::HashSet<(NodeId, u64, u64)>,
 }
 
 impl Model {
-    fn absorb(&mut self, fx: &[Effect]) {
+    /// Takes the orders of `fx`; false if a keep order reuses a folder.
+    fn absorb(&mut self, fx: &[Effect]) -> bool {
+        let mut distinct = true;
         for e in fx {
             match e {
-                Effect::StartSync(o) => self.passes.push(o.clone()),
+                Effect::StartSync(o) => {
+                    if o.keep.is_some() {
+                        distinct &= self.kept_dirs.insert((o.to, o.epoch, o.number));
+                    }
+                    self.passes.push(o.clone())
+                }
                 Effect::RunHook(o) => self.hooks.push(o.clone()),
                 _ => {}
             }
         }
+        distinct
     }
+}
+
+/// What the driver does when the state file cannot take an input's changes: the
+/// controller withdraws its changes of primary, and their publication, commit events and
+/// orders are dropped.
+fn fail_persist(c: &mut Controller, fx: Fx, now: Millis) -> Fx {
+    let (more, withdrawn) = c.persist_failed("disk full", now);
+    let mut fx: Fx = fx
+        .into_iter()
+        .filter(|e| {
+            withdrawn.is_empty()
+                || !match e {
+                    Effect::Publish => true,
+                    Effect::StartSync(_) | Effect::RunHook(_) => true,
+                    Effect::Event(e) => {
+                        matches!(
+                            e.kind,
+                            EventKind::Failover | EventKind::Promotion | EventKind::Failback
+                        ) && withdrawn.iter().any(|w| Some(w.epoch) == e.epoch)
+                    }
+                    Effect::Persist => false,
+                }
+        })
+        .collect();
+    fx.extend(more.into_iter().filter(|e| *e != Effect::Persist));
+    fx
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn mirroring_invariants_hold(nodes in 2usize..=4, policy in policy(), ops in proptest::collection::vec(op(4), 1..150)) {
+    fn mirroring_invariants_hold(
+        nodes in 2usize..=4,
+        policy in policy(),
+        ops in proptest::collection::vec((op(4), proptest::bool::weighted(0.1)), 1..150),
+    ) {
         let topo = one_service(nodes, policy.clone());
         let (mut c, fx) = Controller::new(&topo, None, 0);
         let mut m = Model::default();
         m.absorb(&fx);
         let mut now: Millis = 0;
-        for op in ops {
+        for (op, persist_fails) in ops {
             let before = c.clone();
             let fx = match op.clone() {
                 Op::Health(n, up) => {
@@ -878,6 +941,9 @@ proptest! {
                 Op::Restart => {
                     let saved = c.persisted();
                     let (mut r, fx) = Controller::new(&topo, Some(&saved), now);
+                    // The restart itself keeps the epoch (what the heartbeat then reports
+                    // may lead to decisions: a backoff does not survive a restart).
+                    prop_assert_eq!(r.epoch(ServiceId(0)), c.epoch(ServiceId(0)));
                     // Outstanding work dies with the old process.
                     m.passes.clear();
                     m.hooks.clear();
@@ -888,12 +954,23 @@ proptest! {
                             fx.extend(r.health_changed(n, h, now));
                         }
                     }
-                    prop_assert_eq!(r.epoch(ServiceId(0)), c.epoch(ServiceId(0)));
                     c = r;
                     fx
                 }
             };
-            m.absorb(&fx);
+            let fx = if fx.contains(&Effect::Persist) && persist_fails {
+                let fx = fail_persist(&mut c, fx, now);
+                // Orders the controller withdrew will never be reported.
+                m.passes.retain(|o| c.sync_view(ServiceId(0), o.to).and_then(|v| v.running).is_some());
+                m.hooks.clear();
+                fx
+            } else {
+                if fx.contains(&Effect::Persist) {
+                    c.persisted_ok();
+                }
+                fx
+            };
+            prop_assert!(m.absorb(&fx), "a kept folder was ordered twice");
 
             // The service's state is one its state machine allows.
             prop_assert_eq!(c.check_states(), Ok(()));
@@ -914,6 +991,17 @@ proptest! {
                     prop_assert!(c.sync_view(ServiceId(0), p).unwrap().watermark.is_some(), "promoted a member that never synced");
                 }
                 let failover = events(&fx).iter().any(|e| e.kind == EventKind::Failover);
+                // Freshest: when the decision and the commit are one input, nobody
+                // eligible held a later copy than the member promoted.
+                let decided_now = policy.fencing == Fencing::Off && !policy.promote_hook;
+                if failover && decided_now && policy.mirrored && policy.election == Election::Freshest {
+                    let pass = |n: NodeId| c.sync_view(ServiceId(0), n).and_then(|v| v.watermark).map_or(0, |w| w.pass);
+                    for &n in c.members(ServiceId(0)) {
+                        if n != p && n != before.primary(ServiceId(0)) && c.eligibility(ServiceId(0), n).is_ok() {
+                            prop_assert!(pass(p) >= pass(n), "promoted {:?} (pass {}) though {:?} held pass {}", p, pass(p), n, pass(n));
+                        }
+                    }
+                }
                 if failover && policy.fencing == Fencing::Required {
                     prop_assert!(m.fenced, "failover without a successful required fence");
                 }

@@ -52,25 +52,26 @@ mod state;
 mod sync;
 mod transitions;
 
+pub use core::Withdrawn;
 pub use dnsd_api::Role;
 pub use election::{Candidate, Skip};
 pub use ids::{HookId, NodeId, PassId, ServiceId, Slot};
 pub use operator::Refusal;
 pub use orders::{
-    Effect, Ended, Hook, HookError, HookOrder, Kept, LocalEnd, PassError, PassKind, PassSummary,
-    SyncOrder, Watermark, describe,
+    Effect, Ended, Hook, HookError, HookOrder, Keep, Kept, LocalEnd, PassError, PassKind,
+    PassSummary, SourceClock, SyncOrder, Watermark, describe,
 };
 pub use persist::{Persisted, PersistedService};
 pub use spec::{
-    FENCE_RETRY, Failback, Fencing, MAX_SYNC_BACKOFF, Millis, NoCandidate, PROMOTE_BACKOFF, Policy,
-    ServiceSpec, Topology,
+    Election, FENCE_RETRY, Failback, Fencing, MAX_SYNC_BACKOFF, Millis, NoCandidate,
+    PROMOTE_BACKOFF, Policy, ServiceSpec, Topology,
 };
 pub use state::Controller;
 pub use sync::SyncView;
 
 #[cfg(test)]
 use {
-    dnsd_api::{Event, EventKind},
+    dnsd_api::{Action, Event, EventKind},
     heartbeat::Health,
     orders::Fx,
 };
@@ -80,3 +81,6 @@ mod tests;
 
 #[cfg(test)]
 mod mirror_tests;
+
+#[cfg(test)]
+mod safety_tests;

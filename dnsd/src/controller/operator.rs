@@ -19,6 +19,10 @@ use super::state::{Initiator, ServiceState};
 pub enum Refusal {
     #[error("unknown service {0:?}")]
     UnknownService(String),
+    #[error(
+        "the health of the primary {0} is not known yet (too few heartbeats since dnsd started): wait, then move it"
+    )]
+    PrimaryHealthUnknown(String),
     #[error("there are {count} services; name one ({names})")]
     ServiceRequired { count: usize, names: String },
     #[error("unknown node {0:?}")]
@@ -64,6 +68,7 @@ impl Refusal {
     pub fn kind(&self) -> RefusalKind {
         match self {
             Refusal::UnknownService(_) => RefusalKind::UnknownService,
+            Refusal::PrimaryHealthUnknown(_) => RefusalKind::PrimaryHealthUnknown,
             Refusal::ServiceRequired { .. } => RefusalKind::ServiceRequired,
             Refusal::UnknownNode(_) => RefusalKind::UnknownNode,
             Refusal::NotAMember { .. } => RefusalKind::NotAMember,
@@ -118,6 +123,7 @@ impl Controller {
             Action::Failover { service } => {
                 let s = self.resolve_service(service.as_deref())?;
                 self.refuse_if_busy(s)?;
+                self.refuse_if_primary_unknown(s)?;
                 let Some(target) = self.next_candidate(s) else {
                     return Err(Refusal::NoCandidate {
                         service: self.services[s.0].name.clone(),
@@ -136,6 +142,9 @@ impl Controller {
                 let s = self.resolve_service(service.as_deref())?;
                 let n = self.resolve_member(s, node)?;
                 self.refuse_if_busy(s)?;
+                if n != self.services[s.0].primary {
+                    self.refuse_if_primary_unknown(s)?;
+                }
                 if let Err(skip) = self.eligibility(s, n) {
                     return Err(Refusal::NotEligible {
                         node: self.node_name(n).to_owned(),
@@ -158,6 +167,7 @@ impl Controller {
                     return Err(Refusal::AlreadyPrimary { node });
                 }
                 self.refuse_if_busy(s)?;
+                self.refuse_if_primary_unknown(s)?;
                 if let Err(skip) = self.eligibility(s, preferred) {
                     return Err(Refusal::CannotFailBack { node, skip });
                 }
@@ -177,6 +187,18 @@ impl Controller {
             Action::Pause { service } => self.set_paused(service.as_deref(), true, origin, fx),
             Action::Resume { service } => self.set_paused(service.as_deref(), false, origin, fx),
         }
+    }
+
+    /// A move needs to know whether the primary is alive: alive means a lossless
+    /// switchover, dead a failover with fencing. Right after start it is not known yet.
+    fn refuse_if_primary_unknown(&self, s: ServiceId) -> Result<(), Refusal> {
+        let primary = self.services[s.0].primary;
+        if self.nodes[primary.0].health == Health::Unknown {
+            return Err(Refusal::PrimaryHealthUnknown(
+                self.node_name(primary).to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn refuse_if_busy(&self, s: ServiceId) -> Result<(), Refusal> {

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use dnsd_api::Event;
@@ -38,14 +37,60 @@ pub(super) type Fx = Vec<Effect>;
 pub struct SyncOrder {
     pub id: PassId,
     pub service: ServiceId,
+    /// The pass's number in its service: passes ordered later have higher numbers, passes
+    /// ordered together share one. A copy from a higher number is a later copy.
+    pub number: u64,
+    /// The service's epoch: the pass carries it to the members (`epoch_guard`).
+    pub epoch: u64,
     /// Where rsync runs (the primary).
     pub from: NodeId,
     /// Who receives.
     pub to: NodeId,
     pub kind: PassKind,
-    /// Keep what the pass deletes or overwrites on `to` in a folder named for this
-    /// epoch (first pass after a role change, and every resync).
-    pub keep_epoch: Option<u64>,
+    /// For the first pass to a member after a change of primary or its return: set aside
+    /// what the pass overwrites or deletes, then keep only what `Keep` says holds writes
+    /// the primary lacks (in a folder of its own) and count the rest as replaced.
+    pub keep: Option<Keep>,
+}
+
+/// Which of the files a pass overwrites or deletes on a member hold writes the primary
+/// lacks, and are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// None: the member's copy is no fresher than the primary's; stale files are replaced.
+    Nothing,
+    /// Those changed after this moment of the clock the primary's copy was taken by: the
+    /// member holds writes (its own, or a fresher copy's) made after the primary's last
+    /// complete pass started.
+    NewerThan(SourceClock),
+    /// All of them: how the member's copy relates to the primary's is not known.
+    Everything,
+}
+
+/// A moment on a member's own clock, as `date +%s.%N` prints it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceClock {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl SourceClock {
+    /// Reads `date +%s.%N` output ("1764150000.123456789").
+    pub fn parse(text: &str) -> Option<SourceClock> {
+        let (secs, nanos) = text.trim().split_once('.')?;
+        let nanos = format!("{nanos:0<9}");
+        Some(SourceClock {
+            secs: secs.parse().ok()?,
+            nanos: nanos.get(..9)?.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for SourceClock {
+    /// `@1764150000.123456789`, as GNU `find -newermt` and `date -d` read it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}.{:09}", self.secs, self.nanos)
+    }
 }
 
 /// Why a pass runs.
@@ -112,25 +157,43 @@ pub struct PassSummary {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub duration_ms: u64,
-    /// Files this pass set aside instead of deleting or overwriting them.
+    /// The source's clock when the pass started (`date +%s.%N` there).
+    pub source_clock: Option<SourceClock>,
+    /// What a pass ordered with [`SyncOrder::keep`] set aside and what it replaced.
     pub kept: Option<Kept>,
 }
 
-/// Files kept aside by a pass.
+/// What a pass ordered to keep found: files holding writes the primary lacks, kept in a
+/// folder of this pass's own, and stale files it replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
     pub files: u64,
     pub bytes: u64,
-    /// Where on the member, e.g. `/srv/data.dnsd-kept/epoch-4`.
+    /// Where on the member, e.g. `/srv/data.dnsd-kept/epoch-4-pass-17` (several paths
+    /// are listed with ", "); empty when nothing was kept.
     pub dir: String,
+    /// Stale files the pass overwrote or deleted without keeping them.
+    pub replaced: u64,
 }
 
-/// The start of the last complete pass to a member: its copy holds at least the
-/// primary's data as of `at`, in `epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The last complete pass to a member: its copy holds the source's data as of the pass's
+/// start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
+    /// When the pass was ordered, on the terminal server's clock (for lag).
     pub at: Millis,
     pub epoch: u64,
+    /// The pass's number in its service ([`SyncOrder::number`]): a higher number is a
+    /// later copy. 0 in state files older than the field.
+    #[serde(default)]
+    pub pass: u64,
+    /// The member the pass copied from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The source's clock when the pass started: what changed there after it is not in
+    /// this copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_clock: Option<SourceClock>,
 }
 
 /// Why a mirroring pass failed.
@@ -155,24 +218,32 @@ pub enum PassError {
         #[source]
         source: Box<SshError>,
     },
-    /// rsync, run on the source, failed.
-    #[error("{from} -> {to}")]
+    /// rsync, run on the source, failed; `kept` says where what it had already set
+    /// aside that holds writes the primary lacks was kept.
+    #[error("{from} -> {to}{}", kept.as_ref().map(|d| format!(" (what it overwrote with writes the primary lacks is kept in {d})")).unwrap_or_default())]
     Rsync {
         from: String,
         to: String,
+        kept: Option<String>,
         #[source]
         source: Box<rsync_sync::rsync::PassError>,
     },
-    /// The files a pass kept could not be counted on the member.
-    #[error("cannot count kept files in {}", dir.display())]
-    CountKept {
-        dir: PathBuf,
+    /// A command the pass runs on a member beside rsync (its clock, the epoch guard,
+    /// sorting what it set aside) could not run.
+    #[error("{what} on {node}")]
+    Remote {
+        what: &'static str,
+        node: String,
         #[source]
         source: Box<SshError>,
     },
-    /// `find` ran on the member and failed.
-    #[error("cannot count kept files in {}: {stderr}", dir.display())]
-    CountKeptFailed { dir: PathBuf, stderr: String },
+    /// Such a command ran and failed; `detail` is the last line it printed.
+    #[error("{what} on {node} failed: {detail}")]
+    RemoteFailed {
+        what: &'static str,
+        node: String,
+        detail: String,
+    },
     /// The task running the pass died.
     #[error("pass task failed")]
     Task(#[source] tokio::task::JoinError),

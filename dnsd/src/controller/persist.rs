@@ -33,6 +33,10 @@ pub struct PersistedService {
     /// Members whose resync has not completed.
     #[serde(default)]
     pub resyncing: Vec<String>,
+    /// The number of the last passes ordered ([`super::SyncOrder::number`]): numbers keep
+    /// growing across restarts, so a kept folder named for one is never reused.
+    #[serde(default)]
+    pub passes: u64,
     /// Target of a switchover that was under way (the old primary may have been demoted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover_to: Option<String>,
@@ -52,11 +56,12 @@ impl Controller {
                     primary: name(s.primary),
                     epoch: s.epoch,
                     paused: s.paused,
+                    passes: s.passes,
                     watermarks: s
                         .members
                         .iter()
                         .zip(&s.sync)
-                        .filter_map(|(&n, ms)| ms.watermark.map(|w| (name(n), w)))
+                        .filter_map(|(&n, ms)| ms.watermark.clone().map(|w| (name(n), w)))
                         .collect(),
                     resyncing: s
                         .members
@@ -98,13 +103,14 @@ impl Controller {
         let watermarks: Vec<(NodeId, Watermark)> = ps
             .watermarks
             .iter()
-            .filter_map(|(name, w)| index(name).map(|n| (n, *w)))
+            .filter_map(|(name, w)| index(name).map(|n| (n, w.clone())))
             .collect();
         let resyncing: Vec<NodeId> = ps.resyncing.iter().filter_map(|n| index(n)).collect();
         let target = ps.switchover_to.as_deref().and_then(index);
 
         let svc = &mut self.services[s.0];
         svc.paused = ps.paused;
+        svc.passes = ps.passes;
         match primary.filter(|p| svc.members.contains(p)) {
             Some(p) => {
                 svc.primary = p;

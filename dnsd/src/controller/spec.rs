@@ -33,6 +33,8 @@ pub struct Policy {
     pub failback: Failback,
     pub on_no_candidate: NoCandidate,
     pub fencing: Fencing,
+    /// Which eligible member a failover promotes.
+    pub election: Election,
     /// A `promote` hook is configured.
     pub promote_hook: bool,
     /// A `demote` hook is configured.
@@ -49,6 +51,7 @@ impl Policy {
             failback: Failback::Manual,
             on_no_candidate: NoCandidate::Wait,
             fencing: Fencing::Off,
+            election: Election::RoundRobin,
             promote_hook: false,
             demote_hook: false,
         }
@@ -71,6 +74,17 @@ pub enum NoCandidate {
     Wait,
     /// Promote the live member with the most recent complete pass, however old.
     Freshest,
+}
+
+/// Which eligible member a failover promotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// The one holding the most recent complete copy of the primary's data (the latest
+    /// pass); round-robin order from the failed primary breaks ties. For a service with
+    /// nothing to mirror, this is round-robin order.
+    Freshest,
+    /// The first in round-robin order from the failed primary.
+    RoundRobin,
 }
 
 /// Whether a failover fences the old primary first.

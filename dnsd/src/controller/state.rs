@@ -25,6 +25,20 @@ pub struct Controller {
     /// Moves of a service's state that its state did not allow (a bug if ever > 0;
     /// the property tests check it stays 0).
     pub(super) illegal_moves: u32,
+    /// Changes of primary since the state file last took the controller's state: what
+    /// each replaced, so that a failed write withdraws them ([`Controller::persist_failed`]).
+    pub(super) undo: Vec<Undo>,
+}
+
+/// A committed change of primary, not yet durable: the service as it was before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Undo {
+    pub(super) service: ServiceId,
+    pub(super) before: Service,
+    pub(super) serial: u32,
+    pub(super) target: NodeId,
+    /// A planned switchover (the old primary was alive), not a failover.
+    pub(super) planned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +54,8 @@ pub(super) struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Pass {
     pub(super) id: PassId,
+    /// Its number in the service ([`super::SyncOrder::number`]).
+    pub(super) number: u64,
     pub(super) kind: PassKind,
     pub(super) started: Millis,
     pub(super) epoch: u64,
@@ -59,8 +75,11 @@ pub(super) struct MemberSync {
     pub(super) next_due: Millis,
     pub(super) failures: u32,
     pub(super) last_error: Option<String>,
-    /// The next pass keeps what it would delete or overwrite.
+    /// The next pass sorts out what it overwrites (keeps what holds writes the primary
+    /// lacks).
     pub(super) keep: bool,
+    /// The number of the last pass ordered to it.
+    pub(super) last_number: u64,
     pub(super) last: Option<PassSummary>,
 }
 
@@ -225,6 +244,10 @@ pub(super) struct Service {
     pub(super) state: ServiceState,
     /// Indexed by [`Slot`], like `members`.
     pub(super) sync: Vec<MemberSync>,
+    /// The number of the last passes ordered, and when: passes ordered by one input
+    /// share a number (they copy the same data), later ones get the next.
+    pub(super) passes: u64,
+    pub(super) passes_at: Option<Millis>,
     /// Since when the preferred member has been eligible (automatic failback).
     pub(super) preferred_ready_since: Option<Millis>,
     /// No automatic failover before this time (after a required fence failed).

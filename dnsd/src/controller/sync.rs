@@ -6,7 +6,8 @@ use heartbeat::Health;
 
 use super::ids::{HookId, NodeId, PassId, ServiceId, Slot};
 use super::orders::{
-    Effect, Fx, Hook, HookOrder, PassError, PassKind, PassSummary, SyncOrder, Watermark, describe,
+    Effect, Fx, Hook, HookOrder, Keep, Kept, PassError, PassKind, PassSummary, SyncOrder,
+    Watermark, describe,
 };
 use super::spec::{MAX_SYNC_BACKOFF, Millis, seconds};
 use super::state::Controller;
@@ -31,7 +32,7 @@ impl Controller {
     pub fn sync_view(&self, s: ServiceId, n: NodeId) -> Option<SyncView> {
         let ms = self.services[s.0].sync_of(n)?;
         Some(SyncView {
-            watermark: ms.watermark,
+            watermark: ms.watermark.clone(),
             resyncing: ms.resyncing,
             running: ms.pass.as_ref().map(|p| (p.kind, p.started)),
             failures: ms.failures,
@@ -77,26 +78,72 @@ impl Controller {
     ) -> PassId {
         let id = PassId(self.next_id());
         let now = self.now;
+        let keep = self.services[s.0]
+            .sync(i)
+            .keep
+            .then(|| self.keep_rule(s, i));
         let svc = &mut self.services[s.0];
+        // A new number for a new round, or for a member that already has this one (its
+        // pass failed and is retried at once): no two passes to a member share a number.
+        if svc.passes_at != Some(now) || svc.sync(i).last_number == svc.passes {
+            svc.passes += 1;
+            svc.passes_at = Some(now);
+        }
+        let number = svc.passes;
+        svc.sync_mut(i).last_number = number;
         let (primary, epoch, to) = (svc.primary, svc.epoch, svc.member(i));
         let ms = svc.sync_mut(i);
         ms.pass = Some(Pass {
             id,
+            number,
             kind,
             started: now,
             epoch,
             from: primary,
-            keep: ms.keep,
+            keep: keep.is_some(),
         });
         fx.push(Effect::StartSync(SyncOrder {
             id,
             service: s,
+            number,
+            epoch,
             from: primary,
             to,
             kind,
-            keep_epoch: ms.keep.then_some(epoch),
+            keep,
         }));
         id
+    }
+
+    /// What the first pass to slot `i` after a change of primary, or after the member's
+    /// return, must keep of what it overwrites: only what holds writes the primary lacks.
+    fn keep_rule(&self, s: ServiceId, i: Slot) -> Keep {
+        let svc = &self.services[s.0];
+        let member = self.node_name(svc.member(i));
+        let primary = self.node_name(svc.primary);
+        let ours = svc.sync(i).watermark.as_ref();
+        let theirs = svc
+            .sync_of(svc.primary)
+            .and_then(|ms| ms.watermark.as_ref());
+        let after = |w: &Watermark| w.source_clock.map_or(Keep::Everything, Keep::NewerThan);
+        match (theirs, ours) {
+            // The primary's copy came from this member: what the member changed after
+            // that copy started is not on the primary.
+            (Some(p), _) if p.source.as_deref() == Some(member) => after(p),
+            // The member's copy came from the primary, and the member has not been
+            // primary since (stepping down marks its copy as its own): nothing to keep.
+            (_, Some(m)) if m.source.as_deref() == Some(primary) => Keep::Nothing,
+            // Both copies came from the same source: only a later one holds more.
+            (Some(p), Some(m)) if p.source.is_some() && p.source == m.source => {
+                if m.pass > p.pass {
+                    after(p)
+                } else {
+                    Keep::Nothing
+                }
+            }
+            // How the two copies relate is not known: keep everything overwritten.
+            _ => Keep::Everything,
+        }
     }
 
     pub(super) fn order_hook(
@@ -145,6 +192,7 @@ impl Controller {
         );
         match outcome {
             Ok(summary) => {
+                let from = self.node_name(pass.from).to_owned();
                 let ms = self.services[s.0].sync_mut(i);
                 let recovered = ms.failures > 0;
                 ms.failures = 0;
@@ -155,6 +203,9 @@ impl Controller {
                     ms.watermark = Some(Watermark {
                         at: pass.started,
                         epoch: pass.epoch,
+                        pass: pass.number,
+                        source: Some(from),
+                        source_clock: summary.source_clock,
                     });
                     if pass.keep {
                         ms.keep = false;
@@ -168,22 +219,18 @@ impl Controller {
                         ms.resyncing = false;
                     }
                     fx.push(Effect::Persist);
-                    if resynced {
-                        let reason = match &summary.kept {
-                            Some(k) if k.files > 0 => format!(
-                                "{name} resynced; {} file(s), {} bytes it alone had were kept in {}",
-                                k.files, k.bytes, k.dir
-                            ),
-                            _ => format!("{name} resynced; it had nothing of its own to keep"),
-                        };
-                        let mut e = self.event(EventKind::Resynced, Some(s), reason);
-                        e.node = Some(name.clone());
-                        fx.push(Effect::Event(e));
-                    } else if let Some(k) = summary.kept.as_ref().filter(|k| k.files > 0) {
-                        let reason = format!(
-                            "{name}: {} file(s), {} bytes it alone had were kept in {}",
-                            k.files, k.bytes, k.dir
-                        );
+                    let sorted = summary.kept.as_ref().map(describe_kept);
+                    let reason = match (resynced, sorted) {
+                        (true, Some(sorted)) => Some(format!("{name} resynced; {sorted}")),
+                        (true, None) => Some(format!("{name} resynced")),
+                        (false, Some(sorted)) => Some(format!("{name}: {sorted}")),
+                        (false, None) => None,
+                    };
+                    let quiet = summary
+                        .kept
+                        .as_ref()
+                        .is_some_and(|k| k.files == 0 && k.replaced == 0);
+                    if let Some(reason) = reason.filter(|_| resynced || !quiet) {
                         let mut e = self.event(EventKind::Resynced, Some(s), reason);
                         e.node = Some(name.clone());
                         fx.push(Effect::Event(e));
@@ -226,4 +273,18 @@ impl Controller {
             }
         }
     }
+}
+
+/// "3 file(s) with writes the primary lacks (1056 bytes) kept in DIR; 100 stale file(s)
+/// replaced".
+fn describe_kept(k: &Kept) -> String {
+    let kept = if k.files > 0 {
+        format!(
+            "{} file(s) with writes the primary lacks ({} bytes) kept in {}",
+            k.files, k.bytes, k.dir
+        )
+    } else {
+        "nothing with writes the primary lacks".to_owned()
+    };
+    format!("{kept}; {} stale file(s) replaced", k.replaced)
 }

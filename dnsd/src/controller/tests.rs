@@ -377,6 +377,7 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
         serial: 9,
         services: vec![
             PersistedService {
+                passes: 0,
                 name: "svc0".into(),
                 primary: "app9".into(),
                 epoch: 4,
@@ -386,6 +387,7 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
                 switchover_to: None,
             },
             PersistedService {
+                passes: 0,
                 name: "gone".into(),
                 primary: "app1".into(),
                 epoch: 2,

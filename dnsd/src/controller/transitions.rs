@@ -10,8 +10,9 @@ use super::ids::{NodeId, ServiceId};
 use super::orders::{Effect, Fx, Hook, HookError, PassKind, Watermark, describe};
 use super::spec::{FENCE_RETRY, PROMOTE_BACKOFF, seconds};
 use super::spec::{Failback, Fencing};
-use super::state::Controller;
-use super::state::{Awaited, FailoverStep, Initiator, Move, ServiceState, SwitchoverStep};
+use super::state::{
+    Awaited, Controller, FailoverStep, Initiator, Move, ServiceState, SwitchoverStep, Undo,
+};
 
 /// A change of primary, before or between its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +231,18 @@ impl Controller {
             self.switchover_step(s, SwitchoverStep::RollingBack { hook, why });
         } else {
             let old = self.node_name(self.services[s.0].primary).to_owned();
-            self.finish_rollback(s, target, format!("{why}; {old} stays primary"), fx);
+            let demoted = matches!(
+                &self.services[s.0].state,
+                ServiceState::SwitchingOver(m) if !matches!(m.step, SwitchoverStep::Demoting(_))
+            ) && self.services[s.0].policy.demote_hook;
+            let reason = if demoted {
+                format!(
+                    "{why}; {old} was demoted and there is no promote hook to re-enable it: it stays primary in DNS but may not accept writes: fix by hand"
+                )
+            } else {
+                format!("{why}; {old} stays primary")
+            };
+            self.finish_rollback(s, target, reason, fx);
         }
     }
 
@@ -254,7 +266,14 @@ impl Controller {
             self.begin_switchover(s, plan.with(SwitchoverStep::RollingBack { hook, why }));
         } else {
             let old = self.node_name(self.services[s.0].primary).to_owned();
-            self.finish_rollback(s, target, format!("{why}; {old} stays primary"), fx);
+            let reason = if self.services[s.0].policy.demote_hook {
+                format!(
+                    "{why}; {old} may have been demoted and there is no promote hook to re-enable it: it stays primary in DNS but may not accept writes: fix by hand"
+                )
+            } else {
+                format!("{why}; {old} stays primary")
+            };
+            self.finish_rollback(s, target, reason, fx);
         }
     }
 
@@ -296,7 +315,10 @@ impl Controller {
             }
             (Awaited::Fence, Err(e)) => match self.services[s.0].policy.fencing {
                 Fencing::Required => {
+                    // Nobody can be promoted safely: the service is stranded on its dead
+                    // primary (status, metrics and console say so) until the fence works.
                     self.become_serving(s);
+                    self.become_stranded(s);
                     self.services[s.0].retry_failover_at = self.now + FENCE_RETRY;
                     let reason = format!(
                         "fence of {old} failed: {e}; not promoting {to} (fencing = \"required\"); retrying in {}",
@@ -348,32 +370,58 @@ impl Controller {
     /// The change succeeded: new primary, new epoch, new serial, DNS switches. `planned`
     /// says the old primary stopped writing and the target got all of it.
     fn commit(&mut self, s: ServiceId, plan: Plan, planned: bool, fx: &mut Fx) {
+        // Until the driver has written the new primary to the state file, the change can
+        // be withdrawn (`persist_failed`): keep what it replaces.
+        self.undo.push(Undo {
+            service: s,
+            before: self.services[s.0].clone(),
+            serial: self.serial,
+            target: plan.target,
+            planned,
+        });
         if !matches!(self.services[s.0].state, ServiceState::Serving) {
             self.become_serving(s);
         }
         let now = self.now;
+        let old_name = self.node_name(self.services[s.0].primary).to_owned();
         let svc = &mut self.services[s.0];
         let old = svc.primary;
         svc.primary = plan.target;
         svc.epoch += 1;
         svc.preferred_ready_since = None;
         let epoch = svc.epoch;
+        let target_copy = svc.sync_of(plan.target).and_then(|ms| ms.watermark.clone());
         for ms in &mut svc.sync {
-            // The first pass from the new primary keeps what it would delete.
+            // The first pass from the new primary sorts out what it overwrites: what
+            // holds writes the new primary lacks is kept, stale files are replaced.
             ms.keep = true;
             ms.next_due = now;
         }
         if let Some(i) = svc.slot(old) {
             let mirrored = svc.policy.mirrored;
+            let passes = svc.passes;
             let ms = svc.sync_mut(i);
             if planned {
-                // Both hold the same data as of now.
-                ms.watermark = Some(Watermark { at: now, epoch });
+                // The old primary stopped writing and the target got all of it: both
+                // hold the copy the final pass made.
+                ms.watermark = target_copy.map(|w| Watermark {
+                    at: now,
+                    epoch,
+                    ..w
+                });
                 ms.resyncing = false;
             } else if mirrored {
                 // The old primary may hold writes the new one never got: it must be
-                // resynced (keeping them aside) before it can be promoted again.
+                // resynced (keeping them aside) before it can be promoted again. Its
+                // copy is its own now, whatever it last received.
                 ms.resyncing = true;
+                ms.watermark = Some(Watermark {
+                    at: ms.watermark.as_ref().map_or(now, |w| w.at),
+                    epoch: epoch - 1,
+                    pass: passes,
+                    source: Some(old_name),
+                    source_clock: None,
+                });
             }
         }
         self.serial = self.serial.wrapping_add(1).max(1);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::HostKey;
+use super::fingerprint::HostKey;
 use crate::quote::QuoteError;
 
 /// Coarse class of an [`SshError`], for callers that react by class.

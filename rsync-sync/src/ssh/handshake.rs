@@ -10,8 +10,10 @@ use std::time::Duration;
 use ssh2::ErrorCode;
 use tracing::debug;
 
+use super::error::SshError;
+use super::fingerprint::HostKey;
 use super::host_key::KnownHosts;
-use super::{HostKey, SshError, SshSettings};
+use super::settings::SshSettings;
 
 /// Milliseconds for libssh2's blocking timeout (0 would mean "forever", so at least 1).
 pub(super) fn timeout_ms(duration: Duration) -> u32 {

@@ -1,63 +1,17 @@
 //! Host key trust, readable on its own: the known_hosts file read with libssh2's
 //! known-hosts API, the host key algorithms asked for so that the key we list is the one
-//! presented, the presented key matched against the file, and OpenSSH-style `SHA256:`
-//! fingerprints. A key that is not in the file, or differs from its entry there, is refused
-//! with its fingerprint and what an operator should check; nothing is ever added to the file.
+//! presented, and the presented key matched against the file. A key that is not in the
+//! file, or differs from its entry there, is refused with its fingerprint and what an
+//! operator should check; nothing is ever added to the file.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, KnownHostFileKind, MethodType};
 use tracing::debug;
 
-use super::SshError;
-
-/// The host key a server presented, as OpenSSH prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostKey {
-    /// Key algorithm name from the key blob, e.g. `ssh-ed25519`.
-    pub key_type: String,
-    /// `SHA256:` followed by the unpadded base64 of the SHA-256 of the key blob.
-    pub fingerprint: String,
-}
-
-impl HostKey {
-    /// Describes a raw public key blob (SSH wire format) the way `ssh-keygen -l` does.
-    pub fn from_blob(blob: &[u8]) -> HostKey {
-        HostKey {
-            key_type: blob_key_type(blob),
-            fingerprint: fingerprint(blob),
-        }
-    }
-}
-
-impl fmt::Display for HostKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.key_type, self.fingerprint)
-    }
-}
-
-/// OpenSSH-style fingerprint of a public key blob: `SHA256:` + unpadded base64.
-pub fn fingerprint(blob: &[u8]) -> String {
-    let digest = Sha256::digest(blob);
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    )
-}
-
-/// The algorithm name at the start of an SSH public key blob (a length-prefixed string).
-fn blob_key_type(blob: &[u8]) -> String {
-    let name = blob
-        .get(..4)
-        .and_then(|len| <[u8; 4]>::try_from(len).ok())
-        .map(|len| u32::from_be_bytes(len) as usize)
-        .and_then(|len| blob.get(4..4usize.checked_add(len)?))
-        .and_then(|name| std::str::from_utf8(name).ok());
-    name.unwrap_or("unknown").to_owned()
-}
+use super::error::SshError;
+use super::fingerprint::{HostKey, blob_key_type};
 
 /// The known_hosts file as libssh2 read it, for one connection's handshake.
 pub(super) struct KnownHosts {
@@ -176,7 +130,7 @@ fn host_names(host: &str, port: u16) -> [String; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::SshErrorKind;
+    use crate::ssh::error::SshErrorKind;
 
     /// The fixture host key's blob (see fixtures/capture.sh).
     fn fixture_blob() -> Vec<u8> {

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use ssh2::{BlockDirections, ErrorCode};
 use tracing::debug;
 
-use super::error::{OPEN_CHANNEL, START_COMMAND};
+use super::error::{OPEN_CHANNEL, START_COMMAND, SshError};
+use super::fingerprint::HostKey;
 use super::handshake::{Handshaken, handshake, timeout_ms};
-use super::{HostKey, Identity, SshError, SshSettings};
+use super::settings::{Identity, SshSettings};
 use crate::quote;
 
 /// libssh2's `LIBSSH2_ERROR_EAGAIN`: the call would block in non-blocking mode.
@@ -513,7 +514,7 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::SshErrorKind;
+    use crate::ssh::error::SshErrorKind;
 
     #[test]
     fn splitter_cuts_at_cr_and_lf_across_chunks() {
@@ -531,7 +532,7 @@ mod tests {
 
     #[test]
     fn connect_to_a_closed_port_is_a_connection_error() {
-        let (_socket, port) = crate::ssh::refusing_port();
+        let (_socket, port) = crate::ssh::testing::refusing_port();
         let settings = SshSettings {
             user: "root".into(),
             port,

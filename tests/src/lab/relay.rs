@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::LabError;
+use super::error::LabError;
 
 /// How often blocked relay threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);

@@ -10,7 +10,8 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::{LabError, sys};
+use super::error::{LabError, report};
+use super::sys;
 
 /// The folder that holds every lab's working folder.
 const LAB_ROOT: &str = "/tmp";
@@ -151,7 +152,7 @@ pub(crate) fn remove(prefix: &str, dir: &Path, own: &[i32]) -> Vec<String> {
         match sys::kill_netns_members(netns, &[], own) {
             Ok(survivors) if survivors.is_empty() => {}
             Ok(survivors) => problems.push(format!("netns {netns}: PIDs {survivors:?} survived")),
-            Err(error) => problems.push(format!("netns {netns}: {}", super::report(&error))),
+            Err(error) => problems.push(format!("netns {netns}: {}", report(&error))),
         }
     }
     // Root-side links go before the namespaces: deleting one end of a veth pair deletes the
@@ -160,13 +161,13 @@ pub(crate) fn remove(prefix: &str, dir: &Path, own: &[i32]) -> Vec<String> {
         if let Err(error) = sys::ip(&["link", "del", &link]) {
             // The other end of a pair deleted earlier in this loop takes this one with it.
             if sys::link_list().contains(&link) {
-                problems.push(format!("link {link}: {}", super::report(&error)));
+                problems.push(format!("link {link}: {}", report(&error)));
             }
         }
     }
     for netns in &namespaces {
         if let Err(error) = sys::ip(&["netns", "del", netns]) {
-            problems.push(format!("netns {netns}: {}", super::report(&error)));
+            problems.push(format!("netns {netns}: {}", report(&error)));
         }
     }
     match fs::remove_dir_all(dir) {

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::LabError;
+use super::error::LabError;
 
 /// The file every lab process locks while it sweeps, claims an id and picks a subnet, so two
 /// test processes never pick the same name or the same addresses.

@@ -1,0 +1,294 @@
+//! A real single-node etcd for the cluster tests: started on loopback with ports of its
+//! own and a temporary data folder, waited for until healthy, paused and resumed on
+//! demand (SIGSTOP/SIGCONT: etcd "lost" without killing it), and stopped by PID on drop.
+//!
+//! Ports: a child cannot be handed a bound socket, so the ports are chosen by binding port
+//! 0, reading the port and closing the socket before etcd starts. Another process may take
+//! such a port in between; etcd then exits with "address already in use", and the start is
+//! retried with fresh ports (a few times, then it is a failure with etcd's log).
+//!
+//! Cleanup: the child gets `PR_SET_PDEATHSIG(SIGKILL)`, so an etcd never outlives a test
+//! run that was killed. The signal follows the *thread* that started etcd: start it from
+//! the test's own thread (not from a `spawn_blocking` or a runtime worker that may end
+//! first).
+//!
+//! Missing `etcd`: outside CI the test skips with one loud line on stderr; with `CI=true`
+//! it fails (the convention of [`crate::lab`]).
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::have;
+use crate::lab::in_ci;
+
+/// How long a fresh etcd may take to answer its health check.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a start is retried after losing a port to another process.
+const PORT_ATTEMPTS: u32 = 5;
+/// How long etcd may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an etcd could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("cannot {what}: {error}")]
+    Io { what: String, error: io::Error },
+    #[error("etcd exited ({status}) before it was healthy; its log:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("etcd was not healthy within {timeout:?}; its log:\n{log}")]
+    NotHealthy { timeout: Duration, log: String },
+    #[error("etcd lost its ports to other processes {attempts} times in a row; last log:\n{log}")]
+    NoPorts { attempts: u32, log: String },
+}
+
+/// A running single-node etcd on 127.0.0.1. Stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Child,
+    client: SocketAddr,
+    log: PathBuf,
+    paused: AtomicBool,
+    // Last field: removed after the child is stopped (fields drop in order).
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// An etcd for test `test`, or `None` when `etcd` is not installed and this is not CI.
+    ///
+    /// # Panics
+    /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
+    pub fn require(test: &str) -> Option<EtcdServer> {
+        if !have("etcd") {
+            if in_ci() {
+                panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
+            }
+            // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
+            let _ = writeln!(
+                io::stderr(),
+                "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
+                 (CI=true makes this a failure)"
+            );
+            return None;
+        }
+        match EtcdServer::start() {
+            Ok(etcd) => Some(etcd),
+            Err(error) => panic!("{test}: etcd did not start: {error}"),
+        }
+    }
+
+    /// Starts etcd and returns once `/health` answers `"health":"true"`.
+    pub fn start() -> Result<EtcdServer, EtcdError> {
+        let dir = tempfile::Builder::new()
+            .prefix("dnsd-etcd-")
+            .tempdir()
+            .map_err(|error| EtcdError::Io {
+                what: "create etcd's temporary folder".into(),
+                error,
+            })?;
+        let mut last_log = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let client = free_port()?;
+            let peer = free_port()?;
+            // A fresh data folder per attempt: a half-started etcd may have written one.
+            let data = dir.path().join(format!("data-{attempt}"));
+            let log = dir.path().join(format!("etcd-{attempt}.log"));
+            let mut child = spawn(&data, &log, client, peer)?;
+            match wait_healthy(&mut child, client, &log) {
+                Ok(()) => {
+                    return Ok(EtcdServer {
+                        child,
+                        client: SocketAddr::from((Ipv4Addr::LOCALHOST, client)),
+                        log,
+                        paused: AtomicBool::new(false),
+                        dir,
+                    });
+                }
+                Err(EtcdError::Exited { log: text, .. })
+                    if text.contains("address already in use") =>
+                {
+                    last_log = text;
+                }
+                Err(error) => {
+                    stop(&mut child);
+                    return Err(error);
+                }
+            }
+        }
+        Err(EtcdError::NoPorts {
+            attempts: PORT_ATTEMPTS,
+            log: last_log,
+        })
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    /// etcd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Freezes etcd (SIGSTOP): its sockets stay open but nothing answers, as when the
+    /// machine hosting it hangs or the network drops everything silently.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Thaws a paused etcd (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// etcd's log so far (stdout and stderr), for failure messages.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// The temporary folder holding etcd's data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the PID of our own child, which is reaped only in `Drop`, so
+        // the PID cannot have been reused by another process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        if self.paused.load(Ordering::SeqCst) {
+            // A stopped process would not act on SIGTERM until continued.
+            self.signal(libc::SIGCONT);
+        }
+        stop(&mut self.child);
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (see the module's note on the race).
+fn free_port() -> Result<u16, EtcdError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|error| EtcdError::Io {
+            what: "find a free port on 127.0.0.1".into(),
+            error,
+        })
+}
+
+fn spawn(data: &Path, log: &Path, client: u16, peer: u16) -> Result<Child, EtcdError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |error| EtcdError::Io { what, error }
+    };
+    let out = std::fs::File::create(log).map_err(io("create etcd's log"))?;
+    let err = out.try_clone().map_err(io("duplicate etcd's log"))?;
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut command = Command::new("etcd");
+    command
+        .arg("--name=test")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=test={peer_url}"))
+        .arg("--initial-cluster-state=new")
+        .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: prctl(2) is async-signal-safe and touches only the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(io("start etcd"))
+}
+
+fn wait_healthy(child: &mut Child, client: u16, log: &Path) -> Result<(), EtcdError> {
+    let deadline = Instant::now() + HEALTHY_TIMEOUT;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Err(EtcdError::Exited {
+                    status: status.to_string(),
+                    log: read_log(log),
+                });
+            }
+            Ok(None) => {}
+            Err(error) => {
+                return Err(EtcdError::Io {
+                    what: "check on etcd".into(),
+                    error,
+                });
+            }
+        }
+        if healthy(client) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(EtcdError::NotHealthy {
+        timeout: HEALTHY_TIMEOUT,
+        log: read_log(log),
+    })
+}
+
+/// Whether etcd's `/health` endpoint answers that it is healthy (it has a raft leader).
+fn healthy(client: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, client));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /health HTTP/1.1\r\nhost: etcd\r\nconnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains(r#""health":"true""#)
+}
+
+/// SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL; always reaps the child.
+fn stop(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        // Already reaped (std keeps the status): its PID may belong to someone else now.
+        return;
+    }
+    // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet (above).
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_else(|e| format!("(cannot read {}: {e})", log.display()))
+}
