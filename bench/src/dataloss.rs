@@ -356,13 +356,24 @@ fn start_lsyncd(
     Ok((lsyncd, log))
 }
 
-/// Waits until every host's live data holds exactly what `primary`'s does; whether it did.
+/// Whether a pass is still sorting what it set aside on `host` (dnsd's
+/// `<path>.dnsd-kept/.staging-*`: what it keeps is known only once that is gone).
+fn sorting_aside(lab: &Lab, host: &Host) -> bool {
+    std::fs::read_dir(kept_root(lab, host)).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".staging-"))
+    })
+}
+
+/// Waits until every host's live data holds exactly what `primary`'s does and no pass
+/// is still sorting what it set aside; whether that happened.
 fn converge(lab: &Lab, primary: &Host) -> anyhow::Result<bool> {
     let done = wait_for(CONVERGE_TIMEOUT, Duration::from_millis(200), || {
         let want = seqs_under(&lab.data_path(primary));
         lab.hosts()
             .iter()
-            .all(|h| seqs_under(&lab.data_path(h)) == want)
+            .all(|h| seqs_under(&lab.data_path(h)) == want && !sorting_aside(lab, h))
             .then_some(())
     })?;
     Ok(done.is_some())
