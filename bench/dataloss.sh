@@ -14,7 +14,7 @@
 #
 # Needs root (network namespaces, tmpfs) and lsyncd (installed by scripts/deps bench).
 # Trials are interleaved across configurations; no new round starts after --time-limit of
-# measuring. Typical duration: 20 to 25 minutes for 10 trials each, after the wait for a
+# measuring. Typical duration: 25 to 30 minutes for 10 trials each, after the wait for a
 # quiet machine (at most --quiet-wait). Results: bench/results/dataloss.jsonl; the table is
 # printed at the end (Markdown, on stderr).
 set -euo pipefail

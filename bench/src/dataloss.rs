@@ -45,6 +45,11 @@ const LSYNCD_DEFAULT_DELAY: u64 = 15;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Writing before the crash beyond one sync cycle and a random part of another (and the
+/// 2 s `crash_after` adds), so every system is in its steady state when the crash comes:
+/// lsyncd's first copy starts only `delay` after the first write, and one rsync over a
+/// fresh ssh connection took 1 to 2 s on a busy 2-CPU machine.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// Options of the data-loss benchmark.
 #[derive(Debug, Clone, clap::Args)]
@@ -416,7 +421,7 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
         system.setting().replace([' ', ',', '=', '(', ')'], "")
     ));
     std::fs::create_dir_all(&tdir).with_context(|| format!("creating {}", tdir.display()))?;
-    let run_for = crash_after(system.cycle(), 1);
+    let run_for = crash_after(system.cycle(), 1) + SETTLE;
     let writer_log = tdir.join("writer.log");
     let mut record = json!({
         "bench": "dataloss", "type": "trial", "system": system.name(), "setting": system.setting(),
