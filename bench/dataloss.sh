@@ -16,8 +16,15 @@
 # Trials are interleaved across configurations; no new round starts after --time-limit of
 # measuring. Typical duration: 25 to 30 minutes for 10 trials each, after the wait for a
 # quiet machine (at most --quiet-wait). Results: bench/results/dataloss.jsonl; the table is
-# printed at the end (Markdown, on stderr).
+# printed at the end (Markdown, on stderr). `bench/dataloss.sh --table-of FILE` measures
+# nothing and prints the table of the trials in FILE (e.g. bench/results/dataloss.jsonl).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bench_prepare
+for arg in "$@"; do
+  case $arg in
+    # Not through run_bench: its --out would truncate the results file before it is read.
+    --table-of | --table-of=*) exec "$TARGET/release/dnsd-bench" dataloss "$@" ;;
+  esac
+done
 run_bench dataloss "$@"

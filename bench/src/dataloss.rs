@@ -6,9 +6,11 @@
 //! a kept folder) is a test of one name. After a random time the primary is crashed (the
 //! lab's crash: every process of the host dies, its data stays) and two counts are taken:
 //!
-//! - **lost on the promoted member**: writes h1 had that the member now serving lacks.
-//!   For dnsd, the member its election promoted; for lsyncd, which has no failover of its
-//!   own, the secondary one would fail over to (h2, the next in order);
+//! - **lost on the promoted member**: writes h1 had that the member now serving lacks
+//!   once the pool has converged. For dnsd, the member its election promoted; for lsyncd,
+//!   which has no failover of its own, the secondary one would fail over to (h2, the next
+//!   in order). What every secondary held at the failover (when dnsd promoted; for lsyncd
+//!   1.5 s after the crash) is recorded too, to see what the election changed;
 //! - **lost anywhere**: writes in no member's live data nor in any kept folder
 //!   (`<path>.dnsd-kept/...`; lsyncd keeps nothing) once the pool runs normally again:
 //!   h1 revived and every member mirrored from the new primary (dnsd does this itself;
@@ -45,6 +47,10 @@ const LSYNCD_DEFAULT_DELAY: u64 = 15;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// When lsyncd's secondaries are looked at after the crash: when dnsd, at its default
+/// heartbeat (3 misses at 500 ms), would have promoted one. Either way a transfer the
+/// crash interrupted has about that long to land before the copies are counted.
+const LSYNCD_FAILOVER_AFTER: Duration = Duration::from_millis(1500);
 /// Writing before the crash beyond one sync cycle and a random part of another (and the
 /// 2 s `crash_after` adds), so every system is in its steady state when the crash comes:
 /// lsyncd's first copy starts only `delay` after the first write, and one rsync over a
@@ -80,6 +86,10 @@ pub struct Args {
     /// Longest wait for a quiet machine.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub quiet_wait: Duration,
+    /// Measure nothing: print the table of the trial records in this results file (run
+    /// without `--out`, which would truncate it first).
+    #[arg(long)]
+    pub table_of: Option<PathBuf>,
 }
 
 /// One configuration under test.
@@ -384,29 +394,27 @@ fn converge(lab: &Lab, primary: &Host) -> anyhow::Result<bool> {
     Ok(done.is_some())
 }
 
-/// The counts of one trial, taken at the crash and after the pool converged.
+/// What the hosts held live at the failover, before anything was resynced.
 struct Counts {
+    /// h1's writes: all that was written.
     written: BTreeSet<u64>,
-    at_crash: Vec<(String, BTreeSet<u64>)>,
+    /// Every secondary's live copy.
+    at_failover: Vec<(String, BTreeSet<u64>)>,
 }
 
 impl Counts {
-    /// What every host holds live right after the crash (h1: what was written).
+    /// What every host holds live now (h1: what was written).
     fn take(lab: &Lab) -> Counts {
-        let mut at_crash: Vec<(String, BTreeSet<u64>)> = lab
+        let mut at_failover: Vec<(String, BTreeSet<u64>)> = lab
             .hosts()
             .iter()
             .map(|h| (h.name.clone(), seqs_under(&lab.data_path(h))))
             .collect();
-        let (_, written) = at_crash.remove(0);
-        Counts { written, at_crash }
-    }
-
-    fn on(&self, host: &str) -> Option<&BTreeSet<u64>> {
-        self.at_crash
-            .iter()
-            .find(|(h, _)| h == host)
-            .map(|(_, s)| s)
+        let (_, written) = at_failover.remove(0);
+        Counts {
+            written,
+            at_failover,
+        }
     }
 }
 
@@ -467,6 +475,7 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
                 .filter(|l| l.contains("Calling rsync"))
                 .count();
             record["rsync_calls_per_target"] = json!(calls / (hosts.len() - 1));
+            procs::sleep(LSYNCD_FAILOVER_AFTER)?;
             let counts = Counts::take(lab);
             // Failing over by hand: h2 serves, h1 is revived, and lsyncd now runs on h2.
             let h2 = &hosts[1];
@@ -480,7 +489,13 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
             (counts, h2.name.clone(), converged)
         }
     };
-    let on_promoted = counts.on(&promoted).cloned().unwrap_or_default();
+    // What the promoted member serves once the pool has converged (a transfer the crash
+    // interrupted may have landed after the failover).
+    let on_promoted = hosts
+        .iter()
+        .find(|h| h.name == promoted)
+        .map(|h| seqs_under(&lab.data_path(h)))
+        .unwrap_or_default();
     let mut anywhere: BTreeSet<u64> = BTreeSet::new();
     let mut kept_files = 0usize;
     let mut live_now: BTreeSet<u64> = BTreeSet::new();
@@ -501,7 +516,7 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
     let newest = |s: &BTreeSet<u64>| s.iter().next_back().copied().unwrap_or(0);
     let period_ms = 1000.0 / f64::from(rate.max(1));
     let members: serde_json::Map<String, Value> = counts
-        .at_crash
+        .at_failover
         .iter()
         .map(|(h, s)| (h.clone(), json!(written.difference(s).count())))
         .collect();
@@ -509,7 +524,7 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
         "written": written.len(), "promoted": promoted, "on_promoted": on_promoted.len(),
         "lost_promoted": lost_promoted, "lost_anywhere": lost_anywhere,
         "only_in_kept": only_kept, "kept_files": kept_files,
-        "lost_on_member_at_crash": members,
+        "lost_on_member_at_failover": members,
         "extra_on_promoted": on_promoted.difference(written).count(),
         "window_ms": newest(written).saturating_sub(newest(&on_promoted)) as f64 * period_ms,
         "converged": converged,
@@ -520,8 +535,11 @@ fn trial(lab: &Lab, system: &System, round: usize, rate: u32, dir: &Path) -> any
     Ok(record)
 }
 
-/// Runs the data-loss benchmark.
+/// Runs the data-loss benchmark (or prints the table of an earlier run).
 pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
+    if let Some(path) = &args.table_of {
+        return summarise_file(path);
+    }
     procs::require_programs(&["rsync", "ssh", "sshd", "socat", "lsyncd"])?;
     if args.hosts < 2 {
         bail!("--hosts: a primary and at least one secondary");
@@ -562,7 +580,9 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
             trials.push(record);
         }
     }
-    summarise(args, &trials, out);
+    for summary in summarise(&trials, args.write_rate) {
+        out.emit(&summary);
+    }
     out.emit(
         &json!({"bench": "dataloss", "type": "end", "loadavg": machine::loadavg(),
         "measured_s": started.elapsed().as_secs()}),
@@ -582,28 +602,52 @@ fn lsyncd_version() -> Option<String> {
         .map(|l| l.trim().to_owned())
 }
 
-/// Prints the table (Markdown, on stderr) and emits one summary per configuration.
-fn summarise(args: &Args, trials: &[Value], out: &Reporter) {
+/// The member a round-robin election promotes when h1 fails: the next in order.
+const NEXT_IN_ORDER: &str = "h2";
+
+/// Prints the table (Markdown, on stderr) and returns one summary record per
+/// configuration, in the order the trials first name them.
+///
+/// Beside what the promoted member lacked, two figures from the same trials show what
+/// the election changed: what h2, the next member in order (round-robin's choice), lacked
+/// at the failover, and what the secondary holding the most writes then lacked (the best
+/// any election could have done, counting writes of a pass still under way).
+fn summarise(trials: &[Value], write_rate: u32) -> Vec<Value> {
     say(format!(
-        "\n== writes lost at a primary crash, {} writes/s; count, median, p95, max ==",
-        args.write_rate
+        "\n== writes lost at a primary crash, {write_rate} writes/s: medians (p95, max) ==",
     ));
     say(
-        "| system | setting | trials | lost on promoted: median | p95 | max | lost anywhere: median | p95 | max | only in kept folders: median | max | promoted |",
+        "| system | setting | trials | lost on the promoted member | had h2 been promoted | on the best secondary | lost anywhere | only in kept folders | promoted |",
     );
-    say("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for system in &args.systems {
+    say("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut configurations: Vec<(&Value, &Value)> = Vec::new();
+    for t in trials {
+        let key = (&t["system"], &t["setting"]);
+        if !configurations.contains(&key) {
+            configurations.push(key);
+        }
+    }
+    let mut summaries = Vec::new();
+    for (system, setting) in configurations {
         let mine: Vec<&Value> = trials
             .iter()
-            .filter(|t| t["system"] == system.name() && t["setting"] == system.setting().as_str())
+            .filter(|t| &t["system"] == system && &t["setting"] == setting)
             .collect();
-        let pick = |k: &str| -> Vec<f64> { mine.iter().filter_map(|t| t[k].as_f64()).collect() };
-        let (promoted, anywhere, kept, window) = (
-            stats::summary(&pick("lost_promoted")),
-            stats::summary(&pick("lost_anywhere")),
-            stats::summary(&pick("only_in_kept")),
-            stats::summary(&pick("window_ms")),
-        );
+        let pick = |get: &dyn Fn(&Value) -> Option<f64>| -> Value {
+            stats::summary(&mine.iter().filter_map(|t| get(t)).collect::<Vec<f64>>())
+        };
+        let at_failover = |t: &Value| t["lost_on_member_at_failover"].as_object().cloned();
+        let promoted = pick(&|t| t["lost_promoted"].as_f64());
+        let next = pick(&|t| at_failover(t)?.get(NEXT_IN_ORDER)?.as_f64());
+        let best = pick(&|t| {
+            at_failover(t)?
+                .values()
+                .filter_map(Value::as_f64)
+                .min_by(f64::total_cmp)
+        });
+        let anywhere = pick(&|t| t["lost_anywhere"].as_f64());
+        let kept = pick(&|t| t["only_in_kept"].as_f64());
+        let window = pick(&|t| t["window_ms"].as_f64());
         let mut who: Vec<String> = Vec::new();
         for t in &mine {
             if let Some(p) = t["promoted"].as_str() {
@@ -614,28 +658,50 @@ fn summarise(args: &Args, trials: &[Value], out: &Reporter) {
                 }
             }
         }
-        let g = |v: &Value, k: &str| num(v[k].as_f64(), 0);
+        let cell = |v: &Value| {
+            let g = |k: &str| num(v[k].as_f64(), 0);
+            format!("{} ({}, {})", g("median"), g("p95"), g("max"))
+        };
         say(format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            system.name(),
-            system.setting(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            system.as_str().unwrap_or("?"),
+            setting.as_str().unwrap_or("?"),
             mine.len(),
-            g(&promoted, "median"),
-            g(&promoted, "p95"),
-            g(&promoted, "max"),
-            g(&anywhere, "median"),
-            g(&anywhere, "p95"),
-            g(&anywhere, "max"),
-            g(&kept, "median"),
-            g(&kept, "max"),
+            cell(&promoted),
+            cell(&next),
+            cell(&best),
+            cell(&anywhere),
+            cell(&kept),
             who.join(", ")
         ));
-        out.emit(
-            &json!({"bench": "dataloss", "type": "summary", "system": system.name(),
-            "setting": system.setting(), "write_rate": args.write_rate,
-            "lost_promoted": promoted, "lost_anywhere": anywhere, "only_in_kept": kept,
+        summaries.push(
+            json!({"bench": "dataloss", "type": "summary", "system": system,
+            "setting": setting, "write_rate": write_rate,
+            "lost_promoted": promoted, "lost_had_next_been_promoted": next,
+            "lost_on_best_secondary": best, "lost_anywhere": anywhere, "only_in_kept": kept,
             "window_ms": window, "promoted": who,
             "not_converged": mine.iter().filter(|t| t["converged"] == false).count()}),
         );
     }
+    summaries
+}
+
+/// Prints the table of an earlier run from its results file (its trial records).
+fn summarise_file(path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut trials = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let record: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+        if record["bench"] == "dataloss" && record["type"] == "trial" {
+            trials.push(record);
+        }
+    }
+    if trials.is_empty() {
+        bail!("{} holds no dataloss trial", path.display());
+    }
+    let rate = trials[0]["write_rate"].as_u64().unwrap_or(0);
+    summarise(&trials, u32::try_from(rate).unwrap_or(0));
+    Ok(())
 }
