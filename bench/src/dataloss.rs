@@ -705,3 +705,43 @@ fn summarise_file(path: &Path) -> anyhow::Result<()> {
     summarise(&trials, u32::try_from(rate).unwrap_or(0));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            "lsyncd".parse::<System>().unwrap(),
+            System::Lsyncd { delay: None }
+        );
+        assert_eq!(
+            "lsyncd:1".parse::<System>().unwrap(),
+            System::Lsyncd { delay: Some(1) }
+        );
+        let dnsd: System = "dnsd:5s:round-robin".parse().unwrap();
+        assert_eq!(dnsd.cycle(), Duration::from_secs(5));
+        assert_eq!(dnsd.setting(), "interval 5s, round-robin");
+        assert_eq!(
+            "dnsd:1s".parse::<System>().unwrap().setting(),
+            "interval 1s, default election"
+        );
+        for bad in [
+            "rsync",
+            "lsyncd:x",
+            "dnsd",
+            "dnsd:soon",
+            "dnsd:1s:random",
+            "dnsd:1s:freshest:x",
+        ] {
+            let error = bad.parse::<System>().unwrap_err().to_string();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn lua_strings_are_quoted() {
+        assert_eq!(lua_string(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+    }
+}
