@@ -128,13 +128,17 @@ pub enum EventKind {
     SwitchoverFailed,
     /// The primary is down and no member may be promoted; DNS keeps answering the old primary.
     Stranded,
-    /// A stranded service's primary answered again.
+    /// A stranded service's primary answered again, or a primary whose service check
+    /// failed passes it again (after a restart) and stays primary.
     Recovered,
-    /// A member stopped answering its heartbeat.
+    /// A member stopped answering its heartbeat; with `service` set, the service's check
+    /// started failing on it (its host may still answer: the reason says).
     NodeDown,
-    /// A member answers its heartbeat again.
+    /// A member answers its heartbeat again; with `service` set, the service's check
+    /// passes on it again.
     NodeUp,
-    /// Maintenance was switched on or off for a member.
+    /// Maintenance was switched on or off for a member; or, with `service` set, a member
+    /// was quarantined for flapping, released, or had its quarantine lifted.
     Maintenance,
     /// Automatic decisions were paused for a service.
     Paused,
@@ -148,10 +152,13 @@ pub enum EventKind {
     SyncFailed,
     /// A returning member was resynced; files it alone had were kept aside.
     Resynced,
-    /// A hook or fence command ran (or failed).
+    /// A hook or fence command ran (or failed); also every step of restarting a primary
+    /// whose service check fails (restart-then-migrate).
     Hook,
     /// The state file could not be used (it was moved aside) or written.
     State,
+    /// In a cluster: a terminal server took the lead, and a new term (epoch) began.
+    Leadership,
 }
 
 impl EventKind {
@@ -171,7 +178,8 @@ impl EventKind {
             | EventKind::Paused
             | EventKind::Refused
             | EventKind::Resynced
-            | EventKind::Hook => Level::Notice,
+            | EventKind::Hook
+            | EventKind::Leadership => Level::Notice,
             EventKind::Started
             | EventKind::Recovered
             | EventKind::NodeUp
@@ -187,6 +195,7 @@ impl fmt::Display for EventKind {
             EventKind::Started => "started",
             EventKind::Failover => "failover",
             EventKind::Promotion => "promotion",
+            EventKind::Leadership => "leadership",
             EventKind::Failback => "failback",
             EventKind::SwitchoverStarted => "switchover",
             EventKind::SwitchoverFailed => "switchover-failed",
@@ -257,6 +266,13 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<String>,
     },
+    /// Lift the flap quarantine of `node` (in `service`, or in every service where it is
+    /// quarantined), so that it may be promoted and failed back to again.
+    Unquarantine {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        node: String,
+    },
 }
 
 impl Action {
@@ -270,6 +286,7 @@ impl Action {
             Action::Maintenance { .. } => "maintenance",
             Action::Pause { .. } => "pause",
             Action::Resume { .. } => "resume",
+            Action::Unquarantine { .. } => "unquarantine",
         }
     }
 }
@@ -293,6 +310,9 @@ impl fmt::Display for Action {
             }
             Action::Pause { service } => write!(f, "pause{}", svc(service)),
             Action::Resume { service } => write!(f, "resume{}", svc(service)),
+            Action::Unquarantine { service, node } => {
+                write!(f, "unquarantine {node}{}", svc(service))
+            }
         }
     }
 }
@@ -361,6 +381,53 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
+    /// The terminal servers sharing this pool, when `[cluster]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// The terminal servers of a cluster, as this one sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This terminal server's name.
+    pub name: String,
+    /// Whether this one leads (decides).
+    pub leading: bool,
+    /// Who leads, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// How the leader's control API is reached, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_contact: Option<String>,
+    /// While leading: how long its lease surely holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_left_ms: Option<u64>,
+    /// Whether it has a live session with etcd.
+    pub etcd_reachable: bool,
+    /// While etcd is away: for how long the answers have been the last known state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_for_ms: Option<u64>,
+    /// Observers needed to declare a member down now.
+    pub down_quorum: u32,
+    /// The live terminal servers.
+    pub servers: Vec<TerminalServer>,
+}
+
+/// One live terminal server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalServer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    pub leader: bool,
+}
+
+/// How the live terminal servers see one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observers {
+    pub up: u32,
+    pub down: u32,
+    pub unknown: u32,
 }
 
 /// The heartbeat configuration, for display.
@@ -391,6 +458,10 @@ pub struct NodeStatus {
     /// Why the last probe failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// In a cluster: how the live terminal servers see it ("down 2/3"); `health` is their
+    /// quorum's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observers: Option<Observers>,
 }
 
 /// One service.
@@ -438,6 +509,16 @@ pub struct ServiceStatus {
     /// Which hooks the service has, so a view can say exactly what a move will do.
     #[serde(default)]
     pub hooks: HookSettings,
+    /// The service's own check of its members, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckSettings>,
+    /// Flap damping: when a member is quarantined (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<FlapSettings>,
+    /// The primary is being restarted because its service check fails while its host
+    /// answers: what is being tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
     /// Members in round-robin order.
     pub members: Vec<MemberStatus>,
 }
@@ -453,6 +534,9 @@ pub struct HookSettings {
     pub fence: bool,
     /// A failed fence stops the promotion.
     pub fencing_required: bool,
+    /// Runs on a primary whose service check fails while its host answers.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// A member as seen by one service.
@@ -468,6 +552,84 @@ pub struct MemberStatus {
     /// Mirroring state, for services with paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// The service's own check on this member, for a service with a check: its host's
+    /// health is the node's ([`NodeStatus::health`]); this says whether the service answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckStatus>,
+    /// Quarantined for flapping until then (ms since the Unix epoch): never promoted,
+    /// never failed back to, until it ends or an operator lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_until_ms: Option<u64>,
+    /// Changes of its health (host or service) within the flap window, since its last
+    /// quarantine.
+    #[serde(default)]
+    pub health_changes: u32,
+}
+
+/// A service check's view of one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// The check's verdict, with rise/fall applied: up is passing.
+    pub health: Health,
+    /// How long the last passing check took, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
+    /// When the last check ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at_ms: Option<u64>,
+    /// Why the last check failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How a service checks its members, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSettings {
+    /// What is checked, in words: "http :8080/health expects 200", "tcp :5432",
+    /// "command /usr/local/bin/check-app {service}".
+    pub probe: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+    /// Restarts tried on a primary whose check fails before it fails over (0: none, it
+    /// fails over at once).
+    #[serde(default)]
+    pub restart_attempts: u32,
+    /// How long its check may fail, restarts included, before it fails over.
+    #[serde(default)]
+    pub restart_window_ms: u64,
+}
+
+/// Flap damping of a service's members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlapSettings {
+    /// Changes of health allowed within `window_ms`; one more quarantines.
+    pub threshold: u32,
+    pub window_ms: u64,
+    /// How long a quarantine lasts.
+    pub hold_down_ms: u64,
+}
+
+/// A primary whose host answers but whose service check fails, being restarted in place
+/// before the service fails over (restart, then migrate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryStatus {
+    /// The primary being restarted.
+    pub node: String,
+    /// Restarts ordered so far, the one running included.
+    pub attempt: u32,
+    /// Restarts allowed.
+    pub attempts: u32,
+    /// When its check failed.
+    pub since_ms: u64,
+    /// When the service fails over if the check has not passed by then.
+    pub deadline_ms: u64,
+    /// A restart is running now.
+    pub restarting: bool,
+    /// When the next restart is due, if one is left and none is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
 }
 
 /// A member's mirroring state in one service.
@@ -623,12 +785,16 @@ pub enum RefusalKind {
     NoSecondaryUp,
     /// The flag already has the requested value.
     Unchanged,
+    /// The member is not quarantined (in the service named, or in any).
+    NotQuarantined,
     /// The request body is not an action.
     Malformed,
     /// The TCP request carried no valid token.
     Unauthorized,
     /// dnsd could not handle the request (shutting down, or not deciding).
     Unavailable,
+    /// This terminal server does not decide: another one leads (the message names it).
+    NotLeader,
 }
 
 impl RefusalKind {
@@ -650,9 +816,11 @@ impl RefusalKind {
             RefusalKind::NodeNotUp => "node_not_up",
             RefusalKind::NoSecondaryUp => "no_secondary_up",
             RefusalKind::Unchanged => "unchanged",
+            RefusalKind::NotQuarantined => "not_quarantined",
             RefusalKind::Malformed => "malformed",
             RefusalKind::Unauthorized => "unauthorized",
             RefusalKind::Unavailable => "unavailable",
+            RefusalKind::NotLeader => "not_leader",
         }
     }
 }
@@ -681,6 +849,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), a);
         let pause: Action = serde_json::from_str(r#"{"action":"pause"}"#).unwrap();
         assert_eq!(pause, Action::Pause { service: None });
+        let lift: Action =
+            serde_json::from_str(r#"{"action":"unquarantine","node":"app3"}"#).unwrap();
+        assert_eq!(
+            lift,
+            Action::Unquarantine {
+                service: None,
+                node: "app3".into()
+            }
+        );
+        assert_eq!(lift.to_string(), "unquarantine app3");
+    }
+
+    #[test]
+    fn status_from_a_dnsd_without_checks_still_reads() {
+        // A member and a service as a dnsd from before service checks sends them.
+        let member: MemberStatus =
+            serde_json::from_str(r#"{"node":"app1","role":"primary","eligible":false}"#).unwrap();
+        assert_eq!((member.check, member.quarantined_until_ms), (None, None));
+        assert_eq!(member.health_changes, 0);
+        let hooks: HookSettings = serde_json::from_str(
+            r#"{"promote":true,"demote":false,"fence":false,"fencing_required":false}"#,
+        )
+        .unwrap();
+        assert!(!hooks.restart);
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub struct Args {
     /// Longest wait for a quiet machine.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub quiet_wait: Duration,
+    /// Worker threads of every server: dnsd's `dns.threads` (UDP sockets with
+    /// SO_REUSEPORT), Knot's udp-/tcp-workers, NSD's server-count, gdnsd's
+    /// udp_/tcp_threads. With 1, each server is pinned to CPU 1 and dnsperf to CPU 0; with
+    /// more, nothing is pinned (servers and dnsperf share every CPU).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Queries over `udp` or `tcp` (dnsperf -m).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    pub transport: String,
 }
 
 /// The zone's contents, from which every server's configuration is written.
@@ -140,9 +149,10 @@ impl ZoneModel {
         z
     }
 
-    fn dnsd_config(&self, listen: SocketAddr, dir: &Path) -> String {
+    fn dnsd_config(&self, listen: SocketAddr, dir: &Path, threads: usize) -> String {
         let mut c = format!(
             "[dns]\nlisten = [\"{listen}\"]\nzone = \"{ZONE}\"\nttl = \"5s\"\nnameservers = [{{ name = \"ns1.{ZONE}\", address = \"{}\" }}]\n\
+             threads = {threads}\ntcp_max_connections = 1024\nsoa_refresh = \"1h\"\nsoa_retry = \"10m\"\nsoa_expire = \"1d\"\n\
              [heartbeat]\nprotocol = \"udp\"\nport = {ECHO_PORT}\n\
              [control]\nsocket = \"{}\"\n[state]\ndir = \"{}\"\n",
             self.ns_addr,
@@ -184,6 +194,7 @@ fn start_server(
     addr: SocketAddr,
     model: &ZoneModel,
     dir: &Path,
+    threads: usize,
 ) -> anyhow::Result<Server> {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -191,7 +202,7 @@ fn start_server(
     let (ip, port) = (addr.ip(), addr.port());
     let server = match name {
         "dnsd" => {
-            let dnsd = Dnsd::start(&dir, &model.dnsd_config(addr, &dir))?;
+            let dnsd = Dnsd::start(&dir, &model.dnsd_config(addr, &dir, threads))?;
             Server {
                 name: name.into(),
                 addr: dnsd.dns(),
@@ -207,6 +218,7 @@ fn start_server(
                 &conf,
                 format!(
                     "server:\n    listen: {ip}@{port}\n    rundir: {d}\n    pidfile: {d}/knot.pid\n\
+                     \x20   udp-workers: {threads}\n    tcp-workers: {threads}\n    background-workers: 1\n\
                      log:\n  - target: stderr\n    any: warning\n\
                      database:\n    storage: {d}\n\
                      zone:\n  - domain: {ZONE}\n    file: {z}\n    storage: {d}\n    journal-content: none\n    zonefile-sync: -1\n",
@@ -234,7 +246,7 @@ fn start_server(
                     "server:\n    ip-address: {ip}@{port}\n    username: \"\"\n    chroot: \"\"\n    zonesdir: \"{d}\"\n    database: \"\"\n\
                      \x20   pidfile: \"{d}/nsd.pid\"\n    xfrdfile: \"{d}/xfrd.state\"\n    zonelistfile: \"{d}/zone.list\"\n\
                      \x20   logfile: \"{d}/nsd.log\"\n    verbosity: 0\n    minimal-responses: yes\n\
-                     \x20   rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\n\
+                     \x20   rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\n    server-count: {threads}\n\
                      remote-control:\n    control-enable: no\n\
                      zone:\n    name: {ZONE}\n    zonefile: \"{z}\"\n",
                     d = dir.display(),
@@ -255,7 +267,7 @@ fn start_server(
             std::fs::write(
                 dir.join("config"),
                 format!(
-                    "options => {{\n  listen => [ \"{ip}:{port}\" ]\n  run_dir => {d}/run\n  state_dir => {d}/state\n}}\n",
+                    "options => {{\n  listen => [ \"{ip}:{port}\" ]\n  run_dir => {d}/run\n  state_dir => {d}/state\n  udp_threads => {threads}\n  tcp_threads => {threads}\n}}\n",
                     d = dir.display()
                 ),
             )?;
@@ -383,6 +395,9 @@ struct Run {
     cpu1_idle_busy_pct: f64,
     elapsed_s: f64,
     rcodes: String,
+    /// Worker threads of the server, and the transport of the queries.
+    threads: usize,
+    transport: String,
 }
 
 /// A number after `label` in dnsperf's summary.
@@ -427,7 +442,8 @@ fn run_dnsperf(
         .arg(args.clients.to_string())
         .arg("-l")
         .arg(args.duration.to_string())
-        .args(["-t", "2"]);
+        .args(["-t", "2"])
+        .args(["-m", &args.transport]);
     let fixed = mode == "fixed";
     if fixed {
         cmd.arg("-Q").arg(args.qps.to_string()).arg("-v");
@@ -516,6 +532,8 @@ fn run_dnsperf(
         cpu1_idle_busy_pct: idle_pct,
         elapsed_s: elapsed,
         rcodes,
+        threads: args.threads,
+        transport: args.transport.clone(),
     })
 }
 
@@ -532,8 +550,15 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     if args.servers.first().map(String::as_str) != Some("dnsd") {
         bail!("--servers must start with dnsd (ratios are dnsd/peer)");
     }
-    procs::pin_self(CLIENT_CPU)?;
+    let pinned = args.threads == 1;
+    if pinned {
+        procs::pin_self(CLIENT_CPU)?;
+    }
     out.emit(&machine::environment("dns"));
+    out.emit(
+        &json!({"bench": "dns", "type": "setup", "threads": args.threads,
+        "transport": args.transport, "pinned": pinned, "servers": args.servers}),
+    );
 
     let dir = procs::temp_dir("dnsd-bench-dns-")?;
     let model = ZoneModel::new(args.services);
@@ -563,7 +588,13 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for (i, name) in args.servers.iter().enumerate() {
         let ip = Ipv4Addr::new(127, 0, 53, u8::try_from(i + 1).unwrap_or(1));
-        let server = start_server(name, SocketAddr::from((ip, args.port)), &model, dir.path())?;
+        let server = start_server(
+            name,
+            SocketAddr::from((ip, args.port)),
+            &model,
+            dir.path(),
+            args.threads,
+        )?;
         say(format!(
             "{name}: answering on {} (pid {})",
             server.addr, server.pid
@@ -572,7 +603,7 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     }
     // Let dnsd see every member up before pinning and checking answers.
     procs::sleep(Duration::from_secs(3))?;
-    for server in &servers {
+    for server in servers.iter().filter(|_| pinned) {
         let pins = procs::pin_tree(server.pid, SERVER_CPU)?;
         out.emit(&json!({
             "bench": "dns", "type": "pinning", "server": server.name, "cpu": SERVER_CPU,
@@ -596,7 +627,9 @@ pub fn run(args: &Args, out: &Reporter) -> anyhow::Result<()> {
                 procs::check_stop()?;
                 let server = &servers[(k + round) % servers.len()];
                 // Re-pin before every run: a server may have started threads since.
-                procs::pin_tree(server.pid, SERVER_CPU)?;
+                if pinned {
+                    procs::pin_tree(server.pid, SERVER_CPU)?;
+                }
                 let r = run_dnsperf(server, &queries_path, args, mode, round + 1)?;
                 say(format!(
                     "round {} {mode:5} {:6}: {:>9.0} qps, avg {:>6.1} us, p99 {:>6} us, lost {}, server {:.2} us/q (user {:.2}, sys {:.2}), cpu1 {:.2} us/q (cpu0 {:.0}%, cpu1 {:.0}%)",

@@ -18,4 +18,5 @@ pub mod mirror;
 pub mod procs;
 pub mod report;
 pub mod scale;
+pub mod secondaries;
 pub mod stats;

@@ -480,6 +480,13 @@ impl App {
                 }
                 None => Action::Hint("select a member first (↑/↓)".into()),
             },
+            KeyCode::Char('u') => match &self.node {
+                Some(node) => Action::Ask(Request::Unquarantine {
+                    service: self.service.clone(),
+                    node: node.clone(),
+                }),
+                None => Action::Hint("select a quarantined member first (↑/↓)".into()),
+            },
             KeyCode::Char(c) => {
                 let extra = self.extras.as_ref().and_then(|x| x.key(c))?;
                 match &self.node {

@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dnsd_api::{Action as Request, Event};
 use futures::StreamExt as _;
 
-use crate::client::{Client, ClientError, Endpoint};
+use crate::client::{Client, ClientError, Endpoint, TlsClient, Trust};
 use crate::demo::DemoArgs;
 use crate::operator::operator;
 use crate::{plan, render};
@@ -52,12 +52,17 @@ pub struct Connection {
     /// dnsd's control socket [default: $DNSD_SOCKET, else /run/dnsd/control.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// A remote dnsd's TCP control API, e.g. http://10.0.0.5:8053 (needs --token-file)
+    /// A remote dnsd's TCP control API, https://HOST:PORT, its certificate verified
+    /// (http:// only to a loopback address); needs --token-file
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
     /// File holding the bearer token for --url
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Trust only the CA certificates in this PEM file for --url, not the system's (for
+    /// a self-signed setup)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What to do.
@@ -105,6 +110,13 @@ pub enum Command {
         node: String,
         /// on or off
         state: OnOff,
+        #[command(flatten)]
+        args: ActionArgs,
+    },
+    /// Lift the flap quarantine of NODE (in --service, or wherever it is quarantined)
+    Unquarantine {
+        /// The quarantined member
+        node: String,
         #[command(flatten)]
         args: ActionArgs,
     },
@@ -247,6 +259,13 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             act(&client, request, args.yes).await
         }
+        Some(Command::Unquarantine { node, args }) => {
+            let request = Request::Unquarantine {
+                service: args.service,
+                node,
+            };
+            act(&client, request, args.yes).await
+        }
         Some(Command::Maintenance { node, state, args }) => {
             let request = Request::Maintenance {
                 node,
@@ -263,62 +282,111 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
 }
 
 impl Connection {
-    /// The endpoint these options name: `--url` (with its token), else the socket.
+    /// The endpoint these options name: `--url` (with its token, and TLS unless it is
+    /// `http://` to loopback), else the socket.
     fn endpoint(&self) -> Result<Endpoint, Failure> {
-        match &self.url {
-            Some(url) => {
-                let Some(token_file) = &self.token_file else {
-                    return Err(usage(
-                        "--url needs --token-file: dnsd's TCP control API requires a bearer token"
-                            .into(),
-                    ));
-                };
-                let addr = parse_url(url).map_err(usage)?;
-                let token = std::fs::read_to_string(token_file)
-                    .with_context(|| format!("cannot read token file {}", token_file.display()))?
-                    .trim()
-                    .to_owned();
-                if token.is_empty() {
-                    return Err(usage(format!(
-                        "token file {} is empty",
-                        token_file.display()
-                    )));
-                }
-                Ok(Endpoint::Tcp { addr, token })
+        let Some(url) = &self.url else {
+            if self.token_file.is_some() {
+                return Err(usage("--token-file is only used with --url".into()));
             }
-            None => {
-                if self.token_file.is_some() {
-                    return Err(usage("--token-file is only used with --url".into()));
-                }
-                let socket = self
-                    .socket
-                    .clone()
-                    .or_else(|| std::env::var_os("DNSD_SOCKET").map(PathBuf::from))
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-                Ok(Endpoint::Unix(socket))
+            if self.ca_file.is_some() {
+                return Err(usage(
+                    "--ca-file is only used with an https:// --url".into(),
+                ));
             }
+            let socket = self
+                .socket
+                .clone()
+                .or_else(|| std::env::var_os("DNSD_SOCKET").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+            return Ok(Endpoint::Unix(socket));
+        };
+        let Some(token_file) = &self.token_file else {
+            return Err(usage(
+                "--url needs --token-file: dnsd's TCP control API requires a bearer token".into(),
+            ));
+        };
+        let target = parse_url(url).map_err(usage)?;
+        if !target.tls && self.ca_file.is_some() {
+            return Err(usage(
+                "--ca-file is only used with an https:// --url".into(),
+            ));
         }
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("cannot read token file {}", token_file.display()))?
+            .trim()
+            .to_owned();
+        if token.is_empty() {
+            return Err(usage(format!(
+                "token file {} is empty",
+                token_file.display()
+            )));
+        }
+        let tls = if target.tls {
+            let trust = match &self.ca_file {
+                Some(file) => Trust::CaFile(file.clone()),
+                None => Trust::System,
+            };
+            Some(TlsClient::new(&target.host, &trust).map_err(anyhow::Error::from)?)
+        } else {
+            None
+        };
+        Ok(Endpoint::Tcp {
+            addr: target.addr,
+            token,
+            tls,
+        })
     }
 }
 
-/// `http://HOST:PORT[/]` → `HOST:PORT`.
-fn parse_url(url: &str) -> Result<String, String> {
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
+/// Where `--url` points.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `HOST:PORT`, as connected to.
+    addr: String,
+    /// The host alone (IPv6 without brackets): the name dnsd's certificate must carry.
+    host: String,
+    /// False only for `http://` to a loopback address.
+    tls: bool,
+}
+
+/// `https://HOST:PORT[/]` (or `HOST:PORT`), or `http://HOST:PORT[/]` with a loopback
+/// address for HOST.
+fn parse_url(url: &str) -> Result<Target, String> {
+    let (tls, rest) = match url.split_once("://") {
+        Some(("https", rest)) => (true, rest),
+        Some(("http", rest)) => (false, rest),
         Some((scheme, _)) => {
             return Err(format!(
-                "--url {url:?}: only http:// is supported (dnsd's TCP API has no TLS; use an SSH tunnel across untrusted networks), not {scheme}://"
+                "--url {url:?}: use https:// (or http:// to a loopback address), not {scheme}://"
             ));
         }
-        None => url,
+        None => (true, url),
     };
-    let host_port = rest.trim_end_matches('/');
-    if host_port.is_empty() || host_port.contains('/') || !host_port.contains(':') {
+    let addr = rest.trim_end_matches('/');
+    let malformed =
+        || format!("--url {url:?} must be https://HOST:PORT (e.g. https://10.0.0.5:8053)");
+    let (host, port) = match addr.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").ok_or_else(malformed)?,
+        None => addr.rsplit_once(':').ok_or_else(malformed)?,
+    };
+    if host.is_empty() || host.contains(['/', '[', ']']) || port.parse::<u16>().is_err() {
+        return Err(malformed());
+    }
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if !tls && !loopback {
         return Err(format!(
-            "--url {url:?} must be http://HOST:PORT (e.g. http://10.0.0.5:8053)"
+            "--url {url:?}: plain http:// only to a loopback address (127.0.0.1, [::1]): the \
+             token would cross the network in clear; use https://"
         ));
     }
-    Ok(host_port.to_owned())
+    Ok(Target {
+        addr: addr.to_owned(),
+        host: host.to_owned(),
+        tls,
+    })
 }
 
 async fn status(client: &Client, json: bool) -> Result<(), Failure> {
@@ -457,23 +525,114 @@ mod tests {
     }
 
     #[test]
-    fn urls_need_a_token_and_plain_http() {
-        assert_eq!(parse_url("http://10.0.0.5:8053/").unwrap(), "10.0.0.5:8053");
-        assert_eq!(parse_url("[::1]:8053").unwrap(), "[::1]:8053");
-        assert!(
-            parse_url("https://10.0.0.5:8053")
-                .unwrap_err()
-                .contains("no TLS")
+    fn urls_need_a_token_and_https_off_loopback() {
+        let target = |addr: &str, host: &str, tls: bool| Target {
+            addr: addr.into(),
+            host: host.into(),
+            tls,
+        };
+        assert_eq!(
+            parse_url("https://10.0.0.5:8053/").unwrap(),
+            target("10.0.0.5:8053", "10.0.0.5", true)
         );
-        assert!(parse_url("http://10.0.0.5").is_err());
+        assert_eq!(
+            parse_url("[::1]:8053").unwrap(),
+            target("[::1]:8053", "::1", true)
+        );
+        assert_eq!(
+            parse_url("https://dnsd.example.net:8053").unwrap(),
+            target("dnsd.example.net:8053", "dnsd.example.net", true)
+        );
+        assert_eq!(
+            parse_url("http://127.0.0.1:8053/").unwrap(),
+            target("127.0.0.1:8053", "127.0.0.1", false)
+        );
+        assert_eq!(
+            parse_url("http://[::1]:8053").unwrap(),
+            target("[::1]:8053", "::1", false)
+        );
+        for clear in ["http://10.0.0.5:8053", "http://localhost:8053"] {
+            let err = parse_url(clear).unwrap_err();
+            assert!(
+                err.contains("plain http:// only to a loopback address"),
+                "{err}"
+            );
+        }
+        assert!(
+            parse_url("ftp://10.0.0.5:8053")
+                .unwrap_err()
+                .contains("use https://")
+        );
+        for bad in [
+            "https://10.0.0.5",
+            "https://:8053",
+            "https://h:p",
+            "https://[::1]",
+            "https://a/b:1",
+        ] {
+            assert!(
+                parse_url(bad)
+                    .unwrap_err()
+                    .contains("must be https://HOST:PORT"),
+                "{bad}"
+            );
+        }
         let c = Connection {
             socket: None,
             url: Some("http://127.0.0.1:1".into()),
             token_file: None,
+            ca_file: None,
         };
         let err = c.endpoint().unwrap_err();
         assert_eq!(err.exit, Exit::Usage);
         assert!(err.error.to_string().contains("--token-file"));
+    }
+
+    #[test]
+    fn ca_file_goes_with_https_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+        let ca = dir.path().join("ca.pem");
+        let with = |url: Option<&str>, ca_file: Option<PathBuf>| Connection {
+            socket: None,
+            url: url.map(Into::into),
+            token_file: url.map(|_| token.clone()),
+            ca_file,
+        };
+        for c in [
+            with(None, Some(ca.clone())),
+            with(Some("http://127.0.0.1:8053"), Some(ca.clone())),
+        ] {
+            let err = c.endpoint().unwrap_err();
+            assert_eq!(err.exit, Exit::Usage);
+            assert_eq!(
+                err.error.to_string(),
+                "--ca-file is only used with an https:// --url"
+            );
+        }
+        // A CA file that is missing, or holds no certificate, is an error naming it.
+        let err = with(Some("https://127.0.0.1:8053"), Some(ca.clone()))
+            .endpoint()
+            .unwrap_err();
+        assert!(
+            err.error
+                .to_string()
+                .starts_with(&format!("cannot read CA file {}: ", ca.display())),
+            "{:#}",
+            err.error
+        );
+        std::fs::write(&ca, "no certificate here\n").unwrap();
+        let err = with(Some("https://127.0.0.1:8053"), Some(ca.clone()))
+            .endpoint()
+            .unwrap_err();
+        assert_eq!(
+            err.error.to_string(),
+            format!(
+                "CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ca.display()
+            )
+        );
     }
 
     #[test]
@@ -485,8 +644,9 @@ mod tests {
             socket: None,
             url: Some("http://127.0.0.1:8053".into()),
             token_file: Some(file),
+            ca_file: None,
         };
-        let Endpoint::Tcp { addr, token } = c.endpoint().unwrap() else {
+        let Endpoint::Tcp { addr, token, .. } = c.endpoint().unwrap() else {
             panic!()
         };
         assert_eq!(

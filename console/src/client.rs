@@ -1,5 +1,7 @@
 //! A client of dnsd's control API: status, events (listed or streamed), actions and
-//! metrics, over the daemon's Unix socket or over TCP with a bearer token.
+//! metrics, over the daemon's Unix socket or over TCP with a bearer token: over TLS,
+//! verifying dnsd's certificate ([`tls`]), or plain HTTP, which the command line only
+//! allows towards a loopback address.
 //!
 //! Each call opens its own HTTP/1.1 connection: calls are rare (a status poll, an
 //! operator action), connections over a Unix socket are cheap, and nothing has to be
@@ -19,9 +21,13 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpStream, UnixStream};
 
+mod tls;
+
+pub use tls::{TlsClient, TlsSetupError, Trust};
+
 /// The header naming the operator behind an action (logged by the daemon).
 pub const OPERATOR_HEADER: &str = "x-dnsd-operator";
-/// How long a connection attempt may take.
+/// How long a connection attempt may take, the TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request may take once connected (not the event stream).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,15 +37,25 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Endpoint {
     /// The control socket (`[control] socket`).
     Unix(PathBuf),
-    /// The TCP listener (`[control] tcp`), with the token from its token file.
-    Tcp { addr: String, token: String },
+    /// The TCP listener (`[control] tcp`), with the token from its token file; over TLS
+    /// unless `tls` is `None` (plain HTTP).
+    Tcp {
+        addr: String,
+        token: String,
+        tls: Option<TlsClient>,
+    },
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp { addr, .. } => write!(f, "http://{addr} (token ****)"),
+            Endpoint::Tcp {
+                addr, tls: Some(_), ..
+            } => write!(f, "https://{addr} (token ****)"),
+            Endpoint::Tcp {
+                addr, tls: None, ..
+            } => write!(f, "http://{addr} (token ****)"),
         }
     }
 }
@@ -58,6 +74,12 @@ pub enum ClientError {
     Connect {
         endpoint: String,
         error: std::io::Error,
+    },
+    #[error("TLS with dnsd at {endpoint} failed: {error}{hint}")]
+    Tls {
+        endpoint: String,
+        error: std::io::Error,
+        hint: &'static str,
     },
     #[error("dnsd at {endpoint} did not answer within {timeout:?}")]
     Timeout { endpoint: String, timeout: Duration },
@@ -238,21 +260,39 @@ impl Client {
             endpoint: endpoint.clone(),
             error,
         };
+        let tls_error = |error: std::io::Error| ClientError::Tls {
+            endpoint: endpoint.clone(),
+            hint: tls::hint(&error),
+            error,
+        };
         let connect = async {
             match &self.endpoint {
-                Endpoint::Unix(path) => UnixStream::connect(path).await.map(Either::Unix),
-                Endpoint::Tcp { addr, .. } => {
-                    TcpStream::connect(addr.as_str()).await.map(Either::Tcp)
+                Endpoint::Unix(path) => UnixStream::connect(path)
+                    .await
+                    .map(Either::Unix)
+                    .map_err(connect_error),
+                Endpoint::Tcp { addr, tls, .. } => {
+                    let tcp = TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(connect_error)?;
+                    match tls {
+                        None => Ok(Either::Tcp(tcp)),
+                        Some(tls) => tls
+                            .connect(tcp)
+                            .await
+                            .map(|s| Either::Tls(Box::new(s)))
+                            .map_err(tls_error),
+                    }
                 }
             }
         };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| self.timeout(CONNECT_TIMEOUT))?
-            .map_err(connect_error)?;
+            .map_err(|_| self.timeout(CONNECT_TIMEOUT))??;
         let (mut sender, conn) = match stream {
             Either::Unix(s) => handshake(TokioIo::new(s)).await.map_err(http)?,
             Either::Tcp(s) => handshake(TokioIo::new(s)).await.map_err(http)?,
+            Either::Tls(s) => handshake(TokioIo::new(*s)).await.map_err(http)?,
         };
         tokio::spawn(conn);
         sender.send_request(req).await.map_err(http)
@@ -262,6 +302,8 @@ impl Client {
 enum Either {
     Unix(UnixStream),
     Tcp(TcpStream),
+    // Boxed: a TLS session's state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 type Connection = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -419,6 +461,7 @@ mod tests {
         let e = Endpoint::Tcp {
             addr: "127.0.0.1:1".into(),
             token: "s3cr3t-s3cr3t-s3cr3t".into(),
+            tls: None,
         };
         assert!(!format!("{e:?} {e}").contains("s3cr3t"));
     }

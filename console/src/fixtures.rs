@@ -2,8 +2,9 @@
 //! screens must show (healthy, a member down, a sync running, failed over, 500 members).
 
 use dnsd_api::{
-    Event, EventKind, Health, HeartbeatSettings, HookSettings, MemberStatus, NodeStatus,
-    PassReport, Role, RunningPass, ServiceStatus, Status, SyncStatus,
+    CheckSettings, CheckStatus, Event, EventKind, FlapSettings, Health, HeartbeatSettings,
+    HookSettings, MemberStatus, NodeStatus, PassReport, RecoveryStatus, Role, RunningPass,
+    ServiceStatus, Status, SyncStatus,
 };
 
 /// The fixed "now" of every fixture, ms since the Unix epoch.
@@ -23,6 +24,7 @@ fn node(name: &str, n: u32, health: Health) -> NodeStatus {
         rtt_us: up.then_some(base + 20),
         probes,
         last_error: (!up).then(|| "connect: Connection refused (os error 111)".to_owned()),
+        observers: None,
     }
 }
 
@@ -58,6 +60,9 @@ fn member(name: &str, role: Role, sync: Option<SyncStatus>, skip: Option<&str>) 
         eligible: skip.is_none(),
         skip_reason: skip.map(str::to_owned),
         sync,
+        check: None,
+        quarantined_until_ms: None,
+        health_changes: 0,
     }
 }
 
@@ -83,7 +88,11 @@ fn www(members: Vec<MemberStatus>, primary: &str, epoch: u64, next: Option<&str>
             demote: true,
             fence: false,
             fencing_required: false,
+            restart: false,
         },
+        check: None,
+        flap: None,
+        recovery: None,
         members,
     }
 }
@@ -105,6 +114,7 @@ fn status(nodes: Vec<NodeStatus>, services: Vec<ServiceStatus>) -> Status {
         },
         nodes,
         services,
+        cluster: None,
     }
 }
 
@@ -142,6 +152,9 @@ pub(crate) fn three_members() -> Status {
         max_lag_ms: 30_000,
         failback: "manual".into(),
         hooks: HookSettings::default(),
+        check: None,
+        flap: None,
+        recovery: None,
         members: vec![
             member("app2", Role::Primary, None, Some("is the primary")),
             member("app3", Role::Secondary, None, None),
@@ -213,6 +226,58 @@ pub(crate) fn failed_over() -> Status {
     www.members[0] = member("app1", Role::Down, Some(synced(31_000)), Some("is down"));
     www.members[1] = member("app2", Role::Primary, None, Some("is the primary"));
     st.serial = 8;
+    st
+}
+
+/// www has an HTTP check: app1, its primary, answers its heartbeat but its service does
+/// not and is being restarted (attempt 1 of 2, 8 s into a 30 s window); app3 flapped and
+/// is quarantined for 4 more minutes.
+pub(crate) fn service_checks() -> Status {
+    let mut st = three_members();
+    st.services.truncate(1);
+    let www = &mut st.services[0];
+    www.hooks.restart = true;
+    www.check = Some(CheckSettings {
+        probe: "http :8080/health expects 200".into(),
+        interval_ms: 1000,
+        timeout_ms: 500,
+        rise: 2,
+        fall: 3,
+        restart_attempts: 2,
+        restart_window_ms: 30_000,
+    });
+    www.flap = Some(FlapSettings {
+        threshold: 4,
+        window_ms: 600_000,
+        hold_down_ms: 600_000,
+    });
+    www.recovery = Some(RecoveryStatus {
+        node: "app1".into(),
+        attempt: 1,
+        attempts: 2,
+        since_ms: NOW - 8_000,
+        deadline_ms: NOW + 22_000,
+        restarting: true,
+        next_attempt_ms: None,
+    });
+    let passing = |rtt| CheckStatus {
+        health: Health::Up,
+        rtt_us: Some(rtt),
+        last_at_ms: Some(NOW - 400),
+        last_error: None,
+    };
+    www.members[0].check = Some(CheckStatus {
+        health: Health::Down,
+        rtt_us: None,
+        last_at_ms: Some(NOW - 300),
+        last_error: Some("127.0.0.11:8080 answered /health with HTTP 503, not 200".into()),
+    });
+    www.members[0].health_changes = 1;
+    www.members[1].check = Some(passing(900));
+    www.members[2].check = Some(passing(1100));
+    www.members[2].eligible = false;
+    www.members[2].skip_reason = Some("is quarantined for flapping (240s left)".into());
+    www.members[2].quarantined_until_ms = Some(NOW + 240_000);
     st
 }
 

@@ -254,19 +254,70 @@ pub fn describe(action: &Action, status: Option<&Status>) -> Plan {
                     st.services
                         .iter()
                         .filter(|s| name.as_ref().is_none_or(|n| &s.name == n))
-                        .filter(|s| !is_up(status, &s.primary))
-                        .map(|s| format!("{}'s primary {} is down", s.name, s.primary))
+                        .filter_map(|s| {
+                            if !is_up(status, &s.primary) {
+                                Some(format!("{}'s primary {} is down", s.name, s.primary))
+                            } else if check_fails(s, &s.primary) {
+                                Some(format!(
+                                    "{}'s primary {} fails its service check",
+                                    s.name, s.primary
+                                ))
+                            } else {
+                                None
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
             Plan {
                 question: format!("Resume automatic decisions for {}?", scope(name)),
-                steps: "dnsd decides again on its own: a primary that is down is failed over, and failback follows the service's policy.".to_owned(),
-                warning: (!down.is_empty())
-                    .then(|| format!("{}: a failover will follow at once", down.join("; "))),
+                steps: "dnsd decides again on its own: a primary that is down is failed over, one whose service check fails is restarted first (when the service has a restart hook), and failback follows the service's policy.".to_owned(),
+                warning: (!down.is_empty()).then(|| {
+                    format!("{}: a restart or failover will follow at once", down.join("; "))
+                }),
+            }
+        }
+        Action::Unquarantine {
+            service: name,
+            node,
+        } => {
+            let now = status.map_or(0, |st| st.now_ms);
+            let quarantined: Vec<&ServiceStatus> = status
+                .map(|st| {
+                    st.services
+                        .iter()
+                        .filter(|s| name.as_ref().is_none_or(|n| &s.name == n))
+                        .filter(|s| {
+                            s.member(node)
+                                .and_then(|m| m.quarantined_until_ms)
+                                .is_some_and(|until| until > now)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let r#where = if quarantined.is_empty() {
+                name.as_ref().map(|n| format!(" in {n}")).unwrap_or_default()
+            } else {
+                let names: Vec<&str> = quarantined.iter().map(|s| s.name.as_str()).collect();
+                format!(" in {}", names.join(", "))
+            };
+            Plan {
+                question: format!("Lift the quarantine of {node}{where}?"),
+                steps: format!(
+                    "{node} was quarantined for flapping. Lifted, it may be promoted and failed back to again as soon as it is eligible (a stranded service promotes it at once); its changes of health count afresh. DNS does not change now."
+                ),
+                warning: (status.is_some() && quarantined.is_empty())
+                    .then(|| format!("{node} is not quarantined{where}: dnsd will refuse")),
             }
         }
     }
+}
+
+/// Whether the service's check fails on `node` (its host may be up).
+fn check_fails(svc: &ServiceStatus, node: &str) -> bool {
+    svc.member(node)
+        .and_then(|m| m.check.as_ref())
+        .is_some_and(|c| c.health == Health::Down)
 }
 
 fn scope(service: &Option<String>) -> String {
@@ -414,5 +465,32 @@ mod tests {
             service: None,
             node: None
         }));
+    }
+
+    #[test]
+    fn lifting_a_quarantine_says_what_follows_and_predicts_a_refusal() {
+        let st = fixtures::service_checks();
+        let lift = |node: &str| Action::Unquarantine {
+            service: None,
+            node: node.into(),
+        };
+        let plan = describe(&lift("app3"), Some(&st));
+        assert_eq!(plan.question, "Lift the quarantine of app3 in www?");
+        assert!(plan.steps.starts_with("app3 was quarantined for flapping."));
+        assert_eq!(plan.warning, None);
+        assert!(needs_confirmation(&lift("app3")));
+        assert!(!moves_primary(&lift("app3")));
+        let plan = describe(&lift("app2"), Some(&st));
+        assert_eq!(
+            plan.warning.as_deref(),
+            Some("app2 is not quarantined: dnsd will refuse")
+        );
+        let resume = describe(&Action::Resume { service: None }, Some(&st));
+        assert_eq!(
+            resume.warning.as_deref(),
+            Some(
+                "www's primary app1 fails its service check: a restart or failover will follow at once"
+            )
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! the table `console status` prints and the lines `console events` prints (the demo's
 //! headless `status` command prints the same table).
 
-use dnsd_api::{Event, Health, Status};
+use dnsd_api::{Event, Health, RecoveryStatus, Status};
 
 use crate::units;
 
@@ -28,6 +28,9 @@ pub fn status_table(st: &Status) -> String {
         }
         if let Some(t) = &svc.transition {
             state.push(format!("in progress: {t}"));
+        }
+        if let Some(r) = &svc.recovery {
+            state.push(recovery(r, st.now_ms));
         }
         out.push_str(&format!(
             "\nservice {} ({}): primary {}, epoch {}, {}; failback {}; next {}\n",
@@ -86,6 +89,12 @@ pub fn status_table(st: &Status) -> String {
             if node.is_some_and(|n| n.maintenance) {
                 notes.push("maintenance".into());
             }
+            if let Some(until) = m.quarantined_until_ms.filter(|&u| u > st.now_ms) {
+                notes.push(format!(
+                    "quarantined for flapping ({} left)",
+                    units::span(until - st.now_ms)
+                ));
+            }
             if svc.next.as_deref() == Some(m.node.as_str()) {
                 notes.push("next".into());
             }
@@ -98,7 +107,7 @@ pub fn status_table(st: &Status) -> String {
                 m.node.clone(),
                 node.map(|n| n.address.clone()).unwrap_or_default(),
                 m.role.to_string(),
-                node.map(|n| n.health.to_string()).unwrap_or_default(),
+                health(node.map(|n| n.health), m.check.as_ref().map(|c| c.health)),
                 rtt,
                 sync,
                 lag,
@@ -125,6 +134,41 @@ pub fn status_table(st: &Status) -> String {
         }
     }
     out
+}
+
+/// A member's health in one service: its host's, and its service check's when the
+/// service has one ("up, service down").
+fn health(host: Option<Health>, check: Option<Health>) -> String {
+    match (host, check) {
+        (None, _) => String::new(),
+        (Some(host), None) => host.to_string(),
+        (Some(host), Some(check)) => format!("{host}, service {check}"),
+    }
+}
+
+/// What is being tried on a primary whose service check fails while its host answers:
+/// "restarting app1 (attempt 1 of 2): its host answers, its service does not; fails over
+/// in 22s unless its check passes".
+pub fn recovery(r: &RecoveryStatus, now: u64) -> String {
+    let doing = if r.restarting {
+        format!(
+            "restarting {} (attempt {} of {})",
+            r.node, r.attempt, r.attempts
+        )
+    } else {
+        let next = match r.next_attempt_ms {
+            Some(at) => format!("next restart in {}", units::span(at.saturating_sub(now))),
+            None => "no restart left".to_owned(),
+        };
+        format!(
+            "waiting for {}'s check after restart {} of {}; {next}",
+            r.node, r.attempt, r.attempts
+        )
+    };
+    format!(
+        "{doing}: its host answers, its service does not; fails over in {} unless its check passes",
+        units::span(r.deadline_ms.saturating_sub(now))
+    )
 }
 
 /// One event as a log line.
@@ -166,6 +210,19 @@ mod tests {
         let text = status_table(&fixtures::member_down());
         insta::assert_snapshot!("status_table", text);
         assert!(text.contains("skipped: is down"), "{text}");
+    }
+
+    #[test]
+    fn status_table_tells_host_from_service_health_and_shows_quarantine_and_restarts() {
+        let text = status_table(&fixtures::service_checks());
+        for needed in [
+            "restarting app1 (attempt 1 of 2): its host answers, its service does not; fails over in 22s unless its check passes",
+            "up, service down",
+            "up, service up",
+            "quarantined for flapping (4m00s left)",
+        ] {
+            assert!(text.contains(needed), "{needed:?} missing in:\n{text}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control API: HTTP/JSON under `/v1`, on a Unix socket (mode 0600) and, only with
-//! a token, on TCP. Operator views read the status and follow the event stream;
-//! operator actions go to the driver, which runs them through the controller's rules.
+//! a token, on TCP: over TLS, or as plain HTTP on a loopback address when the operator
+//! allowed it. Operator views read the status and follow the event stream; operator
+//! actions go to the driver, which runs them through the controller's rules.
 //!
 //! | method | path                  | what                                              |
 //! |--------|-----------------------|---------------------------------------------------|
@@ -13,8 +14,18 @@
 //! Every action is logged with its origin: the peer's uid and pid on the Unix socket
 //! (from `SO_PEERCRED`), the peer address on TCP, plus the operator name a client may
 //! give in the `x-dnsd-operator` header.
+//!
+//! Every listener bounds its clients ([`conn`]): a request head (and on TCP the TLS
+//! handshake) must arrive within `header_timeout`, and at most `max_connections` are
+//! served at once, further ones waiting for a free slot. The token and the TLS key are
+//! read from owner-only files ([`secret`], [`tls`]) and never logged.
 
+mod conn;
+mod error;
 mod metrics;
+mod peer;
+mod secret;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,176 +43,101 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use dnsd_api::{Action, ActionReply, Event, RefusalKind, paths};
 use futures::Stream;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::config::{ControlConfig, ControlTransport};
 use crate::dns::DnsStats;
 use crate::handle::{DaemonHandle, ShuttingDown};
-
-/// Header a client may set to name the operator behind an action.
-pub const OPERATOR_HEADER: &str = "x-dnsd-operator";
-
-/// Why the control API could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("cannot create the directory of control socket {path}: {error}")]
-    SocketDir {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("control socket {path} is in use by a running process")]
-    SocketInUse { path: PathBuf },
-    #[error("cannot remove stale control socket {path}: {error}")]
-    StaleSocket {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot listen on control socket {path}: {error}")]
-    Bind {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot restrict control socket {path} to its owner: {error}")]
-    Permissions {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("cannot listen for the control API on TCP {addr}: {error}")]
-    BindTcp {
-        addr: SocketAddr,
-        error: std::io::Error,
-    },
-    #[error("cannot read control token file {path}: {error}")]
-    Token {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("control token file {path} {problem}")]
-    TokenUnsafe {
-        path: PathBuf,
-        problem: &'static str,
-    },
-}
-
-/// A bearer token. Its `Debug` does not print it.
-#[derive(Clone)]
-pub struct Token(Arc<[u8]>);
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(****)")
-    }
-}
-
-impl Token {
-    /// Reads a token file: it must be readable by its owner only and not empty.
-    pub fn read(path: &Path) -> Result<Token, ControlError> {
-        let meta = std::fs::metadata(path).map_err(|error| ControlError::Token {
-            path: path.to_owned(),
-            error,
-        })?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(ControlError::TokenUnsafe {
-                path: path.to_owned(),
-                problem: "is readable by others than its owner: chmod 600 it",
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|error| ControlError::Token {
-            path: path.to_owned(),
-            error,
-        })?;
-        let token = text.trim();
-        if token.len() < 16 {
-            return Err(ControlError::TokenUnsafe {
-                path: path.to_owned(),
-                problem: "holds a token shorter than 16 characters",
-            });
-        }
-        Ok(Token(Arc::from(token.as_bytes())))
-    }
-
-    /// Constant-time comparison with a presented token.
-    fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        // Lengths are not secret; contents are compared without early exit.
-        self.0.len() == presented.len() && bool::from(self.0.as_ref().ct_eq(presented))
-    }
-}
+use conn::{Limits, serve_on};
+pub use error::ControlError;
+pub use peer::OPERATOR_HEADER;
+use peer::Peer;
+pub use secret::Token;
 
 /// Bound control listeners, ready to serve.
 #[derive(Debug)]
 pub struct ControlListeners {
     unix: UnixListener,
     socket: PathBuf,
-    tcp: Option<(TcpListener, Token)>,
+    tcp: Option<TcpControl>,
+    limits: Limits,
+}
+
+/// The TCP listener, its token, and its TLS acceptor (`None`: plain HTTP on loopback).
+struct TcpControl {
+    listener: TcpListener,
+    token: Token,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TcpControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpControl")
+            .field("listener", &self.listener)
+            .field("token", &self.token)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl ControlListeners {
-    /// Binds the Unix socket (replacing a stale one, refusing a live one) with mode
-    /// 0600, and the TCP listener if configured.
-    pub async fn bind(
-        socket: &Path,
-        tcp: Option<(SocketAddr, &Path)>,
-    ) -> Result<ControlListeners, ControlError> {
-        if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir).map_err(|error| ControlError::SocketDir {
-                path: socket.to_owned(),
-                error,
-            })?;
-        }
-        if socket.exists() {
-            if tokio::net::UnixStream::connect(socket).await.is_ok() {
-                return Err(ControlError::SocketInUse {
-                    path: socket.to_owned(),
-                });
-            }
-            std::fs::remove_file(socket).map_err(|error| ControlError::StaleSocket {
-                path: socket.to_owned(),
-                error,
-            })?;
-        }
-        // Create the socket with no access for others from the start, then set 0600.
-        // SAFETY: umask only changes this process's file-creation mask.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(socket);
-        // SAFETY: as above; restores the previous mask.
-        unsafe { libc::umask(old) };
-        let unix = bound.map_err(|error| ControlError::Bind {
-            path: socket.to_owned(),
-            error,
-        })?;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(
-            |error| ControlError::Permissions {
-                path: socket.to_owned(),
-                error,
-            },
-        )?;
-        let tcp = match tcp {
+    /// Reads the token and TLS files of the TCP listener, if configured, then binds the
+    /// Unix socket (replacing a stale one, refusing a live one) with mode 0600 and the
+    /// TCP listener. Nothing is bound when a file is unusable.
+    pub async fn bind(config: &ControlConfig) -> Result<ControlListeners, ControlError> {
+        let ControlConfig {
+            socket,
+            tcp,
+            header_timeout,
+            max_connections,
+        } = config;
+        let limits = Limits {
+            header_timeout: *header_timeout,
+            max_connections: *max_connections,
+        };
+        let tcp_files = match tcp {
             None => None,
-            Some((addr, token_file)) => {
-                let token = Token::read(token_file)?;
-                let l = TcpListener::bind(addr)
+            Some(tcp) => {
+                let token = Token::read(&tcp.token_file)?;
+                let tls = match &tcp.transport {
+                    ControlTransport::Tls { cert, key } => Some(tls::acceptor(cert, key)?),
+                    ControlTransport::PlainLoopback => None,
+                };
+                Some((tcp.addr, token, tls))
+            }
+        };
+        let unix = bind_socket(socket).await?;
+        let tcp = match tcp_files {
+            None => None,
+            Some((addr, token, tls)) => {
+                let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|error| ControlError::BindTcp { addr, error })?;
-                Some((l, token))
+                if tls.is_none() {
+                    warn!(%addr, "the control API's TCP listener is plain HTTP (allow_plain_tcp_on_loopback): reachable from this host only, without TLS");
+                }
+                Some(TcpControl {
+                    listener,
+                    token,
+                    tls,
+                })
             }
         };
         Ok(ControlListeners {
             unix,
             socket: socket.to_owned(),
             tcp,
+            limits,
         })
     }
 
     /// The TCP address actually bound, if any.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.tcp.as_ref().and_then(|t| t.listener.local_addr().ok())
     }
 
     /// The Unix socket path.
@@ -210,55 +146,50 @@ impl ControlListeners {
     }
 }
 
+/// Binds the control socket with mode 0600, replacing a stale socket file.
+async fn bind_socket(socket: &Path) -> Result<UnixListener, ControlError> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|error| ControlError::SocketDir {
+            path: socket.to_owned(),
+            error,
+        })?;
+    }
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Err(ControlError::SocketInUse {
+                path: socket.to_owned(),
+            });
+        }
+        std::fs::remove_file(socket).map_err(|error| ControlError::StaleSocket {
+            path: socket.to_owned(),
+            error,
+        })?;
+    }
+    // Create the socket with no access for others from the start, then set 0600.
+    // SAFETY: umask only changes this process's file-creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(socket);
+    // SAFETY: as above; restores the previous mask.
+    unsafe { libc::umask(old) };
+    let unix = bound.map_err(|error| ControlError::Bind {
+        path: socket.to_owned(),
+        error,
+    })?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|error| {
+        ControlError::Permissions {
+            path: socket.to_owned(),
+            error,
+        }
+    })?;
+    Ok(unix)
+}
+
 #[derive(Clone)]
 struct AppState {
     daemon: DaemonHandle,
     dns: Arc<DnsStats>,
     /// Fires at shutdown: open event streams end, so graceful shutdown is not held up.
     shutdown: CancellationToken,
-}
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone)]
-enum Peer {
-    Unix { uid: Option<u32>, pid: Option<i32> },
-    Tcp(SocketAddr),
-}
-
-impl Peer {
-    /// The peer of a Unix-socket connection: its credentials, as the kernel reports them.
-    fn of_unix(io: &UnixStream, _: &tokio::net::unix::SocketAddr) -> Peer {
-        let cred = io.peer_cred().ok();
-        Peer::Unix {
-            uid: cred.map(|c| c.uid()),
-            pid: cred.and_then(|c| c.pid()),
-        }
-    }
-
-    fn of_tcp(_: &TcpStream, addr: &SocketAddr) -> Peer {
-        Peer::Tcp(*addr)
-    }
-}
-
-impl Peer {
-    fn describe(&self, headers: &HeaderMap) -> String {
-        let base = match self {
-            Peer::Unix { uid, pid } => format!(
-                "unix uid={} pid={}",
-                uid.map_or("?".to_owned(), |u| u.to_string()),
-                pid.map_or("?".to_owned(), |p| p.to_string())
-            ),
-            Peer::Tcp(addr) => format!("tcp {addr}"),
-        };
-        match headers.get(OPERATOR_HEADER).and_then(|v| v.to_str().ok()) {
-            Some(name) => {
-                // Free text from the client: keep it short and printable in logs.
-                let clean: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-                format!("{clean} ({base})")
-            }
-            None => base,
-        }
-    }
 }
 
 fn router(state: AppState) -> Router {
@@ -278,98 +209,70 @@ pub async fn serve(
     dns: Arc<DnsStats>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let ControlListeners {
+        unix,
+        socket,
+        tcp,
+        limits,
+    } = listeners;
     let state = AppState {
         daemon,
         dns,
         shutdown: cancel.clone(),
     };
     let unix = serve_on(
-        listeners.unix,
+        unix,
+        "unix",
         router(state.clone()),
         Peer::of_unix,
+        |io| std::future::ready(Ok(io)),
+        limits,
         cancel.clone(),
     );
-    let socket = listeners.socket.clone();
-    match listeners.tcp {
+    match tcp {
         None => unix.await,
-        Some((tcp, token)) => {
+        Some(TcpControl {
+            listener,
+            token,
+            tls,
+        }) => {
             let guarded =
                 router(state).layer(middleware::from_fn(move |req: Request, next: Next| {
                     let token = token.clone();
                     async move { require_token(&token, req, next).await }
                 }));
-            let tcp = serve_on(tcp, guarded, Peer::of_tcp, cancel);
-            tokio::join!(unix, tcp);
+            match tls {
+                Some(acceptor) => {
+                    let tcp = serve_on(
+                        listener,
+                        "tcp",
+                        guarded,
+                        Peer::of_tcp,
+                        move |io| acceptor.accept(io),
+                        limits,
+                        cancel,
+                    );
+                    tokio::join!(unix, tcp);
+                }
+                None => {
+                    let tcp = serve_on(
+                        listener,
+                        "tcp",
+                        guarded,
+                        Peer::of_tcp,
+                        |io| std::future::ready(Ok(io)),
+                        limits,
+                        cancel,
+                    );
+                    tokio::join!(unix, tcp);
+                }
+            }
         }
     }
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(path = %socket.display(), error = %e, "cannot remove the control socket at shutdown");
     }
     Ok(())
-}
-
-/// Serves `app` on every connection `listener` accepts until `cancel` fires, then lets the
-/// open connections finish (event streams end on the same token) and returns.
-///
-/// Our own loop rather than `axum::serve`, for one HTTP/1 setting that it does not expose:
-/// half-closed connections. A client that shuts down its write side after its request
-/// (`socat`'s default, `nc -N`) still gets the answer instead of a closed connection.
-async fn serve_on<L>(
-    mut listener: L,
-    app: Router,
-    peer_of: fn(&L::Io, &L::Addr) -> Peer,
-    cancel: CancellationToken,
-) where
-    L: axum::serve::Listener,
-{
-    // Every connection task holds a receiver; the sender closing tells them to finish.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-    let (done_tx, done_rx) = tokio::sync::watch::channel(());
-    loop {
-        let (io, addr) = tokio::select! {
-            () = cancel.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let peer = ConnectInfo(peer_of(&io, &addr));
-        let service = app
-            .clone()
-            .map_request(move |req: axum::http::Request<Incoming>| {
-                let mut req = req.map(axum::body::Body::new);
-                req.extensions_mut().insert(peer.clone());
-                req
-            });
-        let mut stop = stop_rx.clone();
-        let done = done_rx.clone();
-        tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .half_close(true)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-            let mut conn = std::pin::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(error) = result {
-                            debug!(%error, "control connection ended with an error");
-                        }
-                        break;
-                    }
-                    changed = stop.changed(), if !stopping => {
-                        // Err: the sender is gone, which is the signal.
-                        let _ = changed;
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-            drop(done);
-        });
-    }
-    drop(listener);
-    drop(stop_tx);
-    drop(done_rx);
-    // Returns once every connection task has dropped its receiver.
-    done_tx.closed().await;
 }
 
 async fn require_token(token: &Token, req: Request, next: Next) -> Response {

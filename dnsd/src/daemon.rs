@@ -1,5 +1,5 @@
 //! The running terminal server: binds its listeners, wires the heartbeat, the
-//! controller's [`Driver`], DNS, mirroring and the control API together, and runs until
+//! controller's driver, DNS, mirroring and the control API together, and runs until
 //! it is cancelled or one of its serving tasks fails.
 //!
 //! One driver task owns the controller. Everything that changes it arrives on the
@@ -10,17 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use dnsd_api::{Event, EventKind, Ready};
 use heartbeat::{Health, Target};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::checks;
+use crate::config::{Config, ControlTransport};
 use crate::control::{self, ControlListeners};
 use crate::controller::Controller;
-use crate::dns::{self, DnsStats, Listeners, SharedZone};
+use crate::coordinator;
+use crate::dns::{self, DnsStats, Listeners, ZonePublisher};
 use crate::driver::{Driver, now_ms};
 use crate::handle::DaemonHandle;
 use crate::mirror::Executor;
@@ -49,6 +50,7 @@ pub async fn run(
         nodes,
         services: _,
         mirror: _,
+        cluster: cluster_config,
     } = &*config;
 
     for warning in config.warnings() {
@@ -69,10 +71,15 @@ pub async fn run(
             )),
         ),
     };
-    let (controller, initial) = Controller::new(&topology(&config), persisted.as_ref(), start);
-    let zone: SharedZone = Arc::new(ArcSwap::from_pointee(
-        build_zone(&config, &controller).context("building the zone")?,
-    ));
+    let topology = topology(&config);
+    let (controller, initial) = match (cluster_config, &persisted) {
+        // One of several: decide nothing until leading; until etcd says otherwise, answer
+        // the state last seen (kept in the local state file).
+        (Some(_), Some(p)) => (Controller::mirror_of(&topology, p, start), Vec::new()),
+        (Some(_), None) => (Controller::new(&topology, None, start).0, Vec::new()),
+        (None, _) => Controller::new(&topology, persisted.as_ref(), start),
+    };
+    let zone = ZonePublisher::new(build_zone(&config, &controller).context("building the zone")?);
     let (handle, mut requests, event_tx) = DaemonHandle::channel(64);
     let (mirror_tx, mut mirror_rx) = mpsc::channel(256);
     let executor = Executor::new(config.clone(), mirror_tx);
@@ -88,9 +95,36 @@ pub async fn run(
     if let Some(note) = state_note {
         driver.record(Event::new(start, EventKind::State, note));
     }
+    // The coordinator's signals; standalone, a channel that never speaks.
+    let (_no_cluster, mut signals) = mpsc::channel(1);
+    let mut coordinator_task = None;
+    if let Some(cluster) = cluster_config {
+        // How an operator reaches this terminal server's API: named in refusals of
+        // followers, so that the action can be sent to the leader.
+        let contact = control_config.tcp.as_ref().map(|tcp| match tcp.transport {
+            ControlTransport::Tls { .. } => format!("https://{}", tcp.addr),
+            ControlTransport::PlainLoopback => format!("http://{}", tcp.addr),
+        });
+        let (link, cluster_signals, task) =
+            coordinator::start(cluster, &dns_config.zone, contact, cancel.child_token())
+                .await
+                .context("starting the cluster coordinator")?;
+        signals = cluster_signals;
+        coordinator_task = Some(task);
+        driver.join_cluster(link, cluster.quorum);
+        driver.record(Event::new(
+            start,
+            EventKind::Started,
+            format!(
+                "{} joins the cluster at {}; it decides only while it leads",
+                cluster.name,
+                cluster.endpoints.join(", ")
+            ),
+        ));
+    }
     driver.apply(initial).await;
 
-    let listeners = Listeners::bind(&dns_config.listen).await?;
+    let listeners = Listeners::bind(dns_config).await?;
     let dns_addrs = listeners.local_addrs();
     let stats = Arc::new(DnsStats::default());
     let mut tasks = tokio::task::JoinSet::new();
@@ -119,15 +153,11 @@ pub async fn run(
         report_tx,
         cancel.child_token(),
     );
+    // Service checks: observations like the heartbeat's, one task per checked member.
+    let (check_tx, mut check_rx) = mpsc::channel(64);
+    let checker = checks::spawn(&config, check_tx, cancel.child_token());
 
-    let control = ControlListeners::bind(
-        &control_config.socket,
-        control_config
-            .tcp
-            .as_ref()
-            .map(|(addr, token)| (*addr, token.as_path())),
-    )
-    .await?;
+    let control = ControlListeners::bind(control_config).await?;
     let control_tcp = control.tcp_addr();
     let control_cancel = cancel.child_token();
     tasks.spawn({
@@ -156,6 +186,8 @@ pub async fn run(
             Some(request) = requests.recv() => driver.on_request(request).await,
             Some(report) = mirror_rx.recv() => driver.on_mirror(report).await,
             Some(report) = reports.recv() => driver.on_report(report).await,
+            Some(signal) = signals.recv() => driver.on_cluster(signal).await,
+            Some(report) = check_rx.recv() => driver.on_check(report).await,
             _ = tick.tick() => {
                 driver.tick().await;
             }
@@ -168,6 +200,7 @@ pub async fn run(
                 };
                 cancel.cancel();
                 monitor.join().await;
+                checker.join().await;
                 anyhow::bail!("a serving task stopped unexpectedly: {detail}");
             }
         }
@@ -177,9 +210,16 @@ pub async fn run(
     dns_cancel.cancel();
     control_cancel.cancel();
     monitor.join().await;
+    checker.join().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             warn!(error = %e, "a serving task reported an error at shutdown");
+        }
+    }
+    if let Some(task) = coordinator_task {
+        // It resigns and revokes its lease, so another terminal server leads at once.
+        if tokio::time::timeout(WORK_GRACE, task).await.is_err() {
+            warn!("the cluster coordinator did not stop in time");
         }
     }
     // Passes and hooks under way report to nobody now; give them a moment to end.
@@ -191,9 +231,7 @@ pub async fn run(
             "passes or hooks still running at shutdown; they end with the process"
         );
     }
-    // The last write: a failure has been logged and recorded already, and there is no
-    // decision left to withdraw.
-    let _ = driver.persist().await;
+    driver.persist_at_exit().await;
     Ok(())
 }
 

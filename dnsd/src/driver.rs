@@ -6,39 +6,43 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use dnsd_api::{ActionReply, Event, EventKind, Status};
+use std::time::Instant;
+
+use dnsd_api::{
+    ActionReply, ClusterStatus, Event, EventKind, Observers, RefusalKind, Status, TerminalServer,
+};
 use heartbeat::Report;
 use tokio::sync::broadcast;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
+use crate::checks::CheckReport;
+pub(crate) use crate::clock::now_ms;
+use crate::cluster::observe::{ClusterViews, MemberView, Views};
+use crate::cluster::quorum::{self, Verdict};
+use crate::cluster::{Leader, Versioned};
 use crate::config::Config;
+use crate::controller::Persisted;
 use crate::controller::{
     Controller, Effect, Millis, NodeId, PassId, ServiceId, Withdrawn, describe,
 };
-use crate::dns::SharedZone;
+use crate::coordinator::{Link, Signal};
+use crate::dns::ZonePublisher;
 use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
-use crate::pool::build_zone;
+use crate::pool::{build_zone, topology};
 use crate::state::StateStore;
-use crate::status::{PROBE_HISTORY, ProbeHistory, View};
+use crate::status::{CheckHistory, PROBE_HISTORY, ProbeHistory, View};
 
 /// Events kept in memory for `/v1/events` and late subscribers.
 pub(crate) const EVENT_LOG_CAPACITY: usize = 2000;
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
 
 /// The controller and everything the driver keeps next to it.
 pub(crate) struct Driver {
     config: Arc<Config>,
     controller: Controller,
-    zone: SharedZone,
+    zone: ZonePublisher,
     store: Arc<StateStore>,
     events: VecDeque<Event>,
     next_seq: u64,
@@ -53,6 +57,31 @@ pub(crate) struct Driver {
     mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
     /// State file writes that failed since start.
     persist_failures: u64,
+    /// The last service check of each member of each service with a check.
+    checks: HashMap<(ServiceId, NodeId), CheckHistory>,
+    /// The cluster side, when `[cluster]` is configured; `None` runs standalone.
+    cluster: Option<ClusterSide>,
+}
+
+/// What the driver keeps of the cluster: whether this terminal server leads, what etcd
+/// says, and the objective health of every member.
+struct ClusterSide {
+    link: Link,
+    /// Leading: the controller decides. Following: it shows the state in etcd.
+    leading: bool,
+    etcd_up: bool,
+    /// Since when etcd has been away (the answers are the last known state since).
+    etcd_down_since: Option<Millis>,
+    leader: Option<Leader>,
+    views: ClusterViews,
+    /// Each node's verdict from the live observers' views, indexed like the nodes.
+    verdicts: Vec<Option<Verdict>>,
+    /// This terminal server's own view (its heartbeat's), as published.
+    local: Views,
+    /// The configured down quorum, if any.
+    quorum: Option<u32>,
+    /// Per service, the last epoch whose log entry is in etcd.
+    written_epochs: HashMap<ServiceId, u64>,
 }
 
 impl Driver {
@@ -60,7 +89,7 @@ impl Driver {
     pub(crate) fn new(
         config: Arc<Config>,
         controller: Controller,
-        zone: SharedZone,
+        zone: ZonePublisher,
         store: StateStore,
         event_tx: broadcast::Sender<Event>,
         executor: Executor,
@@ -82,11 +111,40 @@ impl Driver {
             running: HashMap::new(),
             mirrored: BTreeMap::new(),
             persist_failures: 0,
+            cluster: None,
+            checks: HashMap::new(),
         }
     }
 
-    /// The periodic re-evaluation.
+    /// Runs as one of several terminal servers: decisions only while leading, the state
+    /// in etcd, health from the observers' quorum.
+    pub(crate) fn join_cluster(&mut self, link: Link, quorum: Option<u32>) {
+        let nodes = self.config.nodes.len();
+        self.cluster = Some(ClusterSide {
+            link,
+            leading: false,
+            etcd_up: false,
+            etcd_down_since: Some(now_ms()),
+            leader: None,
+            views: ClusterViews::default(),
+            verdicts: vec![None; nodes],
+            local: Views::new(),
+            quorum,
+            written_epochs: HashMap::new(),
+        });
+    }
+
+    /// Whether this terminal server decides: always standalone, while leading in a
+    /// cluster.
+    fn deciding(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.leading)
+    }
+
+    /// The periodic re-evaluation (only a terminal server that decides).
     pub(crate) async fn tick(&mut self) {
+        if !self.deciding() {
+            return;
+        }
         let fx = self.controller.tick(now_ms());
         self.apply(fx).await;
     }
@@ -115,15 +173,24 @@ impl Driver {
         if effects.contains(&Effect::Publish) {
             self.publish();
         }
+        // In a cluster, nothing reaches a member unless this terminal server leads with a
+        // lease that surely holds: a pass or hook of a deposed leader is never started.
+        let may_act = self
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.leading && c.link.may_act(Instant::now()));
         for effect in effects {
             match effect {
                 Effect::Event(e) => self.record(e),
-                Effect::StartSync(order) => {
+                Effect::StartSync(order) if may_act => {
                     self.running
                         .insert(order.id, (order.service, order.to, None));
                     self.executor.start_pass(order);
                 }
-                Effect::RunHook(order) => self.executor.run_hook(order),
+                Effect::RunHook(order) if may_act => self.executor.run_hook(order),
+                Effect::StartSync(_) | Effect::RunHook(_) => {
+                    warn!("not leading with a live lease: a pass or hook is not started");
+                }
                 Effect::Persist | Effect::Publish => {}
             }
         }
@@ -143,8 +210,13 @@ impl Driver {
                     total.0 += summary.literal_bytes;
                     total.1 += summary.matched_bytes;
                 }
+                if !self.deciding() {
+                    return;
+                }
                 self.controller.sync_finished(id, outcome, now_ms())
             }
+            // Work ordered in an earlier term: the new leader decides afresh.
+            mirror::Report::Hook { .. } if !self.deciding() => return,
             mirror::Report::Hook { id, outcome } => {
                 self.controller.hook_finished(id, outcome, now_ms())
             }
@@ -152,16 +224,43 @@ impl Driver {
         self.apply(fx).await;
     }
 
-    /// Writes the controller's state; a failure is logged, recorded as an event and
-    /// counted, and returned in words.
+    /// Writes the controller's state (the state file, or etcd in a cluster); a failure
+    /// is logged, recorded as an event and counted, and returned in words.
     pub(crate) async fn persist(&mut self) -> Result<(), String> {
         let state = self.controller.persisted();
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&state)).await;
-        let problem = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("state writer task failed: {e}"),
+        let problem = match &self.cluster {
+            Some(cluster) => {
+                let epochs = self.new_epochs(cluster);
+                match cluster
+                    .link
+                    .write(crate::state::encode(&state), epochs.clone())
+                    .await
+                {
+                    Ok(()) => {
+                        if let Some(cluster) = &mut self.cluster {
+                            for (service, epoch, _) in epochs {
+                                if let Some(s) = self.controller.service_index(&service) {
+                                    cluster.written_epochs.insert(s, epoch);
+                                }
+                            }
+                        }
+                        // Kept locally too, as a follower keeps what it follows: restarted
+                        // while etcd is away, it answers its own last decisions.
+                        self.keep_locally(state).await;
+                        return Ok(());
+                    }
+                    Err(e) => describe(&e),
+                }
+            }
+            None => {
+                let store = self.store.clone();
+                let result = tokio::task::spawn_blocking(move || store.save(&state)).await;
+                match result {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("state writer task failed: {e}"),
+                }
+            }
         };
         self.persist_failures += 1;
         error!(error = %problem, "cannot persist state; roles will not survive a restart until this is fixed");
@@ -169,9 +268,27 @@ impl Driver {
         Err(problem)
     }
 
+    /// The epoch log entries the next state write creates: every epoch a service reached
+    /// since the last write, each created once (a repeat makes etcd refuse the write).
+    fn new_epochs(&self, cluster: &ClusterSide) -> Vec<(String, u64, Vec<u8>)> {
+        let c = &self.controller;
+        c.epochs_after(&cluster.written_epochs)
+            .into_iter()
+            .map(|(s, epoch)| {
+                let entry = serde_json::json!({
+                    "primary": c.node_name(c.primary(s)),
+                    "leader": cluster.link.name(),
+                    "at_ms": now_ms(),
+                });
+                let value = serde_json::to_vec(&entry).unwrap_or_default();
+                (c.service_name(s).to_owned(), epoch, value)
+            })
+            .collect()
+    }
+
     fn publish(&mut self) {
         match build_zone(&self.config, &self.controller) {
-            Ok(zone) => self.zone.store(Arc::new(zone)),
+            Ok(zone) => self.zone.publish(zone),
             // Names were validated at start, so this cannot happen with a valid config;
             // if it did, the previous snapshot keeps serving.
             Err(e) => error!(error = %e, "cannot build the zone; DNS keeps the previous snapshot"),
@@ -210,10 +327,237 @@ impl Driver {
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as Millis);
+        let node = NodeId(report.target);
+        if let Some(cluster) = &mut self.cluster {
+            // In a cluster this is one observer's view; the quorum's verdict decides.
+            let name = self.config.node(node).name.clone();
+            let rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
+            let view = cluster.local.entry(name).or_insert(MemberView {
+                health: heartbeat::Health::Unknown,
+                since_unix_ms: now_ms(),
+                rtt_us: None,
+            });
+            if let Some(t) = report.transition {
+                view.health = t.to;
+                view.since_unix_ms = now_ms();
+            }
+            if rtt_us.is_some() {
+                view.rtt_us = rtt_us;
+            }
+            cluster.link.publish(cluster.local.clone());
+            return;
+        }
         if let Some(t) = report.transition {
-            let node = NodeId(report.target);
             let span = info_span!("heartbeat", node = %self.controller.node_name(node));
             let fx = span.in_scope(|| self.controller.health_changed(node, t.to, now_ms()));
+            self.apply(fx).instrument(span).await;
+        }
+    }
+
+    /// Something changed in the cluster: etcd, the views, the state, the leadership.
+    pub(crate) async fn on_cluster(&mut self, signal: Signal) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let now = now_ms();
+        match signal {
+            Signal::Etcd { up } => {
+                if up != cluster.etcd_up {
+                    cluster.etcd_up = up;
+                    cluster.etcd_down_since = (!up).then_some(now);
+                    let what = if up {
+                        "etcd reachable: a session is open".to_owned()
+                    } else {
+                        "etcd unreachable: answering the last known state, deciding nothing"
+                            .to_owned()
+                    };
+                    self.record(Event::new(now, EventKind::State, what));
+                }
+            }
+            Signal::Leader(leader) => cluster.leader = leader,
+            Signal::Views(views) => {
+                cluster.views = views;
+                self.judge().await;
+            }
+            Signal::State(state) => {
+                if cluster.leading {
+                    return;
+                }
+                let Some(state) = state else { return };
+                match crate::state::decode(&state.bytes) {
+                    Ok(persisted) => self.follow(&persisted),
+                    Err(e) => {
+                        let why = format!("the state in etcd is unusable: {}", describe(&e));
+                        error!(%why);
+                        self.record(Event::new(now, EventKind::State, why));
+                    }
+                }
+            }
+            Signal::Won { state } => self.lead(state).await,
+            Signal::Lost { why } => {
+                cluster.leading = false;
+                // Whatever etcd said before, this one leads no more.
+                if cluster
+                    .leader
+                    .as_ref()
+                    .is_some_and(|l| l.name == cluster.link.name())
+                {
+                    cluster.leader = None;
+                }
+                let reason = format!("{} no longer decides: {why}", cluster.link.name());
+                self.running.clear();
+                self.record(Event::new(now, EventKind::State, reason));
+            }
+        }
+    }
+
+    /// Judges every member from the live observers' views; the leader's controller takes
+    /// a changed verdict as a change of health, a follower shows it.
+    async fn judge(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let now = now_ms();
+        let mut changed = Vec::new();
+        for (i, node) in self.config.nodes.iter().enumerate() {
+            let previous = cluster.verdicts[i].map_or(heartbeat::Health::Unknown, |v| v.health);
+            let verdict =
+                quorum::evaluate(&node.name, &cluster.views, cluster.quorum, previous, now);
+            if verdict.health != previous {
+                changed.push((NodeId(i), verdict.health));
+            }
+            cluster.verdicts[i] = Some(verdict);
+        }
+        if !cluster.leading {
+            for (n, health) in changed {
+                self.controller.show_health(n, health);
+            }
+            return;
+        }
+        for (n, health) in changed {
+            let fx = self.controller.health_changed(n, health, now);
+            self.apply(fx).await;
+        }
+    }
+
+    /// This terminal server leads now: take the state in etcd as a restart takes the
+    /// state file (a switchover cut short is rolled back), feed it the verdicts, decide.
+    async fn lead(&mut self, state: Option<Versioned>) {
+        let now = now_ms();
+        let topology = topology(&self.config);
+        let (persisted, note) = match state.map(|v| crate::state::decode(&v.bytes)) {
+            None => (None, None),
+            Some(Ok(p)) => (Some(p), None),
+            Some(Err(e)) => (
+                None,
+                Some(format!(
+                    "the state in etcd is unusable ({}); starting from the configuration",
+                    describe(&e)
+                )),
+            ),
+        };
+        let (controller, mut fx) = Controller::new(&topology, persisted.as_ref(), now);
+        self.controller = controller;
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.leading = true;
+        cluster.written_epochs = persisted
+            .iter()
+            .flat_map(|p| &p.services)
+            .filter_map(|ps| {
+                self.controller
+                    .service_index(&ps.name)
+                    .map(|s| (s, ps.epoch))
+            })
+            .collect();
+        let name = cluster.link.name().to_owned();
+        if let Some(note) = note {
+            self.record(Event::new(now, EventKind::State, note));
+        }
+        self.record(Event::new(
+            now,
+            EventKind::Leadership,
+            format!("{name} leads: it decides from now on"),
+        ));
+        // A new term: every service takes the next epoch, so nothing this leader orders
+        // carries an epoch an earlier leader may have used.
+        // Written on its own, before any decision of the term: the epoch log then says
+        // which primary the term began with.
+        fx.extend(self.controller.begin_term(&name, now));
+        self.apply(fx).await;
+        // The objective health as the observers see it now.
+        let known: Vec<(NodeId, heartbeat::Health)> =
+            self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
+                cluster
+                    .verdicts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (NodeId(i), v.health)))
+                    .filter(|(_, h)| *h != heartbeat::Health::Unknown)
+                    .collect()
+            });
+        for (n, health) in known {
+            let fx = self.controller.health_changed(n, health, now);
+            self.apply(fx).await;
+        }
+    }
+
+    /// Shows the state another terminal server decided: DNS answers it, status shows it.
+    fn follow(&mut self, persisted: &Persisted) {
+        let topology = topology(&self.config);
+        self.controller = Controller::mirror_of(&topology, persisted, now_ms());
+        if let Some(cluster) = &self.cluster {
+            for (i, v) in cluster.verdicts.iter().enumerate() {
+                if let Some(v) = v {
+                    self.controller.show_health(NodeId(i), v.health);
+                }
+            }
+        }
+        self.publish();
+        // Kept locally too: a terminal server restarted while etcd is away answers the
+        // last state it knew rather than the configuration's preferred members.
+        if let Err(e) = self.store.save(persisted) {
+            warn!(error = %e, "cannot keep the cluster's state in the local state file");
+        }
+    }
+
+    /// In a cluster, the local state file is a copy of the last state known: written off
+    /// the driver's task, and a failure only logged (etcd holds the state).
+    async fn keep_locally(&self, state: Persisted) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.save(&state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot keep the cluster's state in the local state file")
+            }
+            Err(e) => warn!(error = %e, "the local state writer failed"),
+        }
+    }
+
+    /// At shutdown: standalone, the last write of the state file; in a cluster, the
+    /// coordinator has stopped and etcd holds the state: only the local copy is kept.
+    pub(crate) async fn persist_at_exit(&mut self) {
+        if self.cluster.is_some() {
+            self.keep_locally(self.controller.persisted()).await;
+        } else {
+            // A failure has been logged and recorded already, and there is no decision
+            // left to withdraw.
+            let _ = self.persist().await;
+        }
+    }
+
+    /// A service check ended: keep its result for the status, and give a change of
+    /// verdict to the controller.
+    pub(crate) async fn on_check(&mut self, report: CheckReport) {
+        let (s, n) = (report.service, report.node);
+        let last = self.checks.entry((s, n)).or_default();
+        last.last_at_ms = report.at_ms;
+        last.rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
+        last.last_error = report.outcome.as_ref().err().map(|e| describe(e));
+        if let Some(t) = report.transition {
+            let span = info_span!("check", service = %self.controller.service_name(s), node = %self.controller.node_name(n));
+            let fx = span.in_scope(|| self.controller.check_changed(s, n, t.to, now_ms()));
             self.apply(fx).instrument(span).await;
         }
     }
@@ -226,6 +570,11 @@ impl Driver {
                 reply,
             } => {
                 info!(%action, %origin, "operator action");
+                if let Some(refusal) = self.not_leading() {
+                    info!(%action, %origin, "{refusal}");
+                    let _ = reply.send(ActionReply::refused(RefusalKind::NotLeader, refusal));
+                    return;
+                }
                 let (result, fx) = self.controller.act(&action, &origin, now_ms());
                 self.apply(fx).await;
                 let answer = match result {
@@ -265,15 +614,77 @@ impl Driver {
         }
     }
 
+    /// Why this terminal server cannot take an operator action now, if it cannot.
+    fn not_leading(&self) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        if cluster.leading {
+            return None;
+        }
+        let me = cluster.link.name();
+        Some(match &cluster.leader {
+            Some(l) => format!(
+                "{me} does not decide: {} leads; send the action there{}",
+                l.name,
+                l.contact
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            ),
+            None => format!("{me} does not decide, and no terminal server leads right now"),
+        })
+    }
+
     /// The status as the control API reports it.
     fn status(&self) -> Status {
+        let now = now_ms();
+        let cluster = self.cluster.as_ref().map(|c| {
+            let live = quorum::live_observers(&c.views);
+            ClusterStatus {
+                name: c.link.name().to_owned(),
+                leading: c.leading,
+                leader: c.leader.as_ref().map(|l| l.name.clone()),
+                leader_contact: c.leader.as_ref().and_then(|l| l.contact.clone()),
+                lease_left_ms: c
+                    .link
+                    .lease_left(Instant::now())
+                    .map(|d| d.as_millis() as u64),
+                etcd_reachable: c.etcd_up,
+                stale_for_ms: c.etcd_down_since.map(|since| now.saturating_sub(since)),
+                down_quorum: quorum::down_quorum(c.quorum, live),
+                servers: c
+                    .views
+                    .servers
+                    .values()
+                    .map(|s| TerminalServer {
+                        name: s.name.clone(),
+                        contact: s.contact.clone(),
+                        leader: c.leader.as_ref().is_some_and(|l| l.name == s.name),
+                    })
+                    .collect(),
+            }
+        });
+        let observers: Vec<Option<Observers>> = self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.verdicts
+                .iter()
+                .map(|v| {
+                    v.map(|v| Observers {
+                        up: v.tally.up,
+                        down: v.tally.down,
+                        unknown: v.tally.unknown,
+                    })
+                })
+                .collect()
+        });
         View {
             config: &self.config,
             controller: &self.controller,
             probes: &self.probes,
             running: &self.running,
+            checks: &self.checks,
             started_ms: self.started_ms,
-            now: now_ms(),
+            now,
+            cluster,
+            observers: &observers,
         }
         .status()
     }

@@ -355,6 +355,7 @@ impl Executor {
             Hook::Promote => service.hooks.promote.as_ref(),
             Hook::Demote => service.hooks.demote.as_ref(),
             Hook::Fence => service.hooks.fence.as_ref(),
+            Hook::Restart => service.hooks.restart.as_ref(),
         }
         .ok_or(HookError::NotConfigured(order.hook))?;
         let values = [
@@ -390,19 +391,29 @@ impl Executor {
                 .exec(&wrapped)
                 .map_err(|e| (e.before_command(), ssh_error(e)))
         })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let ended = match out.status.code() {
-            Some(124) => Ended::TimedOut(timeout),
-            _ => Ended::Status(out.status.to_string()),
-        };
-        Err(HookError::Failed {
-            node: node.name.clone(),
-            ended,
-            detail: last_line(&out.stderr).or_else(|| last_line(&out.stdout)),
-        })
+        command_outcome(&node.name, &out, timeout)
     }
+}
+
+/// How a command run on `node` under `timeout(1)` ended: done, or failed with its exit
+/// status (124: it timed out after `timeout`) and the last line it printed.
+pub(crate) fn command_outcome(
+    node: &str,
+    out: &rsync_sync::ssh::Output,
+    timeout: Duration,
+) -> Result<(), HookError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let ended = match out.status.code() {
+        Some(124) => Ended::TimedOut(timeout),
+        _ => Ended::Status(out.status.to_string()),
+    };
+    Err(HookError::Failed {
+        node: node.to_owned(),
+        ended,
+        detail: last_line(&out.stderr).or_else(|| last_line(&out.stdout)),
+    })
 }
 
 /// Where a pass that sorts what it overwrites puts it under `dest_dir`: first aside into
@@ -428,6 +439,7 @@ case $rule in
   nothing) find "$staging" -type f -printf 'replaced %s\n' -delete ;;
   *) find "$staging" -type f ! -newermt "$rule" -printf 'replaced %s\n' -delete ;;
 esac
+find "$staging" -mindepth 1 -depth -type d -empty -delete
 find "$staging" -type f -printf 'kept %s\n'
 if [ -n "$(find "$staging" -type f -print -quit)" ]; then
   mv "$staging" "$kept"
@@ -521,6 +533,7 @@ fn substitute(arg: &str, values: &[String; 4]) -> String {
     out
 }
 
+/// The last line of `text` that is not blank, trimmed: what a failing command said last.
 fn last_line(text: &str) -> Option<String> {
     text.lines()
         .rev()

@@ -20,7 +20,7 @@ use crate::config::{self, Config, ConfigError};
 /// Mirror a service's paths from one member to another, once, as a pass of the daemon does.
 ///
 /// Reads the configuration as `dnsd check-config` does (DNSD_* overrides apply), connects
-/// to member A (verifying its host key against [mirror] known_hosts), verifies B's host key,
+/// to member A (verifying its host key against `[mirror] known_hosts`), verifies B's host key,
 /// then runs rsync on A, pushing each of the service's paths to B with --delete. Logs go to
 /// stderr (RUST_LOG=debug). For hosts that are not in a dnsd configuration, use rsync-sync.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]

@@ -2,7 +2,11 @@
 //! the zone snapshot for the controller's current primaries.
 
 use crate::config::Config;
-use crate::controller::{Controller, Failback, Millis, Policy, ServiceSpec, Topology};
+use std::time::Duration;
+
+use crate::controller::{
+    Controller, Failback, FlapPolicy, Millis, Policy, RestartPolicy, ServiceSpec, Topology,
+};
 use crate::dns::{self, Zone, ZoneSpec};
 
 /// The pool as the controller sees it.
@@ -35,10 +39,31 @@ pub fn topology(config: &Config) -> Topology {
                     election: s.election,
                     promote_hook: s.hooks.promote.is_some(),
                     demote_hook: s.hooks.demote.is_some(),
+                    checked: s.check.is_some(),
+                    restart: s
+                        .check
+                        .as_ref()
+                        .zip(s.restart)
+                        .map(|(check, r)| RestartPolicy {
+                            attempts: r.attempts,
+                            window: ms(r.window),
+                            // Room for a restarted service to be seen passing (rise checks),
+                            // doubled for each further attempt.
+                            backoff: ms(check.interval.saturating_mul(check.rise)).max(1000),
+                        }),
+                    flap: s.flap.map(|f| FlapPolicy {
+                        threshold: f.threshold,
+                        window: ms(f.window),
+                        hold_down: ms(f.hold_down),
+                    }),
                 },
             })
             .collect(),
     }
+}
+
+fn ms(d: Duration) -> Millis {
+    d.as_millis().try_into().unwrap_or(Millis::MAX)
 }
 
 /// Builds the DNS snapshot for the controller's current primaries.
@@ -60,6 +85,7 @@ pub fn build_zone(config: &Config, c: &Controller) -> Result<Zone, dns::ZoneErro
         serial: c.serial(),
         ttl: dns.ttl,
         negative_ttl: dns.negative_ttl,
+        soa: dns.soa,
         hostmaster: &dns.hostmaster,
         nameservers: dns
             .nameservers

@@ -71,6 +71,34 @@ struct Envelope {
     state: Persisted,
 }
 
+/// Why a stored state (a file's or etcd's bytes) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("format version {0} is not {FORMAT_VERSION}")]
+    Version(u32),
+    #[error("not valid state JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The state as stored: in the state file, and in etcd for a cluster.
+pub fn encode(state: &Persisted) -> Vec<u8> {
+    let envelope = Envelope {
+        version: FORMAT_VERSION,
+        state: state.clone(),
+    };
+    // A struct of strings, numbers and maps always serialises.
+    serde_json::to_vec_pretty(&envelope).unwrap_or_default()
+}
+
+/// Reads what [`encode`] wrote.
+pub fn decode(bytes: &[u8]) -> Result<Persisted, DecodeError> {
+    let envelope: Envelope = serde_json::from_slice(bytes)?;
+    if envelope.version != FORMAT_VERSION {
+        return Err(DecodeError::Version(envelope.version));
+    }
+    Ok(envelope.state)
+}
+
 /// An open, locked state directory.
 #[derive(Debug)]
 pub struct StateStore {
@@ -141,10 +169,9 @@ impl StateStore {
                 });
             }
         };
-        let problem = match serde_json::from_slice::<Envelope>(&bytes) {
-            Ok(env) if env.version == FORMAT_VERSION => return Ok(Loaded::State(env.state)),
-            Ok(env) => format!("format version {} is not {FORMAT_VERSION}", env.version),
-            Err(e) => format!("not valid state JSON: {e}"),
+        let problem = match decode(&bytes) {
+            Ok(state) => return Ok(Loaded::State(state)),
+            Err(problem) => crate::controller::describe(&problem),
         };
         let moved_to = self.dir.join(format!("{STATE_FILE}.unusable-{now_ms}"));
         fs::rename(&self.file, &moved_to).map_err(|error| StateError::MoveAside {
@@ -162,11 +189,7 @@ impl StateStore {
             error,
         };
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let body = serde_json::to_vec_pretty(&Envelope {
-            version: FORMAT_VERSION,
-            state: state.clone(),
-        })
-        .map_err(|e| err(std::io::Error::other(e)))?;
+        let body = encode(state);
         {
             let mut f = File::create(&tmp).map_err(err)?;
             f.write_all(&body).map_err(err)?;
@@ -198,6 +221,7 @@ mod tests {
                 watermarks: Default::default(),
                 resyncing: vec![],
                 switchover_to: None,
+                quarantined: Default::default(),
             }],
             maintenance: vec!["app3".into()],
         }

@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use dnsd_api::{
-    HeartbeatSettings, HookSettings, MemberStatus, NodeStatus, PassReport, RunningPass,
-    ServiceStatus, Status, SyncStatus,
+    CheckSettings, CheckStatus, FlapSettings, HeartbeatSettings, HookSettings, MemberStatus,
+    NodeStatus, PassReport, RecoveryStatus, RunningPass, ServiceStatus, Status, SyncStatus,
 };
 use heartbeat::Health;
 
@@ -30,6 +30,17 @@ pub struct ProbeHistory {
     pub last_at_ms: Millis,
 }
 
+/// The last check of one member of one service, for status views.
+#[derive(Debug, Clone, Default)]
+pub struct CheckHistory {
+    /// How long the last passing check took, microseconds (`None` after a failure).
+    pub rtt_us: Option<u64>,
+    /// Why the last check failed, if it did.
+    pub last_error: Option<String>,
+    /// When the last check started.
+    pub last_at_ms: Millis,
+}
+
 /// Everything a status view is built from, borrowed from the driver for one request.
 pub struct View<'a> {
     pub config: &'a Config,
@@ -38,8 +49,14 @@ pub struct View<'a> {
     pub probes: &'a [ProbeHistory],
     /// Passes under way: service, member, and the latest progress.
     pub running: &'a HashMap<PassId, (ServiceId, NodeId, Option<PassProgress>)>,
+    /// The last check of each member of each service with a check.
+    pub checks: &'a HashMap<(ServiceId, NodeId), CheckHistory>,
     pub started_ms: Millis,
     pub now: Millis,
+    /// The cluster, when there is one.
+    pub cluster: Option<dnsd_api::ClusterStatus>,
+    /// In a cluster: how the observers see each node, indexed like the nodes.
+    pub observers: &'a [Option<dnsd_api::Observers>],
 }
 
 impl View<'_> {
@@ -61,6 +78,7 @@ impl View<'_> {
                     rtt_us: probes.recent.iter().rev().find_map(|p| *p),
                     probes: probes.recent.iter().copied().collect(),
                     last_error: probes.last_error.clone(),
+                    observers: self.observers.get(i).copied().flatten(),
                 }
             })
             .collect();
@@ -106,8 +124,35 @@ impl View<'_> {
                             demote: h.demote.is_some(),
                             fence: h.fence.is_some(),
                             fencing_required: cfg.service(s).fencing == Fencing::Required,
+                            restart: h.restart.is_some(),
                         }
                     },
+                    check: cfg.service(s).check.as_ref().map(|check| {
+                        let restart = cfg.service(s).restart;
+                        CheckSettings {
+                            probe: check.probe.to_string(),
+                            interval_ms: millis(check.interval),
+                            timeout_ms: millis(check.timeout),
+                            rise: check.rise,
+                            fall: check.fall,
+                            restart_attempts: restart.map_or(0, |r| r.attempts),
+                            restart_window_ms: restart.map_or(0, |r| millis(r.window)),
+                        }
+                    }),
+                    flap: cfg.service(s).flap.map(|f| FlapSettings {
+                        threshold: f.threshold,
+                        window_ms: millis(f.window),
+                        hold_down_ms: millis(f.hold_down),
+                    }),
+                    recovery: c.recovery(s).map(|r| RecoveryStatus {
+                        node: c.node_name(r.node).to_owned(),
+                        attempt: r.attempt,
+                        attempts: r.attempts,
+                        since_ms: r.since,
+                        deadline_ms: r.deadline,
+                        restarting: r.restarting,
+                        next_attempt_ms: r.next_attempt,
+                    }),
                     members: c
                         .members(s)
                         .iter()
@@ -119,6 +164,18 @@ impl View<'_> {
                                 eligible: verdict.is_ok(),
                                 skip_reason: verdict.err().map(|skip| skip.to_string()),
                                 sync: self.sync_status(s, n),
+                                check: c.check(s, n).map(|health| {
+                                    let last = self.checks.get(&(s, n));
+                                    CheckStatus {
+                                        health: api_health(health),
+                                        rtt_us: last.and_then(|l| l.rtt_us),
+                                        last_at_ms: last.map(|l| l.last_at_ms),
+                                        last_error: last.and_then(|l| l.last_error.clone()),
+                                    }
+                                }),
+                                quarantined_until_ms: c.quarantined_until(s, n),
+                                health_changes: u32::try_from(c.health_changes(s, n))
+                                    .unwrap_or(u32::MAX),
                             }
                         })
                         .collect(),
@@ -141,6 +198,7 @@ impl View<'_> {
             },
             nodes,
             services,
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -187,6 +245,10 @@ impl View<'_> {
             }),
         })
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 fn api_health(h: Health) -> dnsd_api::Health {

@@ -15,5 +15,7 @@ mod monitor;
 mod probe;
 
 pub use detector::{Detector, Health, Transition};
-pub use monitor::{ConfigError, JITTER, Monitor, MonitorConfig, Report, Target, spawn_monitor};
+pub use monitor::{
+    ConfigError, JITTER, Monitor, MonitorConfig, Report, Target, jittered, spawn_monitor,
+};
 pub use probe::{NONCE_LEN, ParseProtocolError, ProbeError, Protocol, Stage, probe};

@@ -219,8 +219,10 @@ pub fn spawn_monitor(
     Monitor { tracker, cancel }
 }
 
-/// A period between probes: the interval scaled by a random factor around 1.
-fn jittered(interval: Duration) -> Duration {
+/// A period between probes: the interval scaled by a random factor in
+/// `[1 - JITTER, 1 + JITTER]`. Public so that other periodic observers (dnsd's service
+/// checks) spread out the same way.
+pub fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::random_range(1.0 - JITTER..=1.0 + JITTER))
 }
 

@@ -1,14 +1,16 @@
 //! The control API against the running daemon: every action accepted and refused, the
-//! socket's permissions and the TCP token enforced, metrics, and the event stream
-//! delivering a failover promptly.
+//! socket's permissions and the TCP token enforced (over TLS, with a test CA), metrics,
+//! and the event stream delivering a failover promptly. More of TCP and TLS, and the
+//! listeners' limits, in `api_tls`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use console::client::{Client, ClientError, Endpoint};
+use console::client::{Client, ClientError, Endpoint, TlsClient, Trust};
 use dnsd_api::{Action, ActionReply, EventKind, Health};
 use futures::StreamExt;
 use integration::harness::{Dnsd, EchoPool, runtime, wait_for};
+use integration::tls::TestPki;
 
 const TOKEN: &str = "0123456789abcdef-test-token";
 const INTERVAL_MS: u64 = 500;
@@ -16,6 +18,7 @@ const INTERVAL_MS: u64 = 500;
 struct Setup {
     dnsd: Dnsd,
     dir: tempfile::TempDir,
+    pki: TestPki,
     pool: EchoPool,
     rt: tokio::runtime::Runtime,
 }
@@ -27,6 +30,7 @@ fn setup() -> Setup {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pki = TestPki::create(&dir.path().join("pki")).unwrap();
     let pool = EchoPool::start(3).unwrap();
     let (port, nodes) = (pool.port, pool.node_tables());
     let config = format!(
@@ -45,6 +49,8 @@ rise = 1
 socket = "{d}/control.sock"
 tcp = "127.0.0.1:0"
 token_file = "{d}/token"
+tls_cert = "{d}/pki/server.pem"
+tls_key = "{d}/pki/server.key"
 [state]
 dir = "{d}/state"
 {nodes}
@@ -58,6 +64,7 @@ nodes = ["app1", "app2", "app3"]
     let s = Setup {
         dnsd,
         dir,
+        pki,
         pool,
         rt: runtime(),
     };
@@ -215,6 +222,19 @@ fn every_action_is_accepted_or_refused_with_a_reason() {
         }),
         "service www has no paths to mirror"
     );
+    // unquarantine: nobody flapped, so there is nothing to lift; its kind says so.
+    let r = s.act(Action::Unquarantine {
+        service: None,
+        node: node("app2"),
+    });
+    assert!(!r.accepted);
+    assert_eq!(
+        (r.message.as_str(), r.kind),
+        (
+            "app2 is not quarantined",
+            Some(dnsd_api::RefusalKind::NotQuarantined)
+        )
+    );
 
     // Every decision and refusal is in the event log, with who asked.
     let events = s.rt.block_on(s.dnsd.client().events(0)).unwrap();
@@ -228,7 +248,7 @@ fn every_action_is_accepted_or_refused_with_a_reason() {
         .iter()
         .filter(|e| e.kind == EventKind::Refused)
         .collect();
-    assert_eq!(refused.len(), 11);
+    assert_eq!(refused.len(), 12);
     assert!(
         refused
             .iter()
@@ -310,10 +330,12 @@ fn the_socket_is_owner_only_and_tcp_needs_the_token() {
         .control_tcp
         .expect("the TCP listener is up")
         .to_string();
+    let tls = TlsClient::new("127.0.0.1", &Trust::CaFile(s.pki.ca.clone())).unwrap();
     let tcp = |token: &str| {
         Client::new(Endpoint::Tcp {
             addr: addr.clone(),
             token: token.into(),
+            tls: Some(tls.clone()),
         })
     };
     for bad in ["", "0123456789abcdef-wrong-token"] {
@@ -348,7 +370,7 @@ fn a_token_file_others_can_read_is_refused_at_start() {
     std::fs::write(&token, TOKEN).unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = format!(
-        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"svc.test.\"\nnameservers = [{{ name = \"ns1.svc.test.\", address = \"127.0.0.1\" }}]\n[control]\nsocket = \"{d}/c.sock\"\ntcp = \"127.0.0.1:0\"\ntoken_file = \"{d}/token\"\n[state]\ndir = \"{d}/state\"\n[[node]]\nname = \"a\"\naddress = \"127.0.0.1\"\n[[service]]\nname = \"www\"\nnodes = [\"a\"]\n",
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"svc.test.\"\nnameservers = [{{ name = \"ns1.svc.test.\", address = \"127.0.0.1\" }}]\n[control]\nsocket = \"{d}/c.sock\"\ntcp = \"127.0.0.1:0\"\ntoken_file = \"{d}/token\"\nallow_plain_tcp_on_loopback = true\n[state]\ndir = \"{d}/state\"\n[[node]]\nname = \"a\"\naddress = \"127.0.0.1\"\n[[service]]\nname = \"www\"\nnodes = [\"a\"]\n",
         d = dir.path().display()
     );
     std::fs::write(dir.path().join("dnsd.toml"), config).unwrap();

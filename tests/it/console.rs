@@ -1,5 +1,5 @@
 //! The real `console` binary: its scriptable commands against a real `dnsd` on loopback
-//! (exit codes, `--socket` before and after the subcommand, `--url` with a token), its
+//! (exit codes, `--socket` before and after the subcommand, `--url` with TLS and a token), its
 //! TUI driven in tmux against `dnsd` on lab hosts (crash, failover, `b` + `y` for the
 //! failback), and the headless demo (DNS, failover, mirroring, clean stop).
 
@@ -48,6 +48,7 @@ impl Loopback {
         let token = dir.path().join("token");
         std::fs::write(&token, "console-test-token-0123456789\n").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pki = integration::tls::TestPki::create(&dir.path().join("pki")).unwrap();
         let config = format!(
             r#"
 [dns]
@@ -64,6 +65,8 @@ rise = 2
 socket = "{dir}/control.sock"
 tcp = "127.0.0.1:0"
 token_file = "{token}"
+tls_cert = "{cert}"
+tls_key = "{key}"
 [state]
 dir = "{dir}/state"
 {nodes}
@@ -73,6 +76,8 @@ nodes = ["app1", "app2", "app3"]
 "#,
             dir = dir.path().display(),
             token = token.display(),
+            cert = pki.cert.display(),
+            key = pki.key.display(),
         );
         let dnsd = Dnsd::start(dir.path(), &config, &[]).unwrap();
         let lb = Loopback {
@@ -177,10 +182,11 @@ fn scriptable_commands_against_a_real_dnsd() {
     assert!(log.contains(" promotion [www app1->app2 epoch 2]"), "{log}");
     assert!(log.contains("operator promotion from console "), "{log}");
 
-    // The TCP API with its token, through --url.
+    // The TCP API with its token, through --url (TLS, with the test CA).
     let tcp = lb.dnsd.ready().control_tcp.unwrap();
     let token = lb.dir.path().join("token");
-    let url = format!("http://{tcp}");
+    let ca = lb.dir.path().join("pki/ca.pem");
+    let url = format!("https://{tcp}");
     let out = console(&[
         "status",
         "--json",
@@ -188,6 +194,8 @@ fn scriptable_commands_against_a_real_dnsd() {
         &url,
         "--token-file",
         token.to_str().unwrap(),
+        "--ca-file",
+        ca.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: Status = serde_json::from_slice(&out.stdout).unwrap();

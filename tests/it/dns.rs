@@ -44,6 +44,9 @@ listen = ["127.0.0.1:0"]
 zone = "svc.test."
 ttl = "5s"
 negative_ttl = "3s"
+soa_refresh = "1h"
+soa_retry = "10m"
+soa_expire = "1d"
 nameservers = [{ns}]
 [heartbeat]
 protocol = "tcp"

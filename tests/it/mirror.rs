@@ -81,27 +81,11 @@ impl Setup {
 
     /// Polls the status until `f` says yes; fails the test with dnsd's log otherwise.
     fn wait<T>(&self, what: &str, timeout: Duration, f: impl Fn(&Status) -> Option<T>) -> T {
-        match wait_for(timeout, Duration::from_millis(100), || f(&self.status())) {
-            Some(v) => v,
-            None => panic!(
-                "{what}: did not happen within {timeout:?}\nstatus: {:#?}\ndnsd log:\n{}",
-                self.status(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_status(&self.rt, what, timeout, f)
     }
 
     fn wait_event(&self, what: &str, timeout: Duration, f: impl Fn(&Event) -> bool) -> Event {
-        match wait_for(timeout, Duration::from_millis(100), || {
-            self.events().into_iter().find(|e| f(e))
-        }) {
-            Some(e) => e,
-            None => panic!(
-                "{what}: no such event within {timeout:?}\nevents: {:#?}\ndnsd log:\n{}",
-                self.events(),
-                self.dnsd.log()
-            ),
-        }
+        self.dnsd.wait_event(&self.rt, what, timeout, f)
     }
 
     fn primary(&self) -> String {
@@ -270,14 +254,9 @@ fn lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes() {
             .filter(|r| r.contains("more than max_lag"))
             .map(|_| ())
     });
-    assert!(
-        s.status()
-            .service("www")
-            .unwrap()
-            .member(&h3)
-            .unwrap()
-            .eligible
-    );
+    let st = s.status();
+    let m3 = st.service("www").unwrap().member(&h3).unwrap();
+    assert!(m3.eligible, "{m3:#?}\n{}", s.dnsd.log());
 
     // Right after a pass to h3, h1 takes a write nobody else gets, and crashes.
     let last = s
@@ -572,5 +551,232 @@ fn a_host_whose_key_changed_is_refused_and_gets_nothing() {
             .member(&h3)
             .unwrap()
             .eligible
+    );
+}
+
+/// The pass number of `node`'s last complete copy.
+fn copy_number(st: &Status, node: &str) -> Option<u64> {
+    let pass = st
+        .service("www")?
+        .member(node)?
+        .sync
+        .clone()?
+        .last_pass?
+        .pass;
+    (pass > 0).then_some(pass)
+}
+
+/// Every line of `file` under each of `roots` (missing files count as empty).
+fn lines_under(roots: &[std::path::PathBuf], file: &str) -> std::collections::BTreeSet<u64> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack: Vec<std::path::PathBuf> = roots.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == file) {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                out.extend(text.lines().filter_map(|l| l.trim().parse::<u64>().ok()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_freshest_copy_is_promoted_and_no_acknowledged_write_is_lost() {
+    let Some(s) = Setup::start(
+        "the_freshest_copy_is_promoted_and_no_acknowledged_write_is_lost",
+        64,
+        "1s",
+        "election = \"freshest\"\nmax_lag = \"60s\"",
+    ) else {
+        return;
+    };
+    let (h1, h2, h3) = (
+        s.h(0).name.clone(),
+        s.h(1).name.clone(),
+        s.h(2).name.clone(),
+    );
+    // A writer on the primary: a line per write, acknowledged (printed) once it is in
+    // the file. The crash kills it.
+    let mut writer = s
+        .lab
+        .command(s.h(0), "sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo $i >> /srv/data/writes.log; echo $i; sleep 0.02; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = writer.stdout.take().unwrap();
+    let acked = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .collect::<Vec<u64>>()
+    });
+
+    // h2's disk fills: its passes fail and its copy stays where it is, while h3's copies
+    // go on. Both stay eligible (max_lag 60 s).
+    let h2_copy = s.wait("h2 synced once", Duration::from_secs(30), |st| {
+        copy_number(st, &h2)
+    });
+    s.lab.fill_disk(s.h(1)).unwrap();
+    s.wait(
+        "h3 holds a later copy than h2",
+        Duration::from_secs(30),
+        |st| {
+            let h2_now = copy_number(st, &h2)?;
+            let h3_now = copy_number(st, &h3)?;
+            (h3_now > h2_now + 1 && h2_now >= h2_copy).then_some(())
+        },
+    );
+    s.lab.crash(s.h(0)).unwrap();
+    let _ = writer.wait();
+    let acked = acked.join().unwrap();
+    assert!(acked.len() > 50, "the writer wrote {} lines", acked.len());
+
+    let failover = s.wait_event("the failover", Duration::from_secs(20), |e| {
+        e.kind == EventKind::Failover
+    });
+    assert_eq!(
+        failover.new_primary.as_deref(),
+        Some(h3.as_str()),
+        "{failover:?}"
+    );
+    assert!(
+        failover.reason.contains("holds the freshest copy (pass #")
+            && failover.reason.contains(&format!("{h2} #")),
+        "the event says why h3 won: {}",
+        failover.reason
+    );
+
+    // h1 comes back and resyncs from h3: what it wrote after h3's last copy is kept.
+    s.lab.heal(s.h(1)).unwrap();
+    s.lab.revive(s.h(0)).unwrap();
+    s.wait_event("h1 resynced", Duration::from_secs(60), |e| {
+        e.kind == EventKind::Resynced && e.node.as_deref() == Some(h1.as_str())
+    });
+    // Every acknowledged write is in the live data (the new primary's) or in a kept
+    // folder on some member: none is silently lost.
+    let srv = |i: usize| s.lab.data_path(s.h(i)).parent().unwrap().to_owned();
+    let live = lines_under(&[s.lab.data_path(s.h(2))], "writes.log");
+    let kept = lines_under(
+        &[0, 1, 2].map(|i| srv(i).join("data.dnsd-kept")),
+        "writes.log",
+    );
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|n| !live.contains(n) && !kept.contains(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+    let missing_live = acked.iter().filter(|n| !live.contains(n)).count();
+    println!(
+        "{} writes acknowledged; {missing_live} not in the live data, all of them kept",
+        acked.len()
+    );
+}
+
+#[test]
+fn a_returning_primary_keeps_exactly_its_unsynced_files_and_replaces_stale_ones() {
+    let Some(s) = Setup::start(
+        "a_returning_primary_keeps_exactly_its_unsynced_files_and_replaces_stale_ones",
+        64,
+        "1s",
+        "election = \"round-robin\"",
+    ) else {
+        return;
+    };
+    let (h1, h2) = (s.h(0).name.clone(), s.h(1).name.clone());
+    // 100 files everywhere, dated an hour back as data that has been there for a while.
+    s.sh(
+        0,
+        "mkdir -p /srv/data/stale && cd /srv/data/stale && for i in $(seq 1 100); do echo v1 > f$i; done && touch -d '-1 hour' f*",
+    );
+    let everywhere = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        [1, 2]
+            .iter()
+            .all(|&i| s.lab.data_path(s.h(i)).join("stale/f100").exists())
+            .then_some(())
+    });
+    assert!(
+        everywhere.is_some(),
+        "the 100 files never reached the secondaries"
+    );
+    // Right after a complete pass to h2, h1 writes 3 files nobody else gets, and crashes.
+    let last = s
+        .status()
+        .service("www")
+        .unwrap()
+        .member(&h2)
+        .and_then(|m| m.sync.clone())
+        .and_then(|y| y.last_sync_ms)
+        .unwrap();
+    s.wait("a fresh pass to h2", Duration::from_secs(20), |st| {
+        let y = st.service("www")?.member(&h2)?.sync.clone()?;
+        (y.last_sync_ms? > last && y.running.is_none()).then_some(())
+    });
+    s.sh(
+        0,
+        "for i in 1 2 3; do echo mine > /srv/data/unsynced-$i; done",
+    );
+    s.lab.crash(s.h(0)).unwrap();
+    s.wait("h2 primary", Duration::from_secs(20), |st| {
+        (st.service("www")?.primary == h2).then_some(())
+    });
+    // The new primary rewrites the 100 files: h1's copies are stale now.
+    s.sh(
+        1,
+        "cd /srv/data/stale && for i in $(seq 1 100); do echo v2 > f$i; done",
+    );
+    s.lab.revive(s.h(0)).unwrap();
+    let resynced = s.wait_event("h1 resynced", Duration::from_secs(60), |e| {
+        e.kind == EventKind::Resynced && e.node.as_deref() == Some(h1.as_str())
+    });
+    assert!(
+        resynced
+            .reason
+            .contains("3 file(s) with writes the primary lacks")
+            && resynced.reason.contains("; 100 stale file(s) replaced"),
+        "{}",
+        resynced.reason
+    );
+    let kept_root = s
+        .lab
+        .data_path(s.h(0))
+        .parent()
+        .unwrap()
+        .join("data.dnsd-kept");
+    let kept: Vec<String> = std::fs::read_dir(&kept_root)
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["unsynced-1", "unsynced-2", "unsynced-3"],
+        "exactly those 3 kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.lab.data_path(s.h(0)).join("stale/f7")).unwrap(),
+        "v2\n",
+        "a stale file is replaced by the primary's"
     );
 }

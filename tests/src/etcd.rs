@@ -2,7 +2,13 @@
 //! own and a temporary data folder, waited for until healthy, paused and resumed on
 //! demand (SIGSTOP/SIGCONT: etcd "lost" without killing it), and stopped by PID on drop.
 //!
-//! Ports: a child cannot be handed a bound socket, so the ports are chosen by binding port
+//! [`EtcdServer::start_in`] runs it in a (bare) lab host instead, on the host's address and
+//! etcd's usual ports, so that terminal servers in other lab hosts reach it over the lab
+//! network and a test can cut one of them from it ([`crate::lab::Lab::block`]). The root
+//! namespace reaches it too (the bridge routes to every host), so the test reads etcd's keys
+//! itself.
+//!
+//! Ports on loopback: a child cannot be handed a bound socket, so the ports are chosen by binding port
 //! 0, reading the port and closing the socket before etcd starts. Another process may take
 //! such a port in between; etcd then exits with "address already in use", and the start is
 //! retried with fresh ports (a few times, then it is a failure with etcd's log).
@@ -24,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::have;
-use crate::lab::in_ci;
+use crate::lab::{Host, Lab, in_ci};
 
 /// How long a fresh etcd may take to answer its health check.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +38,9 @@ const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 const PORT_ATTEMPTS: u32 = 5;
 /// How long etcd may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// etcd's client and peer ports, used in a lab host (whose ports are all its own).
+const CLIENT_PORT: u16 = 2379;
+const PEER_PORT: u16 = 2380;
 
 /// Why an etcd could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -63,16 +72,7 @@ impl EtcdServer {
     /// # Panics
     /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
     pub fn require(test: &str) -> Option<EtcdServer> {
-        if !have("etcd") {
-            if in_ci() {
-                panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
-            }
-            // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
-            let _ = writeln!(
-                io::stderr(),
-                "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
-                 (CI=true makes this a failure)"
-            );
+        if !installed(test) {
             return None;
         }
         match EtcdServer::start() {
@@ -81,28 +81,80 @@ impl EtcdServer {
         }
     }
 
+    /// Like [`EtcdServer::require`], for an etcd in lab host `host` ([`EtcdServer::start_in`]).
+    ///
+    /// # Panics
+    /// In CI when `etcd` is missing, and whenever starting an installed etcd fails.
+    pub fn require_in(test: &str, lab: &Lab, host: &Host) -> Option<EtcdServer> {
+        if !installed(test) {
+            return None;
+        }
+        match EtcdServer::start_in(lab, host) {
+            Ok(etcd) => Some(etcd),
+            Err(error) => panic!("{test}: etcd did not start in {}: {error}", host.name),
+        }
+    }
+
     /// Starts etcd and returns once `/health` answers `"health":"true"`.
     pub fn start() -> Result<EtcdServer, EtcdError> {
-        let dir = tempfile::Builder::new()
-            .prefix("dnsd-etcd-")
-            .tempdir()
-            .map_err(|error| EtcdError::Io {
-                what: "create etcd's temporary folder".into(),
-                error,
-            })?;
+        Self::start_at(None)
+    }
+
+    /// Starts etcd inside lab host `host` (best a bare one: [`crate::lab::LabOptions::bare_hosts`]),
+    /// listening for clients on the host's address, port 2379 (its peer port stays on the
+    /// host's loopback), and returns once it is healthy. It is one of the host's processes:
+    /// a crash of the host kills it, and so does the lab's teardown.
+    ///
+    /// Its data goes on the host's `/srv` tmpfs: etcd fsyncs every write, and on a busy
+    /// disk one fsync can outlast a test's whole lease.
+    pub fn start_in(lab: &Lab, host: &Host) -> Result<EtcdServer, EtcdError> {
+        Self::start_at(Some(Place {
+            command: lab.command(host, "etcd"),
+            addr: host.addr,
+            dir: lab.host_dir(host),
+        }))
+    }
+
+    fn start_at(mut place: Option<Place>) -> Result<EtcdServer, EtcdError> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("dnsd-etcd-");
+        // In a lab, its folder goes with the lab's, even after a killed run.
+        let dir = match &place {
+            Some(place) => builder.tempdir_in(&place.dir),
+            None => builder.tempdir(),
+        }
+        .map_err(|error| EtcdError::Io {
+            what: "create etcd's temporary folder".into(),
+            error,
+        })?;
         let mut last_log = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
-            let client = free_port()?;
-            let peer = free_port()?;
+            let (client, peer) = match &place {
+                Some(place) => (
+                    SocketAddr::from((place.addr, CLIENT_PORT)),
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, PEER_PORT)),
+                ),
+                None => (
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?)),
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?)),
+                ),
+            };
             // A fresh data folder per attempt: a half-started etcd may have written one.
-            let data = dir.path().join(format!("data-{attempt}"));
+            let data = match &place {
+                Some(_) => PathBuf::from(format!("{}/etcd-{attempt}", crate::lab::DATA_DIR)),
+                None => dir.path().join(format!("data-{attempt}")),
+            };
             let log = dir.path().join(format!("etcd-{attempt}.log"));
-            let mut child = spawn(&data, &log, client, peer)?;
+            let command = match &mut place {
+                Some(place) => std::mem::replace(&mut place.command, Command::new("etcd")),
+                None => Command::new("etcd"),
+            };
+            let mut child = spawn(command, &data, &log, client, peer)?;
             match wait_healthy(&mut child, client, &log) {
                 Ok(()) => {
                     return Ok(EtcdServer {
                         child,
-                        client: SocketAddr::from((Ipv4Addr::LOCALHOST, client)),
+                        client,
                         log,
                         paused: AtomicBool::new(false),
                         dir,
@@ -177,6 +229,32 @@ impl Drop for EtcdServer {
     }
 }
 
+/// Whether `etcd` is installed; if not, test `test` skips with one loud line outside CI
+/// and fails in CI.
+fn installed(test: &str) -> bool {
+    if have("etcd") {
+        return true;
+    }
+    if in_ci() {
+        panic!("{test}: etcd is missing; `scripts/deps test` installs etcd-server");
+    }
+    // Straight to stderr: the test harness swallows `eprintln!` of a passing test.
+    let _ = writeln!(
+        io::stderr(),
+        "SKIPPED {test}: etcd is missing; `scripts/deps test` installs etcd-server \
+         (CI=true makes this a failure)"
+    );
+    false
+}
+
+/// Where an etcd in a lab host runs: the command that runs `etcd` inside the host, the
+/// host's address, and the folder (seen from here) that takes etcd's log.
+struct Place {
+    command: Command,
+    addr: Ipv4Addr,
+    dir: PathBuf,
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (see the module's note on the race).
 fn free_port() -> Result<u16, EtcdError> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -188,16 +266,23 @@ fn free_port() -> Result<u16, EtcdError> {
         })
 }
 
-fn spawn(data: &Path, log: &Path, client: u16, peer: u16) -> Result<Child, EtcdError> {
+/// Starts etcd through `command` (`etcd`, or `nsenter ... etcd` for a lab host, which execs
+/// etcd in place: the child's PID is etcd's) with these client and peer addresses.
+fn spawn(
+    mut command: Command,
+    data: &Path,
+    log: &Path,
+    client: SocketAddr,
+    peer: SocketAddr,
+) -> Result<Child, EtcdError> {
     let io = |what: &str| {
         let what = what.to_owned();
         move |error| EtcdError::Io { what, error }
     };
     let out = std::fs::File::create(log).map_err(io("create etcd's log"))?;
     let err = out.try_clone().map_err(io("duplicate etcd's log"))?;
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut command = Command::new("etcd");
+    let client_url = format!("http://{client}");
+    let peer_url = format!("http://{peer}");
     command
         .arg("--name=test")
         .arg(format!("--data-dir={}", data.display()))
@@ -223,7 +308,7 @@ fn spawn(data: &Path, log: &Path, client: u16, peer: u16) -> Result<Child, EtcdE
     command.spawn().map_err(io("start etcd"))
 }
 
-fn wait_healthy(child: &mut Child, client: u16, log: &Path) -> Result<(), EtcdError> {
+fn wait_healthy(child: &mut Child, client: SocketAddr, log: &Path) -> Result<(), EtcdError> {
     let deadline = Instant::now() + HEALTHY_TIMEOUT;
     while Instant::now() < deadline {
         match child.try_wait() {
@@ -253,9 +338,8 @@ fn wait_healthy(child: &mut Child, client: u16, log: &Path) -> Result<(), EtcdEr
 }
 
 /// Whether etcd's `/health` endpoint answers that it is healthy (it has a raft leader).
-fn healthy(client: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, client));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+fn healthy(client: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&client, Duration::from_millis(500)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));

@@ -2,11 +2,13 @@
 //! executable (`target/<profile>/`), building them through Cargo first when the tests
 //! run under it; [`Dnsd`] runs `dnsd` through the console's launcher
 //! ([`console::launch`]): writes its configuration, starts it, waits for its
-//! machine-readable ready line, and stops it by PID.
+//! machine-readable ready line, and stops it by PID; [`Dnsd::start_in`] runs it inside a
+//! lab host's network namespace, as a terminal server of its own on the lab network.
 
 use std::error::Error as _;
 use std::ffi::OsStr;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use console::client::{Client, Endpoint};
 use console::launch::{self, Launch, LaunchError};
-use dnsd_api::Ready;
+use dnsd_api::{Event, Ready, Status};
+
+use crate::lab::Host;
 
 /// Why the harness could not do what it was asked.
 #[derive(thiserror::Error)]
@@ -149,12 +153,71 @@ impl Dnsd {
 
     /// Starts dnsd on an existing configuration file, logging beside it.
     pub fn start_with_file(config: &Path, env: &[(&str, &str)]) -> Result<Dnsd, HarnessError> {
+        Self::launch(binary("dnsd")?, config, env)
+    }
+
+    /// Writes `config` to `dir/dnsd.toml` and starts dnsd on it inside lab host `host`'s
+    /// network namespace: it listens and probes from the host's address, and every lab
+    /// fault on the host applies to it (its crash kills it). The filesystem is this
+    /// machine's, so its control socket and state may be anywhere (the host's folder,
+    /// [`crate::lab::Lab::host_dir`], goes with the lab).
+    ///
+    /// dnsd runs through a launcher script in `dir` that execs `nsenter --net=... dnsd`, so
+    /// the process the harness started, signals and waits for is dnsd itself.
+    pub fn start_in(
+        host: &Host,
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Dnsd, HarnessError> {
+        let path = dir.join("dnsd.toml");
+        std::fs::write(&path, config).map_err(|error| HarnessError::Io {
+            what: format!("write {}", path.display()),
+            error,
+        })?;
+        let script = dir.join("dnsd-in-netns");
+        let text = format!(
+            "#!/bin/sh\n# dnsd in lab host {name}'s network namespace; exec keeps its PID.\n\
+             exec nsenter --net=/run/netns/{netns} -- {dnsd} \"$@\"\n",
+            name = host.name,
+            netns = host.netns,
+            dnsd = binary("dnsd")?.display(),
+        );
+        let io = |what: String| move |error| HarnessError::Io { what, error };
+        std::fs::write(&script, text).map_err(io(format!("write {}", script.display())))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("make {} executable", script.display())))?;
+        Self::launch(script, &path, env)
+    }
+
+    fn launch(bin: PathBuf, config: &Path, env: &[(&str, &str)]) -> Result<Dnsd, HarnessError> {
         let dir = config.parent().unwrap_or(Path::new("."));
-        let mut launch = Launch::new(binary("dnsd")?, dir.join(format!("dnsd-{}.log", unique())));
+        let mut launch = Launch::new(bin, dir.join(format!("dnsd-{}.log", unique())));
         for (key, value) in env {
             launch = launch.env(key, value);
         }
         Ok(Dnsd(launch.start(config)?))
+    }
+
+    /// dnsd's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
+    /// Kills dnsd with SIGKILL, by its PID (as a crash of the process would: no shutdown,
+    /// no resignation, its etcd lease left to expire), and reaps it. Returns how it ended.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        if !self.0.exited()
+            && let Ok(pid) = libc::pid_t::try_from(self.0.pid())
+        {
+            // SAFETY: kill(2) on the PID of our own child, which `exited` just found not
+            // reaped, so the PID cannot have been reused.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        // Reaps it; a process already dead is not signalled again.
+        self.0.stop()
     }
 
     /// The first DNS address dnsd serves on.
@@ -186,7 +249,63 @@ impl Dnsd {
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         self.0.stop()
     }
+
+    /// Polls dnsd's status (on `rt`) until `f` says yes, and returns what it said.
+    ///
+    /// # Panics
+    /// When `timeout` passes first: with `what`, the last status, the event log and
+    /// dnsd's log.
+    pub fn wait_status<T>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Status) -> Option<T>,
+    ) -> T {
+        let client = self.client();
+        let poll = || rt.block_on(client.status()).ok().and_then(|st| f(&st));
+        match wait_for(timeout, POLL, poll) {
+            Some(v) => v,
+            None => self.give_up(rt, what, timeout),
+        }
+    }
+
+    /// Polls dnsd's event log (on `rt`) until it holds an event `f` accepts; returns the
+    /// first such event.
+    ///
+    /// # Panics
+    /// As [`Dnsd::wait_status`].
+    pub fn wait_event(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Event) -> bool,
+    ) -> Event {
+        let client = self.client();
+        let poll = || {
+            let events = rt.block_on(client.events(0)).ok()?;
+            events.into_iter().find(|e| f(e))
+        };
+        match wait_for(timeout, POLL, poll) {
+            Some(e) => e,
+            None => self.give_up(rt, &format!("{what} (no such event)"), timeout),
+        }
+    }
+
+    fn give_up(&self, rt: &tokio::runtime::Runtime, what: &str, timeout: Duration) -> ! {
+        let client = self.client();
+        panic!(
+            "{what}: did not happen within {timeout:?}\nstatus: {:#?}\nevents: {:#?}\ndnsd log:\n{}",
+            rt.block_on(client.status()),
+            rt.block_on(client.events(0)),
+            self.log()
+        )
+    }
 }
+
+/// How often [`Dnsd::wait_status`] and [`Dnsd::wait_event`] ask.
+const POLL: Duration = Duration::from_millis(50);
 
 fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

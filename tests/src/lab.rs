@@ -23,14 +23,20 @@
 //!   the lab folder `/tmp/dnsd-lab-XXXX/`, which every host sees too: the terminal server and the
 //!   hosts (a primary pushes to its secondaries) use the same files, always with strict host key
 //!   checking and `BatchMode` ([`ssh_options`]).
+//! - on request, *bare* hosts ([`LabOptions::bare_hosts`]): named by the test, each with its
+//!   namespaces and address like the others but no sshd, echo or key, for running what is not
+//!   a pool member (terminal servers, etcd) on the lab network. The namespace is
+//!   `dlXXXX-<name>`; [`crate::harness::Dnsd::start_in`] runs `dnsd` in one, and
+//!   [`crate::etcd::EtcdServer::start_in`] etcd.
 //!
 //! # Faults
 //!
 //! Each is one call on the lab, for one host: [`Lab::crash`] / [`Lab::revive`], and
 //! [`Lab::cut`], [`Lab::partition`], [`Lab::slow`], [`Lab::fill_disk`], all undone by
-//! [`Lab::heal`]. [`Lab::change_host_key`] makes the host an impostor for good. `tc netem` is not
-//! available on the kernel this lab was built on, so `slow` uses a frame relay instead (see the
-//! `relay` module).
+//! [`Lab::heal`]; and for a pair of hosts, [`Lab::block`] (all traffic between those two
+//! only), undone by [`Lab::unblock`] or the heal of either. [`Lab::change_host_key`] makes the
+//! host an impostor for good. `tc netem` is not available on the kernel this lab was built on,
+//! so `slow` uses a frame relay instead (see the `relay` module).
 //!
 //! # Hygiene
 //!
@@ -85,11 +91,13 @@ const FILL_FILE: &str = "srv/.lab-fill";
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct LabOptions {
-    /// How many hosts (1 to 200).
+    /// How many hosts with services, `h1`... (with the bare ones, 1 to 200 in all).
     pub hosts: usize,
     /// The size in bytes of each host's `/srv` tmpfs (which `fill_disk` fills). Counted against
     /// memory only as far as it is used.
     pub data_size: u64,
+    /// The names of the bare hosts to add after `h1`...`hN` (see [`LabOptions::bare_hosts`]).
+    pub bare: Vec<String>,
 }
 
 impl LabOptions {
@@ -107,6 +115,19 @@ impl LabOptions {
         self.data_size = mib.saturating_mul(1024 * 1024);
         self
     }
+
+    /// Adds *bare* hosts with these names: a network namespace, an address on the bridge and a
+    /// mount namespace like every host, but no sshd, no echo service and no SSH key. They are
+    /// where a test runs what is not a pool member (terminal servers, etcd), so that faults can
+    /// be put between them and the members ([`Lab::block`]). They are not among
+    /// [`Lab::hosts`], [`Lab::node_tables`] or `known_hosts`; [`Lab::bare_hosts`] and
+    /// [`Lab::host`] find them. A name is 1 to 10 lower-case letters and digits starting with
+    /// a letter, other than `h<digits>` and `br`.
+    #[must_use]
+    pub fn bare_hosts<S: AsRef<str>>(mut self, names: &[S]) -> LabOptions {
+        self.bare = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        self
+    }
 }
 
 impl Default for LabOptions {
@@ -114,6 +135,7 @@ impl Default for LabOptions {
         LabOptions {
             hosts: 3,
             data_size: 256 * 1024 * 1024,
+            bare: Vec::new(),
         }
     }
 }
@@ -129,8 +151,10 @@ pub struct Host {
     pub netns: String,
     /// PID of the process holding the host's mount namespace (and through it its data tmpfs).
     holder: i32,
-    /// Position in the lab, from 0.
+    /// Position in the lab, from 0 (bare hosts after the others).
     index: usize,
+    /// A bare host: no services (see [`LabOptions::bare_hosts`]).
+    bare: bool,
 }
 
 impl Host {
@@ -155,6 +179,11 @@ struct HostState {
     partitioned: bool,
     filled: bool,
     relay: Option<Relay>,
+    /// Hosts (by index) whose traffic to this one is dropped here ([`Lab::block`]).
+    blocked: Vec<usize>,
+    /// Whether the `local` table's rule sits after the blackhole rules (pref 100 instead of
+    /// 0), as dropping incoming packets by source needs.
+    local_moved: bool,
 }
 
 /// A running lab; see the module docs. Torn down on drop.
@@ -163,7 +192,9 @@ pub struct Lab {
     dir: PathBuf,
     bridge: String,
     ts_addr: Ipv4Addr,
+    /// Every host: the `full` ones with services first, then the bare ones.
     hosts: Vec<Host>,
+    full: usize,
     data_size: u64,
     sshd: PathBuf,
     /// One entry per host, same order as `hosts`. Held while a fault is applied; no lock is
@@ -276,11 +307,14 @@ impl Lab {
     /// and returns once every host answers on SSH and echo.
     pub fn start(options: LabOptions) -> Result<Lab, LabError> {
         lab_available()?;
-        if !(1..=200).contains(&options.hosts) {
+        let total = options.hosts + options.bare.len();
+        if !(1..=200).contains(&total) {
             return Err(LabError::Invalid(format!(
-                "{} hosts (1 to 200 fit a /24 and 15-character interface names)",
-                options.hosts
+                "{total} hosts (1 to 200 fit a /24 and 15-character interface names)"
             )));
+        }
+        if let Some(problem) = bare_name_problem(&options.bare) {
+            return Err(LabError::Invalid(problem));
         }
         if options.data_size < 1024 * 1024 {
             return Err(LabError::Invalid(format!(
@@ -313,6 +347,7 @@ impl Lab {
             dir,
             ts_addr: Ipv4Addr::UNSPECIFIED,
             hosts: Vec::new(),
+            full: options.hosts,
             data_size: options.data_size,
             sshd,
             state: Mutex::new(Vec::new()),
@@ -323,29 +358,41 @@ impl Lab {
         tracing::debug!(lab = %lab.prefix, %subnet, "lab claimed");
 
         lab.create_client_key()?;
-        for index in 0..options.hosts {
-            lab.create_host(index, subnet)?;
+        let names = (1..=options.hosts).map(|n| (format!("h{n}"), false));
+        let bare = options.bare.iter().map(|name| (name.clone(), true));
+        for (index, (name, bare)) in names.chain(bare).enumerate() {
+            lab.create_host(index, subnet, name, bare)?;
         }
         lab.write_known_hosts()?;
-        for host in lab.hosts.clone() {
+        for host in lab.hosts().to_vec() {
             let services = lab.start_services(&host)?;
             lab.lock_state()[host.index].services = services;
         }
-        for host in &lab.hosts {
+        for host in lab.hosts() {
             lab.wait_ready(host)?;
         }
         tracing::debug!(lab = %lab.prefix, hosts = lab.hosts.len(), "lab ready");
         Ok(lab)
     }
 
-    /// The hosts, `h1` first.
+    /// The hosts with services, `h1` first (not the bare ones).
     pub fn hosts(&self) -> &[Host] {
-        &self.hosts
+        &self.hosts[..self.full.min(self.hosts.len())]
+    }
+
+    /// The bare hosts, in the order [`LabOptions::bare_hosts`] named them.
+    pub fn bare_hosts(&self) -> &[Host] {
+        &self.hosts[self.full.min(self.hosts.len())..]
+    }
+
+    /// The host (bare or not) named `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
     }
 
     /// A `[[node]]` table of dnsd's configuration for every host, in order.
     pub fn node_tables(&self) -> String {
-        self.hosts
+        self.hosts()
             .iter()
             .map(|h| {
                 format!(
@@ -359,7 +406,7 @@ impl Lab {
     /// Every host's name, quoted and comma-separated: a service's `nodes = [...]`.
     pub fn node_list(&self) -> String {
         let names: Vec<String> = self
-            .hosts
+            .hosts()
             .iter()
             .map(|h| format!("\"{}\"", h.name))
             .collect();
@@ -491,6 +538,7 @@ impl Lab {
         if !state[index].crashed {
             return Ok(());
         }
+        // A bare host has no services: it is back as soon as it is no longer crashed.
         let services = self.start_services(host)?;
         state[index].services = services;
         state[index].crashed = false;
@@ -517,23 +565,72 @@ impl Lab {
     pub fn partition(&self, host: &Host) -> Result<(), LabError> {
         let index = self.index_of(host)?;
         let mut state = self.lock_state();
-        if state[index].partitioned {
+        let st = &mut state[index];
+        if st.partitioned {
             return Ok(());
         }
+        st.partitioned = true;
+        place_local_rule(&host.netns, st)?;
         let ts = self.ts_addr.to_string();
-        // The `local` table must stay first, but rule 0 cannot take rules before it: move it.
         for rule in [
-            vec!["add", "pref", "100", "lookup", "local"],
-            vec!["del", "pref", "0"],
-            vec!["add", "pref", "10", "from", &ts, "blackhole"],
-            vec!["add", "pref", "11", "to", &ts, "blackhole"],
+            ["add", "pref", "10", "from", &ts, "blackhole"],
+            ["add", "pref", "11", "to", &ts, "blackhole"],
         ] {
             let mut args = vec!["-n", &host.netns, "rule"];
             args.extend(rule);
             sys::ip(&args)?;
         }
-        state[index].partitioned = true;
         tracing::debug!(lab = %self.prefix, host = %host.name, "partitioned");
+        Ok(())
+    }
+
+    /// Drops all traffic between hosts `a` and `b`, both ways, and only that: each still
+    /// reaches every other host and the root namespace, and they reach it. The packets are
+    /// sent and vanish at the receiver (a policy-routing blackhole rule on their source in
+    /// each host's namespace), so both ends see silence, as on a broken path between two
+    /// machines. For the faults between specific hosts: one terminal server's link to one
+    /// member, a terminal server cut from etcd. Undone by [`Lab::unblock`], or by
+    /// [`Lab::heal`] of either host. Blocking a pair again does nothing.
+    pub fn block(&self, a: &Host, b: &Host) -> Result<(), LabError> {
+        let (ia, ib) = (self.index_of(a)?, self.index_of(b)?);
+        if ia == ib {
+            return Err(LabError::Invalid(format!("block {} from itself", a.name)));
+        }
+        let mut state = self.lock_state();
+        for (to, from) in [(a, b), (b, a)] {
+            let st = &mut state[to.index];
+            if st.blocked.contains(&from.index) {
+                continue;
+            }
+            st.blocked.push(from.index);
+            place_local_rule(&to.netns, st)?;
+            sys::ip(&block_rule(to, from, "add"))?;
+        }
+        tracing::debug!(lab = %self.prefix, a = %a.name, b = %b.name, "blocked");
+        Ok(())
+    }
+
+    /// Lets traffic between `a` and `b` through again after [`Lab::block`]; does nothing to a
+    /// pair that is not blocked.
+    pub fn unblock(&self, a: &Host, b: &Host) -> Result<(), LabError> {
+        self.index_of(a)?;
+        self.index_of(b)?;
+        let mut state = self.lock_state();
+        self.unblock_locked(&mut state, a, b)
+    }
+
+    /// [`Lab::unblock`] under the state lock.
+    fn unblock_locked(&self, state: &mut [HostState], a: &Host, b: &Host) -> Result<(), LabError> {
+        for (to, from) in [(a, b), (b, a)] {
+            let st = &mut state[to.index];
+            if !st.blocked.contains(&from.index) {
+                continue;
+            }
+            sys::ip(&block_rule(to, from, "del"))?;
+            st.blocked.retain(|&i| i != from.index);
+            place_local_rule(&to.netns, st)?;
+        }
+        tracing::debug!(lab = %self.prefix, a = %a.name, b = %b.name, "unblocked");
         Ok(())
     }
 
@@ -628,8 +725,9 @@ impl Lab {
         Ok(())
     }
 
-    /// Undoes every network and disk fault on the host (cut, partition, slow, fill_disk).
-    /// Crashes are undone by [`Lab::revive`]. Safe to call on a healthy host.
+    /// Undoes every network and disk fault on the host (cut, partition, slow, fill_disk, and
+    /// every block between it and another host). Crashes are undone by [`Lab::revive`]. Safe
+    /// to call on a healthy host.
     pub fn heal(&self, host: &Host) -> Result<(), LabError> {
         let index = self.index_of(host)?;
         let mut state = self.lock_state();
@@ -645,17 +743,21 @@ impl Lab {
         if st.partitioned {
             let ts = self.ts_addr.to_string();
             for rule in [
-                vec!["add", "pref", "0", "lookup", "local"],
-                vec!["del", "pref", "10", "from", &ts],
-                vec!["del", "pref", "11", "to", &ts],
-                vec!["del", "pref", "100", "lookup", "local"],
+                ["del", "pref", "10", "from", &ts],
+                ["del", "pref", "11", "to", &ts],
             ] {
                 let mut args = vec!["-n", &host.netns, "rule"];
                 args.extend(rule);
                 sys::ip(&args)?;
             }
             st.partitioned = false;
+            place_local_rule(&host.netns, st)?;
         }
+        for peer in st.blocked.clone() {
+            let other = &self.hosts[peer];
+            self.unblock_locked(&mut state, host, other)?;
+        }
+        let st = &mut state[index];
         if st.filled {
             let path = holder_root(host.holder).join(FILL_FILE);
             fs::remove_file(&path).map_err(|source| LabError::Io {
@@ -675,6 +777,12 @@ impl Lab {
     /// stays crashed. There is no undo.
     pub fn change_host_key(&self, host: &Host) -> Result<(), LabError> {
         let index = self.index_of(host)?;
+        if host.bare {
+            return Err(LabError::Invalid(format!(
+                "{} is a bare host: it has no SSH host key",
+                host.name
+            )));
+        }
         let was_crashed = self.lock_state()[index].crashed;
         self.crash(host)?;
         let key = self.host_dir(host).join("ssh_host_ed25519_key");
@@ -738,7 +846,10 @@ impl Lab {
         attached.and(deleted)
     }
 
-    fn host_dir(&self, host: &Host) -> PathBuf {
+    /// The host's own folder in the lab folder: its logs and (for a host with services) its
+    /// keys and sshd configuration. A test may keep its files about the host there (a terminal
+    /// server's configuration and state): they go with the lab, even after a killed run.
+    pub fn host_dir(&self, host: &Host) -> PathBuf {
         self.dir.join(&host.name)
     }
 
@@ -771,12 +882,17 @@ impl Lab {
         write(&self.dir.join("authorized_keys"), &public)
     }
 
-    /// Creates host `index`: keys and sshd config, network namespace, veth and addresses, and
-    /// the holder of its mount namespace with the data tmpfs.
-    fn create_host(&mut self, index: usize, subnet: Ipv4Addr) -> Result<(), LabError> {
+    /// Creates host `index`: keys and sshd config (not for a bare host), network namespace,
+    /// veth and addresses, and the holder of its mount namespace with the data tmpfs.
+    fn create_host(
+        &mut self,
+        index: usize,
+        subnet: Ipv4Addr,
+        name: String,
+        bare: bool,
+    ) -> Result<(), LabError> {
         let n = index + 1;
-        let name = format!("h{n}");
-        let netns = format!("{}-h{n}", self.prefix);
+        let netns = format!("{}-{name}", self.prefix);
         let veth = format!("{}-v{n}", self.prefix);
         let addr = nth_addr(subnet, u32::try_from(n + 1).unwrap_or(u32::MAX));
         let host_dir = self.dir.join(&name);
@@ -785,12 +901,14 @@ impl Lab {
             path: host_dir.clone(),
             source,
         })?;
-        let key = host_dir.join("ssh_host_ed25519_key");
-        generate_key(&key, &name)?;
-        write(
-            &host_dir.join("sshd_config"),
-            &sshd_config(addr, &key, &host_dir, &self.dir),
-        )?;
+        if !bare {
+            let key = host_dir.join("ssh_host_ed25519_key");
+            generate_key(&key, &name)?;
+            write(
+                &host_dir.join("sshd_config"),
+                &sshd_config(addr, &key, &host_dir, &self.dir),
+            )?;
+        }
 
         sys::ip(&["netns", "add", &netns])?;
         // No IPv6 in the host: nothing but the lab's IPv4 addresses ever leaves it.
@@ -827,6 +945,7 @@ impl Lab {
             netns,
             holder,
             index,
+            bare,
         });
         self.lock_state().push(HostState::default());
         Ok(())
@@ -883,7 +1002,7 @@ impl Lab {
 
     fn write_known_hosts(&self) -> Result<(), LabError> {
         let mut known = String::new();
-        for host in &self.hosts {
+        for host in self.hosts() {
             let public = read(&self.host_dir(host).join("ssh_host_ed25519_key.pub"))?;
             // "ssh-ed25519 AAAA... comment" -> "ADDR ssh-ed25519 AAAA..."
             let key: Vec<&str> = public.split_whitespace().take(2).collect();
@@ -894,6 +1013,9 @@ impl Lab {
 
     /// Starts the host's sshd and echo services inside it; returns their PIDs, sshd first.
     fn start_services(&self, host: &Host) -> Result<Vec<i32>, LabError> {
+        if host.bare {
+            return Ok(Vec::new());
+        }
         let host_dir = self.host_dir(host);
         let sshd = self.start_sshd(host)?;
         let mut services = vec![sshd];
@@ -939,6 +1061,9 @@ impl Lab {
     /// Waits until the host's sshd sends its banner and its echo answers on TCP and UDP, probing
     /// from inside the host (so it works while the host is cut or partitioned).
     fn wait_ready(&self, host: &Host) -> Result<(), LabError> {
+        if host.bare {
+            return Ok(());
+        }
         let started = Instant::now();
         let probe = Duration::from_millis(500);
         loop {
@@ -1034,6 +1159,71 @@ fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> Result<T, Lab
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Puts the `local` table's rule where the host's faults need it. Rules that drop incoming
+/// packets by source (a partition, a block) must come before it, but rule 0 cannot take rules
+/// before it: while any is in place it moves to 100 (added before the old one is deleted, so
+/// local delivery never stops), and back to 0 once none is left.
+fn place_local_rule(netns: &str, st: &mut HostState) -> Result<(), LabError> {
+    let wanted = st.partitioned || !st.blocked.is_empty();
+    if wanted == st.local_moved {
+        return Ok(());
+    }
+    let (to, from) = if wanted { ("100", "0") } else { ("0", "100") };
+    sys::ip(&["-n", netns, "rule", "add", "pref", to, "lookup", "local"])?;
+    sys::ip(&["-n", netns, "rule", "del", "pref", from, "lookup", "local"])?;
+    st.local_moved = wanted;
+    Ok(())
+}
+
+/// The `ip` arguments that add or delete (`op`) the rule in `to`'s namespace dropping what
+/// comes from `from`.
+fn block_rule(to: &Host, from: &Host, op: &str) -> Vec<String> {
+    [
+        "-n",
+        &to.netns,
+        "rule",
+        op,
+        "pref",
+        "20",
+        "from",
+        &from.addr.to_string(),
+        "blackhole",
+    ]
+    .map(str::to_owned)
+    .into()
+}
+
+/// What is wrong with these bare host names, if anything: each 1 to 10 lower-case letters
+/// and digits starting with a letter (it becomes part of a namespace name), no name twice,
+/// and none that the lab uses itself (`h<digits>`, `br`).
+fn bare_name_problem(names: &[String]) -> Option<String> {
+    for (i, name) in names.iter().enumerate() {
+        let well_formed = (1..=10).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !well_formed {
+            return Some(format!(
+                "bare host name {name:?}: 1 to 10 lower-case letters and digits, starting with a letter"
+            ));
+        }
+        let lab_name = name == "br"
+            || name
+                .strip_prefix('h')
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if lab_name {
+            return Some(format!(
+                "bare host name {name:?} is one the lab uses itself"
+            ));
+        }
+        if names[..i].contains(name) {
+            return Some(format!("bare host name {name:?} given twice"));
+        }
+    }
+    None
 }
 
 /// The root of the holder's mount namespace, as seen from the root namespace.
@@ -1215,6 +1405,26 @@ mod tests {
         assert_eq!(parse_prefix("0.0.0.0/0"), Some((0, 0)));
         assert_eq!(parse_prefix("default"), None);
         assert_eq!(parse_prefix("1.2.3.4/33"), None);
+    }
+
+    #[test]
+    fn bare_host_names_are_checked() {
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(bare_name_problem(&names(&["ts1", "ts2", "etcd"])), None);
+        assert_eq!(bare_name_problem(&names(&["hx", "h"])), None);
+        for (bad, why) in [
+            (&["h4"][..], "uses itself"),
+            (&["br"], "uses itself"),
+            (&["ts1", "ts1"], "given twice"),
+            (&["Ts1"], "lower-case"),
+            (&["1ts"], "starting with a letter"),
+            (&[""], "1 to 10"),
+            (&["abcdefghijk"], "1 to 10"),
+            (&["ts-1"], "letters and digits"),
+        ] {
+            let problem = bare_name_problem(&names(bad)).unwrap_or_default();
+            assert!(problem.contains(why), "{bad:?}: {problem:?}");
+        }
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl Widget for Help<'_> {
             ("p", "promote the selected member"),
             ("s", "sync now: a mirroring pass to every secondary"),
             ("m", "maintenance on/off for the selected member"),
+            ("u", "lift the flap quarantine of the selected member"),
             ("P", "pause/resume automatic decisions for the service"),
             ("/", "filter members and events; Esc clears"),
             ("q  Ctrl-C", "quit"),

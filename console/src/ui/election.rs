@@ -1,6 +1,6 @@
 //! The election panel: who a failover of the selected service would promote now, and
 //! why each other member would be skipped (the daemon's own reasons), plus a switchover
-//! under way or a stranded service. With many members, members skipped for the same
+//! under way, a primary being restarted before any failover, or a stranded service. With many members, members skipped for the same
 //! reason are grouped so the panel stays a few lines high.
 
 use dnsd_api::ServiceStatus;
@@ -13,6 +13,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::frame::{panel, stale_style};
 use super::palette;
 use crate::app::App;
+use crate::render;
 
 /// Members listed one by one before they are grouped by reason.
 const LIST_ONE_BY_ONE: usize = 6;
@@ -26,7 +27,11 @@ pub(super) struct Election<'a> {
 
 impl<'a> Election<'a> {
     pub(super) fn new(app: &'a App) -> Election<'a> {
-        let lines = app.current_service().map(explain).unwrap_or_default();
+        let now = app.status.as_ref().map_or(app.now_ms, |s| s.now_ms);
+        let lines = app
+            .current_service()
+            .map(|svc| explain(svc, now))
+            .unwrap_or_default();
         Election { app, lines }
     }
 
@@ -43,8 +48,14 @@ impl<'a> Election<'a> {
     }
 }
 
-fn explain(svc: &ServiceStatus) -> Vec<Line<'static>> {
+fn explain(svc: &ServiceStatus, now: u64) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
+    if let Some(r) = &svc.recovery {
+        lines.push(Line::styled(
+            format!(" ⟳ {}", render::recovery(r, now)),
+            palette::busy(),
+        ));
+    }
     if let Some(t) = &svc.transition {
         lines.push(Line::from(vec![
             Span::styled(" ⟳ in progress: ", palette::busy()),

@@ -1,6 +1,7 @@
 //! The member table of the selected service: name, address, role, health with RTT and
-//! a sparkline of recent probes, mirroring state (a progress bar while a pass runs),
-//! lag, what the last pass moved, and flags. Columns that do not fit are dropped, least
+//! a sparkline of recent probes (for a service with a check, "svc down" when the host
+//! answers but the service does not), mirroring state (a progress bar while a pass runs),
+//! lag, what the last pass moved, and flags (a quarantine with its time left). Columns that do not fit are dropped, least
 //! important first; only the visible rows are built, so 500 members cost no more than
 //! a screenful. Under the rows, one line of detail on the selected member.
 
@@ -151,9 +152,11 @@ impl Widget for Members<'_> {
             widths.push(Constraint::Length(15));
             header.push("ADDRESS");
         }
+        // "svc down" needs one more cell than the host's words.
+        let health_w = if svc.check.is_some() { 8 } else { 7 };
         widths.extend([
             Constraint::Length(9),
-            Constraint::Length(7),
+            Constraint::Length(health_w),
             Constraint::Length(7),
             Constraint::Length(cols.probes),
             Constraint::Length(cols.sync),
@@ -232,9 +235,13 @@ fn member_row<'a>(
         Role::Resyncing => palette::warn(),
     };
     cells.push(Cell::from(Span::styled(m.role.to_string(), role_style)));
-    let (health, health_style) = match node.map(|n| n.health) {
-        Some(Health::Up) => ("up", palette::ok()),
-        Some(Health::Down) => ("down", palette::alert()),
+    // The host's heartbeat first; with the host up, the service's own check.
+    let (health, health_style) = match (node.map(|n| n.health), m.check.as_ref().map(|c| c.health))
+    {
+        (Some(Health::Down), _) => ("down", palette::alert()),
+        (Some(Health::Up), Some(Health::Down)) => ("svc down", palette::alert()),
+        (Some(Health::Up), Some(Health::Unknown)) => ("svc ?", palette::warn()),
+        (Some(Health::Up), _) => ("up", palette::ok()),
         _ => ("unknown", palette::warn()),
     };
     cells.push(Cell::from(Span::styled(health, health_style)));
@@ -391,7 +398,20 @@ fn flags(status: &Status, svc: &ServiceStatus, m: &MemberStatus) -> Line<'static
     if m.sync.as_ref().is_some_and(|s| s.resyncing) {
         push("resync", palette::warn());
     }
+    if let Some(left) = quarantine_left(status, m) {
+        push(
+            &format!("quarantined {}", units::span(left)),
+            palette::alert(),
+        );
+    }
     Line::from(spans)
+}
+
+/// How long member `m` stays quarantined, by the status's clock.
+fn quarantine_left(status: &Status, m: &MemberStatus) -> Option<u64> {
+    m.quarantined_until_ms
+        .filter(|&until| until > status.now_ms)
+        .map(|until| until - status.now_ms)
 }
 
 /// One line about the selected member: address, why it would be skipped, last errors.
@@ -414,6 +434,28 @@ fn detail_line(status: &Status, svc: &ServiceStatus, m: &MemberStatus) -> Paragr
     }
     if let Some(e) = node.and_then(|n| n.last_error.as_ref()) {
         parts.push((format!("last probe: {e}"), palette::alert()));
+    }
+    if let Some(check) = &m.check {
+        let host = node.map_or(Health::Unknown, |n| n.health);
+        match (&check.last_error, check.health) {
+            (Some(e), _) => parts.push((
+                format!("host {host}, service {}: {e}", check.health),
+                palette::alert(),
+            )),
+            (None, Health::Up) => {}
+            (None, health) => {
+                parts.push((format!("host {host}, service {health}"), palette::warn()))
+            }
+        }
+    }
+    if let Some(left) = quarantine_left(status, m) {
+        parts.push((
+            format!(
+                "quarantined for flapping, {} left (u lifts it)",
+                units::span(left)
+            ),
+            palette::alert(),
+        ));
     }
     if let Some(sync) = &m.sync {
         if let Some(run) = &sync.running {

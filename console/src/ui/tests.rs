@@ -254,3 +254,41 @@ fn filter_prompt_and_scrolled_log() {
     insta::assert_snapshot!("filter_app1", s);
     assert!(s.contains("filter /app1"), "{s}");
 }
+
+#[test]
+fn host_and_service_health_apart_with_the_restart_under_way_and_a_quarantine() {
+    let app = app(fixtures::service_checks());
+    let s = screen(&app, 120, 32);
+    insta::assert_snapshot!("service_checks_120x32", s);
+    for needed in [
+        "svc down",
+        "quarantined 4m00s",
+        "⟳ restarting app1 (attempt 1 of 2): its host answers, its service does not; fails over in 22s",
+        "host up, service down: 127.0.0.11:8080 answered /health with HTTP 503, not 200",
+        "app3 is quarantined for flapping (240s left)",
+    ] {
+        assert!(s.contains(needed), "{needed:?} missing:\n{s}");
+    }
+    let small = screen(&app, 80, 24);
+    for needed in ["svc down", "⟳ restarting app1"] {
+        assert!(
+            small.contains(needed),
+            "{needed:?} missing at 80x24:\n{small}"
+        );
+    }
+}
+
+#[test]
+fn u_asks_to_lift_the_selected_members_quarantine() {
+    let mut app = app(fixtures::service_checks());
+    code(&mut app, KeyCode::End);
+    key(&mut app, 'u');
+    let s = screen(&app, 100, 30);
+    assert!(s.contains("Lift the quarantine of app3 in www?"), "{s}");
+    key(&mut app, 'y');
+    assert_eq!(
+        app.in_flight.as_deref(),
+        Some("unquarantine app3 service www"),
+        "sent once confirmed"
+    );
+}

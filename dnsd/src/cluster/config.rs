@@ -17,7 +17,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 pub struct ClusterConfig {
     /// This terminal server's name among the others (a DNS label, unique in the cluster).
     pub name: String,
-    /// etcd client URLs, e.g. `http://10.0.0.5:2379`; any members of one etcd cluster.
+    /// etcd client URLs, e.g. `http://10.0.0.5:2379`; any members of one etcd cluster
+    /// (the `etcd` key of the file).
+    #[serde(rename = "etcd")]
     pub endpoints: Vec<String>,
     /// The etcd key prefix of dnsd's keys; starts and ends with `/`.
     #[serde(default = "default_prefix")]
@@ -61,16 +63,13 @@ impl ClusterConfig {
         }
         if self.endpoints.is_empty() {
             problem(
-                "cluster.endpoints".into(),
+                "cluster.etcd".into(),
                 "at least one etcd client URL is needed, e.g. \"http://127.0.0.1:2379\"".into(),
             );
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             if let Err(why) = endpoint_url(endpoint) {
-                problem(
-                    format!("cluster.endpoints[{i}]"),
-                    format!("{endpoint:?} {why}"),
-                );
+                problem(format!("cluster.etcd[{i}]"), format!("{endpoint:?} {why}"));
             }
         }
         if !self.prefix.starts_with('/') || !self.prefix.ends_with('/') {
@@ -193,13 +192,12 @@ mod tests {
     #[test]
     fn defaults_apply_and_durations_are_human() {
         let c: ClusterConfig =
-            serde_json::from_str(r#"{"name":"ts1","endpoints":["http://127.0.0.1:2379"]}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"name":"ts1","etcd":["http://127.0.0.1:2379"]}"#).unwrap();
         assert_eq!(c.prefix, "/dnsd/");
         assert_eq!(c.lease, Duration::from_secs(3));
         assert_eq!(c.quorum, None);
         let c: ClusterConfig = serde_json::from_str(
-            r#"{"name":"ts1","endpoints":[],"lease":"10s","quorum":2,"prefix":"/x/"}"#,
+            r#"{"name":"ts1","etcd":[],"lease":"10s","quorum":2,"prefix":"/x/"}"#,
         )
         .unwrap();
         assert_eq!((c.lease, c.quorum), (Duration::from_secs(10), Some(2)));
@@ -208,16 +206,15 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_durations_are_refused() {
         let unknown =
-            serde_json::from_str::<ClusterConfig>(r#"{"name":"ts1","endpoints":[],"leader":"x"}"#);
+            serde_json::from_str::<ClusterConfig>(r#"{"name":"ts1","etcd":[],"leader":"x"}"#);
         assert!(
             unknown
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field `leader`")
         );
-        let bad = serde_json::from_str::<ClusterConfig>(
-            r#"{"name":"ts1","endpoints":[],"lease":"three"}"#,
-        );
+        let bad =
+            serde_json::from_str::<ClusterConfig>(r#"{"name":"ts1","etcd":[],"lease":"three"}"#);
         assert!(bad.is_err());
     }
 
@@ -244,7 +241,7 @@ mod tests {
     fn endpoints_must_be_plain_http_urls_with_a_port() {
         assert_eq!(
             keys(&problems_of(|c| c.endpoints.clear())),
-            ["cluster.endpoints"]
+            ["cluster.etcd"]
         );
         for (endpoint, why) in [
             ("127.0.0.1:2379", "must start with http://"),
@@ -257,7 +254,7 @@ mod tests {
             ("http:// bad", "is not a URL"),
         ] {
             let p = problems_of(|c| c.endpoints.push(endpoint.into()));
-            assert_eq!(keys(&p), ["cluster.endpoints[2]"], "{endpoint}");
+            assert_eq!(keys(&p), ["cluster.etcd[2]"], "{endpoint}");
             assert!(p[0].1.contains(why), "{endpoint}: {}", p[0].1);
         }
     }
@@ -320,7 +317,7 @@ mod tests {
             keys(&c.problems(HEARTBEAT)),
             [
                 "cluster.name",
-                "cluster.endpoints[0]",
+                "cluster.etcd[0]",
                 "cluster.prefix",
                 "cluster.lease",
                 "cluster.quorum"

@@ -8,8 +8,8 @@
 //! [`Problem`]s. Unknown keys are collected while deserializing (every one of them,
 //! with its path) and refused like any other problem.
 //!
-//! Layout: [`raw`] holds the file as written and its parsing (unknown keys collected);
-//! [`validate`] turns it into this module's typed [`Config`] or the list of problems.
+//! Layout: `raw` holds the file as written and its parsing (unknown keys collected);
+//! `validate` turns it into this module's typed [`Config`] or the list of problems.
 
 use std::path::Path;
 
@@ -21,13 +21,15 @@ mod tests;
 mod validate;
 
 pub use model::{
-    Config, ControlConfig, DnsConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig,
-    ServiceConfig, StateConfig,
+    AddrPrefix, CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp,
+    ControlTransport, DnsConfig, FlapConfig, HOOK_PLACEHOLDERS, Hooks, NOTIFY_RETRY_MAX,
+    NameserverConfig, NodeConfig, RestartConfig, ServiceCheck, ServiceConfig, SoaTimers,
+    StateConfig, TsigAlgorithm, TsigConfig,
 };
 pub use problem::{ConfigError, Problem};
 pub use raw::{
-    ENV_PREFIX, ParseFailure, RawConfig, RawControl, RawDns, RawHeartbeat, RawNameserver, RawNode,
-    RawService, RawState, parse,
+    ENV_PREFIX, ParseFailure, RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNameserver,
+    RawNode, RawService, RawState, RawTsig, parse,
 };
 pub use validate::parse_duration;
 

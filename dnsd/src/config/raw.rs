@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// How members are reached over SSH and mirrored with rsync.
     #[serde(default)]
     pub mirror: Option<rsync_sync::config::MirrorConfig>,
+    /// Several terminal servers sharing one etcd; without it dnsd runs standalone.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[dns]`.
@@ -55,6 +58,48 @@ pub struct RawDns {
     /// The zone's name servers (NS records; glue when inside the zone).
     #[serde(default)]
     pub nameservers: Vec<RawNameserver>,
+    /// SOA refresh: how often secondaries check the serial without a NOTIFY.
+    #[serde(default = "default_soa_refresh")]
+    pub soa_refresh: String,
+    /// SOA retry: how soon secondaries try again after a failed refresh.
+    #[serde(default = "default_soa_retry")]
+    pub soa_retry: String,
+    /// SOA expire: how long secondaries answer without reaching this server.
+    #[serde(default = "default_soa_expire")]
+    pub soa_expire: String,
+    /// UDP sockets (and threads) per address; defaults to the number of CPUs.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Concurrent TCP connections at most; beyond it the longest idle one is closed.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: u32,
+    /// A TCP connection waiting this long for its next query is closed.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: String,
+    /// Addresses or CIDR prefixes allowed to transfer the zone (AXFR, IXFR).
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
+    /// TSIG key required on transfers and used to sign NOTIFY.
+    #[serde(default)]
+    pub tsig: Option<RawTsig>,
+    /// Secondaries sent a NOTIFY on every new serial, as "address:port".
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// First NOTIFY retransmission delay (doubling, at most a minute).
+    #[serde(default = "default_notify_retry")]
+    pub notify_retry: String,
+}
+
+/// `dns.tsig`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawTsig {
+    /// Key name, as the secondaries know it.
+    pub name: String,
+    /// "hmac-sha256" (default), "hmac-sha384" or "hmac-sha512".
+    #[serde(default = "default_tsig_algorithm")]
+    pub algorithm: String,
+    /// File holding the base64 secret (mode 0600).
+    pub secret_file: String,
 }
 
 /// One `[[dns.nameservers]]` entry.
@@ -108,12 +153,28 @@ pub struct RawControl {
     /// Unix socket of the control API (mode 0600).
     #[serde(default = "default_socket")]
     pub socket: String,
-    /// Optional TCP address of the control API; requires `token_file`.
+    /// Optional TCP address of the control API; requires `token_file`, and `tls_cert`
+    /// with `tls_key` (or, on a loopback address only, `allow_plain_tcp_on_loopback`).
     #[serde(default)]
     pub tcp: Option<String>,
     /// File holding the bearer token TCP clients must present.
     #[serde(default)]
     pub token_file: Option<String>,
+    /// PEM certificate chain the TCP listener presents (the server's certificate first).
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`; readable by its owner only.
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// Serve plain HTTP on `tcp` without TLS; refused unless `tcp` is a loopback address.
+    #[serde(default)]
+    pub allow_plain_tcp_on_loopback: bool,
+    /// Longest a client may take to send a request head (and, on TCP, the TLS handshake).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// Most connections served at once on each listener; more wait for a free slot.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
 }
 
 impl Default for RawControl {
@@ -122,6 +183,11 @@ impl Default for RawControl {
             socket: default_socket(),
             tcp: None,
             token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_tcp_on_loopback: false,
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -198,6 +264,64 @@ pub struct RawService {
     /// Longest a hook may run.
     #[serde(default = "default_hook_timeout")]
     pub hook_timeout: String,
+    /// The service's own check of each member, besides its host's heartbeat:
+    /// `{ kind = "http", port, path, expect }`, `{ kind = "tcp", port }` or
+    /// `{ kind = "command", argv = [...] }` (run on the member over SSH).
+    #[serde(default)]
+    pub check: Option<RawCheck>,
+    /// Time between two checks of one member (default "2s").
+    #[serde(default)]
+    pub check_interval: Option<String>,
+    /// How long one check may take; shorter than `check_interval` (default "1s").
+    #[serde(default)]
+    pub check_timeout: Option<String>,
+    /// Consecutive failed checks before a member's service is down (default 3).
+    #[serde(default)]
+    pub check_fall: Option<u32>,
+    /// Consecutive passed checks before it is up again (default 2).
+    #[serde(default)]
+    pub check_rise: Option<u32>,
+    /// Command (argv) run on the primary over SSH when its host answers but its check
+    /// fails, before the service fails over.
+    #[serde(default)]
+    pub restart: Option<Vec<String>>,
+    /// Restarts tried before the service fails over (default 2).
+    #[serde(default)]
+    pub restart_attempts: Option<u32>,
+    /// How long the check may fail, restarts included, before the service fails over
+    /// (default "30s").
+    #[serde(default)]
+    pub restart_window: Option<String>,
+    /// Changes of a member's health allowed within `flap_window`; one more quarantines
+    /// it for `hold_down`. 0: never quarantine.
+    #[serde(default = "default_flap_threshold")]
+    pub flap_threshold: u32,
+    /// See `flap_threshold`.
+    #[serde(default = "default_flap_window")]
+    pub flap_window: String,
+    /// How long a flapping member is quarantined (never promoted, never failed back to).
+    #[serde(default = "default_hold_down")]
+    pub hold_down: String,
+}
+
+/// A `[[service]]`'s `check = { ... }`: every field optional here, so that validation can
+/// name each one that is missing or does not belong to the kind.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawCheck {
+    /// "http", "tcp" or "command".
+    pub kind: String,
+    /// The port checked on each member's address (http, tcp).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The path requested (http; default "/").
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The HTTP status that passes (http; default 200).
+    #[serde(default)]
+    pub expect: Option<u16>,
+    /// The command run on the member over SSH; exit status 0 passes (command).
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -205,6 +329,30 @@ fn default_listen() -> Vec<String> {
 }
 fn default_ttl() -> String {
     "5s".to_owned()
+}
+// SOA timers: within RFC 1912's ranges (refresh 20 min to 12 h, expire 2 to 4 weeks)
+// and what zone checkers ask for (Zonemaster: refresh at least 4 h, retry at least 1 h,
+// expire at least a week). NOTIFY, not refresh, is what moves secondaries on failover.
+fn default_soa_refresh() -> String {
+    "4h".to_owned()
+}
+fn default_soa_retry() -> String {
+    "1h".to_owned()
+}
+fn default_soa_expire() -> String {
+    "14d".to_owned()
+}
+fn default_tcp_max_connections() -> u32 {
+    128
+}
+fn default_tcp_idle_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_notify_retry() -> String {
+    "2s".to_owned()
+}
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_owned()
 }
 fn default_protocol() -> String {
     "tcp".to_owned()
@@ -223,6 +371,12 @@ fn default_threshold() -> u32 {
 }
 fn default_socket() -> String {
     "/run/dnsd/control.sock".to_owned()
+}
+fn default_header_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_max_connections() -> u32 {
+    64
 }
 fn default_state_dir() -> String {
     "/var/lib/dnsd".to_owned()
@@ -244,6 +398,15 @@ fn default_fencing() -> String {
 }
 fn default_hook_timeout() -> String {
     "30s".to_owned()
+}
+fn default_flap_threshold() -> u32 {
+    4
+}
+fn default_flap_window() -> String {
+    "10m".to_owned()
+}
+fn default_hold_down() -> String {
+    "10m".to_owned()
 }
 
 /// Why [`parse`] failed.
@@ -272,6 +435,8 @@ pub fn parse(
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("dns.listen")
+                .with_list_parse_key("dns.allow_transfer")
+                .with_list_parse_key("dns.notify")
                 .try_parsing(true)
                 .source(Some(env)),
         )

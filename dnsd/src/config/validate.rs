@@ -6,12 +6,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawService};
+use super::raw::{RawCheck, RawConfig, RawControl, RawDns, RawHeartbeat, RawNode, RawService};
 use heartbeat::MonitorConfig;
 
 use super::model::{
-    Config, ControlConfig, DnsConfig, HOOK_PLACEHOLDERS, Hooks, NameserverConfig, NodeConfig,
-    ServiceConfig, StateConfig,
+    AddrPrefix, CHECK_PLACEHOLDERS, CheckProbe, Config, ControlConfig, ControlTcp,
+    ControlTransport, DnsConfig, FlapConfig, HOOK_PLACEHOLDERS, Hooks, NOTIFY_RETRY_MAX,
+    NameserverConfig, NodeConfig, RestartConfig, ServiceCheck, ServiceConfig, SoaTimers,
+    StateConfig, TsigAlgorithm, TsigConfig,
 };
 use super::problem::Problem;
 use crate::controller::{Election, Fencing, NoCandidate, NodeId};
@@ -60,6 +62,8 @@ impl RawConfig {
                     Some("demote")
                 } else if s.epoch_guard.is_some() {
                     Some("epoch_guard")
+                } else if s.restart.is_some() {
+                    Some("restart")
                 } else {
                     None
                 };
@@ -69,7 +73,22 @@ impl RawConfig {
                         "needs a [mirror] section: how the terminal server reaches members over SSH",
                     ));
                 }
+                if s.check.as_ref().is_some_and(|c| c.kind == "command") {
+                    p.push(Problem::new(
+                        format!("service[{i}].check"),
+                        "a command check runs on the member over SSH: it needs a [mirror] section",
+                    ));
+                }
             }
+        }
+
+        if let Some(cluster) = &self.cluster {
+            p.extend(
+                cluster
+                    .problems(heartbeat.interval)
+                    .into_iter()
+                    .map(|(path, message)| Problem::new(path, message)),
+            );
         }
 
         if p.is_empty() {
@@ -81,6 +100,7 @@ impl RawConfig {
                 nodes,
                 services,
                 mirror,
+                cluster: self.cluster.clone(),
             })
         } else {
             p.sort();
@@ -188,6 +208,135 @@ impl RawDns {
             }
         }
 
+        let soa = SoaTimers {
+            refresh: soa_seconds(&self.soa_refresh, "dns.soa_refresh", p),
+            retry: soa_seconds(&self.soa_retry, "dns.soa_retry", p),
+            expire: soa_seconds(&self.soa_expire, "dns.soa_expire", p),
+        };
+        if soa.refresh > 0 && soa.retry >= soa.refresh {
+            p.push(Problem::new(
+                "dns.soa_retry",
+                format!(
+                    "{:?} must be shorter than dns.soa_refresh ({:?}): secondaries retry a failed refresh sooner than they refresh",
+                    self.soa_retry, self.soa_refresh
+                ),
+            ));
+        }
+        if soa.refresh > 0
+            && soa.retry > 0
+            && u64::from(soa.expire) <= u64::from(soa.refresh) + u64::from(soa.retry)
+        {
+            p.push(Problem::new(
+                "dns.soa_expire",
+                format!(
+                    "{:?} must be longer than dns.soa_refresh + dns.soa_retry: secondaries would drop the zone before their first retry",
+                    self.soa_expire
+                ),
+            ));
+        }
+
+        let threads = match self.threads {
+            Some(0) => {
+                p.push(Problem::new("dns.threads", "must be at least 1"));
+                1
+            }
+            Some(n) if n > MAX_DNS_THREADS => {
+                p.push(Problem::new(
+                    "dns.threads",
+                    format!("{n} is more than {MAX_DNS_THREADS} sockets per address"),
+                ));
+                1
+            }
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if self.tcp_max_connections == 0 {
+            p.push(Problem::new(
+                "dns.tcp_max_connections",
+                "must be at least 1 (DNS needs TCP for answers that do not fit in UDP)",
+            ));
+        }
+        let tcp_idle_timeout = positive_duration(&self.tcp_idle_timeout, "dns.tcp_idle_timeout", p)
+            .unwrap_or(Duration::from_secs(10));
+
+        let mut allow_transfer = Vec::new();
+        for (i, a) in self.allow_transfer.iter().enumerate() {
+            match AddrPrefix::parse(a) {
+                Ok(prefix) => allow_transfer.push(prefix),
+                Err(why) => p.push(Problem::new(format!("dns.allow_transfer[{i}]"), why)),
+            }
+        }
+
+        let tsig = self.tsig.as_ref().and_then(|t| {
+            let name = t.name.to_ascii_lowercase();
+            let fqdn = if name.ends_with('.') {
+                name
+            } else {
+                format!("{name}.")
+            };
+            let mut ok = true;
+            if let Err(why) = check_key_name(&fqdn) {
+                p.push(Problem::new(
+                    "dns.tsig.name",
+                    format!("{:?} is not a valid key name: {why}", t.name),
+                ));
+                ok = false;
+            }
+            let algorithm = TsigAlgorithm::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&t.algorithm))
+                .map(|(_, a)| *a);
+            if algorithm.is_none() {
+                p.push(Problem::new(
+                    "dns.tsig.algorithm",
+                    format!(
+                        "{:?} is not supported: use \"hmac-sha256\", \"hmac-sha384\" or \"hmac-sha512\"",
+                        t.algorithm
+                    ),
+                ));
+            }
+            let secret_file = absolute_path(&t.secret_file, "dns.tsig.secret_file", p);
+            Some(TsigConfig {
+                name: fqdn,
+                algorithm: algorithm?,
+                secret_file,
+            })
+            .filter(|_| ok)
+        });
+
+        let mut notify = Vec::new();
+        let mut notify_seen = HashSet::new();
+        for (i, n) in self.notify.iter().enumerate() {
+            match n.parse::<SocketAddr>() {
+                Ok(sa) if !notify_seen.insert(sa) => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!("{sa} is listed twice"),
+                )),
+                Ok(sa) if sa.port() == 0 || sa.ip().is_unspecified() => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!("{sa} cannot be sent to: name the secondary's address and port"),
+                )),
+                Ok(sa) => notify.push(sa),
+                Err(_) => p.push(Problem::new(
+                    format!("dns.notify[{i}]"),
+                    format!(
+                        "{n:?} is not an address:port (e.g. \"192.0.2.53:53\" or \"[2001:db8::53]:53\")"
+                    ),
+                )),
+            }
+        }
+        let notify_retry = positive_duration(&self.notify_retry, "dns.notify_retry", p)
+            .unwrap_or(Duration::from_secs(2));
+        if notify_retry > NOTIFY_RETRY_MAX {
+            p.push(Problem::new(
+                "dns.notify_retry",
+                format!(
+                    "{:?} is longer than the longest NOTIFY retransmission delay (60s, RFC 1996)",
+                    self.notify_retry
+                ),
+            ));
+        }
+
         DnsConfig {
             listen,
             zone,
@@ -195,8 +344,52 @@ impl RawDns {
             negative_ttl,
             hostmaster,
             nameservers,
+            soa,
+            threads,
+            tcp_max_connections: self.tcp_max_connections as usize,
+            tcp_idle_timeout,
+            allow_transfer,
+            tsig,
+            notify,
+            notify_retry,
         }
     }
+}
+
+/// Most UDP sockets (each with its thread) per DNS address.
+const MAX_DNS_THREADS: u32 = 256;
+
+/// A SOA timer: whole seconds, above zero, at most 2^31-1 (RFC 1982 serial arithmetic
+/// leaves the top bit to the sign).
+fn soa_seconds(s: &str, path: &str, p: &mut Vec<Problem>) -> u32 {
+    let before = p.len();
+    let secs = ttl_seconds(s, path, p);
+    if p.len() == before && secs == 0 {
+        p.push(Problem::new(path, "must be longer than zero"));
+    }
+    secs
+}
+
+/// A TSIG key name: a domain name whose labels may hold any of letters, digits, hyphens
+/// and underscores (BIND and Knot key names often do).
+fn check_key_name(name: &str) -> Result<(), String> {
+    if name == "." || name.len() > 254 {
+        return Err("it must be 1 to 253 characters".into());
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must be 1 to 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "{c:?} is not a letter, digit, hyphen or underscore"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RawControl {
@@ -212,34 +405,111 @@ impl RawControl {
                 ),
             ));
         }
-        let tcp = match (&self.tcp, &self.token_file) {
-            (None, None) => None,
-            (None, Some(_)) => {
+        let header_timeout = positive_duration(&self.header_timeout, "control.header_timeout", p)
+            .unwrap_or_default();
+        if self.max_connections == 0 {
+            p.push(Problem::new(
+                "control.max_connections",
+                "must be at least 1: no connection would ever be served",
+            ));
+        }
+        let tcp = match &self.tcp {
+            None => {
+                self.unused_without_tcp(p);
+                None
+            }
+            Some(addr) => self.validate_tcp(addr, p),
+        };
+        ControlConfig {
+            socket,
+            tcp,
+            header_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The TCP keys only mean something with `control.tcp`.
+    fn unused_without_tcp(&self, p: &mut Vec<Problem>) {
+        let set = [
+            ("control.token_file", self.token_file.is_some()),
+            ("control.tls_cert", self.tls_cert.is_some()),
+            ("control.tls_key", self.tls_key.is_some()),
+            (
+                "control.allow_plain_tcp_on_loopback",
+                self.allow_plain_tcp_on_loopback,
+            ),
+        ];
+        for (key, _) in set.into_iter().filter(|(_, set)| *set) {
+            p.push(Problem::new(key, "is only used with control.tcp"));
+        }
+    }
+
+    fn validate_tcp(&self, addr: &str, p: &mut Vec<Problem>) -> Option<ControlTcp> {
+        let addr = match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
                 p.push(Problem::new(
-                    "control.token_file",
-                    "is only used with control.tcp",
+                    "control.tcp",
+                    format!("{addr:?} is not an address:port"),
                 ));
                 None
             }
-            (Some(_), None) => {
+        };
+        let token_file = match &self.token_file {
+            Some(token) => Some(absolute_path(token, "control.token_file", p)),
+            None => {
                 p.push(Problem::new("control.tcp", "needs control.token_file: the control API is never open on TCP without a token"));
                 None
             }
-            (Some(addr), Some(token)) => {
-                let token = absolute_path(token, "control.token_file", p);
-                match addr.parse::<SocketAddr>() {
-                    Ok(a) => Some((a, token)),
-                    Err(_) => {
-                        p.push(Problem::new(
-                            "control.tcp",
-                            format!("{addr:?} is not an address:port"),
-                        ));
-                        None
-                    }
-                }
-            }
         };
-        ControlConfig { socket, tcp }
+        let transport = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ControlTransport::Tls {
+                cert: absolute_path(cert, "control.tls_cert", p),
+                key: absolute_path(key, "control.tls_key", p),
+            }),
+            (Some(_), None) => {
+                p.push(Problem::new(
+                    "control.tls_cert",
+                    "needs control.tls_key: the private key of the certificate",
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                p.push(Problem::new(
+                    "control.tls_key",
+                    "needs control.tls_cert: the certificate of the key",
+                ));
+                None
+            }
+            (None, None) if !self.allow_plain_tcp_on_loopback => {
+                p.push(Problem::new(
+                    "control.tcp",
+                    "needs control.tls_cert and control.tls_key: the control API is served on \
+                     TCP only over TLS (plain HTTP only on a loopback address, with \
+                     control.allow_plain_tcp_on_loopback = true)",
+                ));
+                None
+            }
+            (None, None) => match addr {
+                Some(a) if !a.ip().is_loopback() => {
+                    p.push(Problem::new(
+                        "control.allow_plain_tcp_on_loopback",
+                        format!(
+                            "control.tcp {a} is not a loopback address: plain HTTP would carry \
+                             the token in clear across the network; configure \
+                             control.tls_cert and control.tls_key"
+                        ),
+                    ));
+                    None
+                }
+                _ => Some(ControlTransport::PlainLoopback),
+            },
+        };
+        Some(ControlTcp {
+            addr: addr?,
+            token_file: token_file?,
+            transport: transport?,
+        })
     }
 }
 
@@ -477,31 +747,14 @@ fn validate_service_policy(
     let mut hook = |key: &str, argv: &Option<Vec<String>>| -> Option<Vec<String>> {
         let argv = argv.as_ref()?;
         let key = format!("{path}.{key}");
-        if argv.first().is_none_or(|a| a.trim().is_empty()) {
-            p.push(Problem::new(
-                key,
-                "a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]",
-            ));
-            return None;
-        }
-        for (k, arg) in argv.iter().enumerate() {
-            if let Some(bad) = unknown_placeholder(arg) {
-                p.push(Problem::new(
-                    format!("{key}[{k}]"),
-                    format!(
-                        "unknown placeholder {bad}; use {}",
-                        HOOK_PLACEHOLDERS.join(", ")
-                    ),
-                ));
-            }
-        }
-        Some(argv.clone())
+        command_argv(argv, &key, HOOK_ARGV, &HOOK_PLACEHOLDERS, p).then(|| argv.clone())
     };
     let hooks = Hooks {
         promote: hook("promote", &s.promote),
         demote: hook("demote", &s.demote),
         fence: hook("fence", &s.fence),
         epoch_guard: hook("epoch_guard", &s.epoch_guard),
+        restart: hook("restart", &s.restart),
     };
     if s.demote.is_some() && s.promote.is_none() {
         // A failed switchover re-promotes the old primary with `promote`: without it, a
@@ -553,6 +806,9 @@ fn validate_service_policy(
     };
     let hook_timeout = positive_duration(&s.hook_timeout, &format!("{path}.hook_timeout"), p)
         .unwrap_or(Duration::from_secs(30));
+    let check = validate_check(s, path, p);
+    let restart = validate_restart(s, path, check.as_ref(), p);
+    let flap = validate_flap(s, path, p);
     ServiceConfig {
         name,
         nodes: members,
@@ -565,17 +821,282 @@ fn validate_service_policy(
         unfenced_by_choice: s.fencing == "none",
         hooks,
         hook_timeout,
+        check,
+        restart,
+        flap,
     }
 }
 
-/// The first `{word}` in `arg` that is not a known placeholder.
-fn unknown_placeholder(arg: &str) -> Option<String> {
+const HOOK_ARGV: &str =
+    "a hook is a command with its arguments, e.g. [\"/usr/local/bin/promote\", \"{service}\"]";
+const CHECK_ARGV: &str =
+    "a check is a command with its arguments, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]";
+
+/// A command (hook or check) as an argv: a program, then arguments whose placeholders are
+/// all in `placeholders`. Reports what is wrong under `key` (`empty` when there is no
+/// program); true when it is usable.
+fn command_argv(
+    argv: &[String],
+    key: &str,
+    empty: &str,
+    placeholders: &[&str],
+    p: &mut Vec<Problem>,
+) -> bool {
+    if argv.first().is_none_or(|a| a.trim().is_empty()) {
+        p.push(Problem::new(key, empty));
+        return false;
+    }
+    let mut ok = true;
+    for (k, arg) in argv.iter().enumerate() {
+        if let Some(bad) = unknown_placeholder(arg, placeholders) {
+            ok = false;
+            p.push(Problem::new(
+                format!("{key}[{k}]"),
+                format!("unknown placeholder {bad}; use {}", placeholders.join(", ")),
+            ));
+        }
+    }
+    ok
+}
+
+/// Defaults of the check's timing, as the README documents them.
+const CHECK_INTERVAL: &str = "2s";
+const CHECK_TIMEOUT: &str = "1s";
+const CHECK_FALL: u32 = 3;
+const CHECK_RISE: u32 = 2;
+const RESTART_ATTEMPTS: u32 = 2;
+const RESTART_WINDOW: &str = "30s";
+
+/// `check` and its `check_*` keys.
+fn validate_check(s: &RawService, path: &str, p: &mut Vec<Problem>) -> Option<ServiceCheck> {
+    let Some(raw) = &s.check else {
+        let set = [
+            ("check_interval", s.check_interval.is_some()),
+            ("check_timeout", s.check_timeout.is_some()),
+            ("check_fall", s.check_fall.is_some()),
+            ("check_rise", s.check_rise.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, set)| *set) {
+            p.push(Problem::new(
+                format!("{path}.{key}"),
+                "is only used with check (the service has none)",
+            ));
+        }
+        return None;
+    };
+    let probe = validate_probe(raw, &format!("{path}.check"), p);
+    let interval = positive_duration(
+        s.check_interval.as_deref().unwrap_or(CHECK_INTERVAL),
+        &format!("{path}.check_interval"),
+        p,
+    );
+    let timeout = positive_duration(
+        s.check_timeout.as_deref().unwrap_or(CHECK_TIMEOUT),
+        &format!("{path}.check_timeout"),
+        p,
+    );
+    if let (Some(interval), Some(timeout)) = (interval, timeout)
+        && timeout >= interval
+    {
+        p.push(Problem::new(
+            format!("{path}.check_timeout"),
+            format!(
+                "{} must be shorter than check_interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    let mut threshold = |key: &str, value: Option<u32>, default: u32| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            p.push(Problem::new(format!("{path}.{key}"), "must be at least 1"));
+        }
+        value.max(1)
+    };
+    let fall = threshold("check_fall", s.check_fall, CHECK_FALL);
+    let rise = threshold("check_rise", s.check_rise, CHECK_RISE);
+    Some(ServiceCheck {
+        probe: probe?,
+        interval: interval?,
+        timeout: timeout?,
+        rise,
+        fall,
+    })
+}
+
+/// The `check = { kind = ... }` table itself, under `key`.
+fn validate_probe(raw: &RawCheck, key: &str, p: &mut Vec<Problem>) -> Option<CheckProbe> {
+    let kind = raw.kind.as_str();
+    let allowed: &[&str] = match kind {
+        "http" => &["port", "path", "expect"],
+        "tcp" => &["port"],
+        "command" => &["argv"],
+        other => {
+            p.push(Problem::new(
+                format!("{key}.kind"),
+                format!("{other:?} is not a check kind: use \"http\", \"tcp\" or \"command\""),
+            ));
+            return None;
+        }
+    };
+    let present = [
+        ("port", raw.port.is_some()),
+        ("path", raw.path.is_some()),
+        ("expect", raw.expect.is_some()),
+        ("argv", raw.argv.is_some()),
+    ];
+    let mut ok = true;
+    for (field, _) in present
+        .iter()
+        .filter(|(f, set)| *set && !allowed.contains(f))
+    {
+        ok = false;
+        p.push(Problem::new(
+            format!("{key}.{field}"),
+            format!("is not used by a {kind:?} check"),
+        ));
+    }
+    let mut port = || match raw.port {
+        None => {
+            p.push(Problem::new(
+                format!("{key}.port"),
+                format!("a {kind:?} check needs the port to check on each member"),
+            ));
+            None
+        }
+        Some(0) => {
+            p.push(Problem::new(
+                format!("{key}.port"),
+                "port 0 cannot be checked",
+            ));
+            None
+        }
+        Some(port) => Some(port),
+    };
+    let probe = match kind {
+        "http" => {
+            let port = port();
+            let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+            let path_ok =
+                path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !path_ok {
+                p.push(Problem::new(
+                    format!("{key}.path"),
+                    format!(
+                        "{path:?} must start with \"/\" and hold no spaces or control characters"
+                    ),
+                ));
+            }
+            let expect = raw.expect.unwrap_or(200);
+            if !(100..=599).contains(&expect) {
+                p.push(Problem::new(
+                    format!("{key}.expect"),
+                    format!("{expect} is not an HTTP status (100 to 599)"),
+                ));
+            }
+            (path_ok && (100..=599).contains(&expect))
+                .then_some(())
+                .and(port)
+                .map(|port| CheckProbe::Http { port, path, expect })
+        }
+        "tcp" => port().map(|port| CheckProbe::Tcp { port }),
+        _ => match &raw.argv {
+            None => {
+                p.push(Problem::new(
+                    format!("{key}.argv"),
+                    "a \"command\" check needs argv: the command run on each member, e.g. [\"/usr/local/bin/check-app\", \"{service}\"]",
+                ));
+                None
+            }
+            Some(argv) => {
+                let key = format!("{key}.argv");
+                command_argv(argv, &key, CHECK_ARGV, &CHECK_PLACEHOLDERS, p)
+                    .then(|| CheckProbe::Command { argv: argv.clone() })
+            }
+        },
+    };
+    probe.filter(|_| ok)
+}
+
+/// `restart`, `restart_attempts` and `restart_window`.
+fn validate_restart(
+    s: &RawService,
+    path: &str,
+    check: Option<&ServiceCheck>,
+    p: &mut Vec<Problem>,
+) -> Option<RestartConfig> {
+    if s.restart.is_none() {
+        for (key, set) in [
+            ("restart_attempts", s.restart_attempts.is_some()),
+            ("restart_window", s.restart_window.is_some()),
+        ] {
+            if set {
+                p.push(Problem::new(
+                    format!("{path}.{key}"),
+                    "is only used with restart (the service has none)",
+                ));
+            }
+        }
+        return None;
+    }
+    if s.check.is_none() {
+        p.push(Problem::new(
+            format!("{path}.restart"),
+            "needs a check: a restart is tried when the check fails on a primary whose host answers",
+        ));
+    }
+    let attempts = s.restart_attempts.unwrap_or(RESTART_ATTEMPTS);
+    if attempts == 0 {
+        p.push(Problem::new(
+            format!("{path}.restart_attempts"),
+            "must be at least 1 (leave restart out to fail over at once)",
+        ));
+    }
+    let window = positive_duration(
+        s.restart_window.as_deref().unwrap_or(RESTART_WINDOW),
+        &format!("{path}.restart_window"),
+        p,
+    )?;
+    if let Some(check) = check {
+        // The least time a restarted service takes to be seen passing.
+        let seen = check.interval.saturating_mul(check.rise);
+        if window <= seen {
+            p.push(Problem::new(
+                format!("{path}.restart_window"),
+                format!(
+                    "{} is not longer than check_rise × check_interval ({}): a restarted service could not be seen passing in time",
+                    humantime::format_duration(window),
+                    humantime::format_duration(seen)
+                ),
+            ));
+        }
+    }
+    (attempts > 0).then_some(RestartConfig { attempts, window })
+}
+
+/// `flap_threshold`, `flap_window` and `hold_down`; a threshold of 0 turns damping off.
+fn validate_flap(s: &RawService, path: &str, p: &mut Vec<Problem>) -> Option<FlapConfig> {
+    let window = positive_duration(&s.flap_window, &format!("{path}.flap_window"), p);
+    let hold_down = positive_duration(&s.hold_down, &format!("{path}.hold_down"), p);
+    if s.flap_threshold == 0 {
+        return None;
+    }
+    Some(FlapConfig {
+        threshold: s.flap_threshold,
+        window: window?,
+        hold_down: hold_down?,
+    })
+}
+
+/// The first `{word}` in `arg` that is not one of `placeholders`.
+fn unknown_placeholder(arg: &str, placeholders: &[&str]) -> Option<String> {
     let mut rest = arg;
     while let Some(start) = rest.find('{') {
         let tail = &rest[start..];
         let end = tail.find('}')?;
         let token = &tail[..=end];
-        if !HOOK_PLACEHOLDERS.contains(&token) {
+        if !placeholders.contains(&token) {
             return Some(token.to_owned());
         }
         rest = &tail[end + 1..];

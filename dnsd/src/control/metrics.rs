@@ -8,7 +8,7 @@ use crate::handle::Metrics;
 
 /// Renders every metric. Label values come from validated configuration (names are
 /// DNS labels), but are escaped anyway.
-pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
+pub(super) fn render(m: &Metrics, dns: &crate::dns::DnsSnapshot) -> String {
     let mut out = String::with_capacity(4096);
     let s = &m.status;
 
@@ -221,6 +221,10 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
         );
     }
 
+    if let Some(c) = &s.cluster {
+        cluster(&mut out, c, &s.nodes);
+    }
+
     family(
         &mut out,
         "dnsd_zone_serial",
@@ -235,7 +239,7 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
         "counter",
         "DNS responses sent, by response code.",
     );
-    for (rcode, n) in dns {
+    for (rcode, n) in &dns.responses {
         sample(
             &mut out,
             "dnsd_dns_responses_total",
@@ -244,7 +248,97 @@ pub(super) fn render(m: &Metrics, dns: &[(&str, u64)]) -> String {
         );
     }
 
+    // --- Zone transfers and NOTIFY (counted by the dns module) ---
+    family(
+        &mut out,
+        "dnsd_dns_transfers_total",
+        "counter",
+        "Zone transfer requests: full (AXFR, or IXFR answered with the zone), incremental, refused.",
+    );
+    for (kind, n) in &dns.transfers {
+        sample(
+            &mut out,
+            "dnsd_dns_transfers_total",
+            &[("kind", kind)],
+            *n as i64,
+        );
+    }
+    family(
+        &mut out,
+        "dnsd_dns_notify_total",
+        "counter",
+        "NOTIFY per secondary: sent (every try), retried, acknowledged, superseded (a newer serial came first), rejected (answered with an error).",
+    );
+    for t in &dns.notify {
+        let target = t.target.to_string();
+        for (outcome, n) in [
+            ("sent", t.sent),
+            ("retried", t.retried),
+            ("acknowledged", t.acknowledged),
+            ("superseded", t.superseded),
+            ("rejected", t.rejected),
+        ] {
+            sample(
+                &mut out,
+                "dnsd_dns_notify_total",
+                &[("target", &target), ("outcome", outcome)],
+                n as i64,
+            );
+        }
+    }
+    // --- end of zone transfers and NOTIFY ---
+
     out
+}
+
+/// The cluster's gauges: leadership, lease, etcd, live terminal servers, and how the
+/// observers see each member.
+fn cluster(out: &mut String, c: &dnsd_api::ClusterStatus, nodes: &[dnsd_api::NodeStatus]) {
+    let gauges: [(&str, &str, f64); 5] = [
+        (
+            "dnsd_cluster_leader",
+            "1 while this terminal server leads (decides).",
+            f64::from(u8::from(c.leading)),
+        ),
+        (
+            "dnsd_cluster_lease_seconds",
+            "While leading: how long its lease surely holds; 0 otherwise.",
+            c.lease_left_ms.unwrap_or(0) as f64 / 1e3,
+        ),
+        (
+            "dnsd_cluster_etcd_up",
+            "1 while this terminal server has a live etcd session.",
+            f64::from(u8::from(c.etcd_reachable)),
+        ),
+        (
+            "dnsd_cluster_terminal_servers",
+            "Live terminal servers (registered in etcd).",
+            c.servers.len() as f64,
+        ),
+        (
+            "dnsd_cluster_stale_seconds",
+            "While etcd is away: how long the answers have been the last known state.",
+            c.stale_for_ms.unwrap_or(0) as f64 / 1e3,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample_f(out, name, &[], value);
+    }
+    family(
+        out,
+        "dnsd_cluster_observers",
+        "gauge",
+        "Live terminal servers seeing the member up, down or unknown.",
+    );
+    for n in nodes {
+        if let Some(o) = n.observers {
+            for (view, count) in [("up", o.up), ("down", o.down), ("unknown", o.unknown)] {
+                let labels = [("node", n.name.as_str()), ("view", view)];
+                sample(out, "dnsd_cluster_observers", &labels, i64::from(count));
+            }
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

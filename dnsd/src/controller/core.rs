@@ -1,7 +1,7 @@
 //! The controller's entry points: building it (from the configuration and a previous
 //! run's state), reading it for DNS and status views, and the inputs that drive it —
-//! health changes, ticks, finished passes and hooks — each followed by a re-evaluation
-//! of every service.
+//! health changes, ticks, finished passes and hooks (service checks: [`super::health`]) —
+//! each followed by a re-evaluation of every service.
 
 use dnsd_api::{Event, EventKind, Role};
 use heartbeat::Health;
@@ -10,7 +10,9 @@ use super::ids::{HookId, NodeId, PassId, ServiceId};
 use super::orders::{Effect, Fx, HookError, PassError, PassSummary};
 use super::persist::Persisted;
 use super::spec::{FENCE_RETRY, Millis, Policy, Topology, seconds};
-use super::state::{Controller, Initiator, MemberSync, Node, Service, ServiceState};
+use super::state::{
+    Awaited, Controller, Initiator, MemberHealth, MemberSync, Node, Service, ServiceState,
+};
 
 /// A change of primary withdrawn because the state file could not take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +51,12 @@ impl Controller {
                 paused: false,
                 state: ServiceState::Serving,
                 sync: vec![MemberSync::default(); spec.members.len()],
+                health: vec![MemberHealth::default(); spec.members.len()],
                 passes: 0,
                 passes_at: None,
                 preferred_ready_since: None,
                 retry_failover_at: 0,
+                committed_at: None,
             })
             .collect();
         let mut c = Controller {
@@ -97,6 +101,62 @@ impl Controller {
         fx.push(Effect::Publish);
         fx.push(Effect::Persist);
         (c, fx)
+    }
+
+    /// A new term of decisions: a terminal server that just took the lead gives every
+    /// service the next epoch, so that nothing it orders carries an epoch another leader
+    /// may have used (members refuse what carries an older one). The primaries stay.
+    pub fn begin_term(&mut self, leader: &str, now: Millis) -> Fx {
+        self.now = now;
+        let mut fx = Vec::new();
+        for s in self.service_ids() {
+            self.services[s.0].epoch += 1;
+            let primary = self.node_name(self.services[s.0].primary).to_owned();
+            let reason = format!("{leader} leads: a new term, {primary} stays primary");
+            fx.push(Effect::Event(self.event(
+                EventKind::Leadership,
+                Some(s),
+                reason,
+            )));
+        }
+        self.serial = self.serial.wrapping_add(1).max(1);
+        fx.push(Effect::Publish);
+        fx.push(Effect::Persist);
+        fx
+    }
+
+    /// The epochs each service reached after `recorded` (the last epoch of each already
+    /// in a cluster's epoch log), in order: the entries the next state write creates.
+    pub fn epochs_after(
+        &self,
+        recorded: &std::collections::HashMap<ServiceId, u64>,
+    ) -> Vec<(ServiceId, u64)> {
+        self.service_ids()
+            .flat_map(|s| {
+                let last = recorded.get(&s).copied().unwrap_or(0);
+                (last + 1..=self.services[s.0].epoch).map(move |e| (s, e))
+            })
+            .collect()
+    }
+
+    /// A controller that shows the state another terminal server decided, as written in
+    /// `persisted`: for a terminal server that follows, answering DNS and status from it.
+    /// Unlike [`Controller::new`] it changes nothing (the serial is the leader's, nothing
+    /// is rolled back) and it is never given inputs; it is replaced by the next state.
+    pub fn mirror_of(topology: &Topology, persisted: &Persisted, now: Millis) -> Controller {
+        let (mut c, _) = Controller::new(topology, Some(persisted), now);
+        c.serial = persisted.serial;
+        for svc in &mut c.services {
+            svc.state = ServiceState::Serving;
+        }
+        c.undo.clear();
+        c
+    }
+
+    /// Sets node `n`'s health for display, deciding nothing (a following terminal server
+    /// shows the pool's health as the observers see it).
+    pub fn show_health(&mut self, n: NodeId, health: Health) {
+        self.nodes[n.0].health = health;
     }
 
     // -- read access for the driver, DNS and status --------------------------------
@@ -164,7 +224,9 @@ impl Controller {
         let (what, target, step) = match &self.services[s.0].state {
             ServiceState::FailingOver(m) => ("failover", m.target, m.step.to_string()),
             ServiceState::SwitchingOver(m) => ("switchover", m.target, m.step.to_string()),
-            ServiceState::Serving | ServiceState::Stranded => return None,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => {
+                return None;
+            }
         };
         Some(format!("{what} to {}: {step}", self.node_name(target)))
     }
@@ -245,6 +307,11 @@ impl Controller {
                 fx.push(Effect::Persist);
             }
         }
+        for s in self.service_ids() {
+            if self.services[s.0].members.contains(&n) {
+                self.note_health(s, n, &mut fx);
+            }
+        }
         self.settle(&mut fx);
         fx
     }
@@ -283,6 +350,16 @@ impl Controller {
     pub fn hook_finished(&mut self, id: HookId, outcome: Result<(), HookError>, now: Millis) -> Fx {
         self.now = now;
         let mut fx = Vec::new();
+        // A restart has ended, awaited or not: its member may be restarted again.
+        let mut restarted = None;
+        for (s, svc) in self.services.iter_mut().enumerate() {
+            for (&n, h) in svc.members.iter().zip(&mut svc.health) {
+                if h.restart == Some(id) {
+                    h.restart = None;
+                    restarted = Some((ServiceId(s), n));
+                }
+            }
+        }
         let found = self.service_ids().find_map(|s| {
             self.services[s.0]
                 .state
@@ -290,8 +367,11 @@ impl Controller {
                 .filter(|(awaited, _)| *awaited == id)
                 .map(|(_, what)| (s, what))
         });
-        if let Some((s, what)) = found {
-            self.hook_done(s, what, outcome, &mut fx);
+        match (found, restarted) {
+            (Some((s, Awaited::Restart)), _) => self.restart_done(s, outcome, &mut fx),
+            (Some((s, what)), _) => self.hook_done(s, what, outcome, &mut fx),
+            (None, Some((s, n))) => self.restart_ended_late(s, n, outcome, &mut fx),
+            (None, None) => {}
         }
         self.settle(&mut fx);
         fx
@@ -349,7 +429,7 @@ impl Controller {
                         self.become_serving(s);
                     }
                     let primary = self.services[s.0].primary;
-                    let dead = self.nodes[primary.0].health != Health::Up;
+                    let dead = self.serves(s, primary) != Health::Up;
                     if dead && !matches!(self.services[s.0].state, ServiceState::Stranded) {
                         self.become_stranded(s);
                     }
@@ -378,6 +458,7 @@ impl Controller {
     }
 
     fn evaluate(&mut self, s: ServiceId, fx: &mut Fx) {
+        self.release_quarantines(s, fx);
         if self.services[s.0].state.moving() {
             self.advance(s, fx);
             if self.services[s.0].state.moving() {
@@ -385,26 +466,62 @@ impl Controller {
             }
         }
         let svc = &self.services[s.0];
-        match self.nodes[svc.primary.0].health {
-            Health::Down => {
-                if !svc.paused && self.now >= svc.retry_failover_at {
-                    self.fail_over(s, fx);
-                }
-                return;
+        let primary = svc.primary;
+        let name = self.node_name(primary).to_owned();
+        let host = self.nodes[primary.0].health;
+        let check = self.check(s, primary);
+        if host == Health::Down {
+            // A dead host fails over at once, whatever was being tried on it.
+            let why = format!("restart of {name} stopped: its host went down");
+            self.end_recovery(s, EventKind::Hook, why, fx);
+            let svc = &self.services[s.0];
+            if !svc.paused && self.now >= svc.retry_failover_at {
+                self.fail_over(s, &format!("{name} is down"), fx);
             }
-            Health::Up if matches!(svc.state, ServiceState::Stranded) => {
+            return;
+        }
+        if self.services[s.0].state.recovery().is_some() && check != Some(Health::Down) {
+            let why = match check {
+                Some(Health::Up) => {
+                    format!(
+                        "{name}'s service check passes again after its restart: it stays primary"
+                    )
+                }
+                _ => format!("restart of {name} stopped: its check has no verdict"),
+            };
+            self.end_recovery(s, EventKind::Recovered, why, fx);
+        }
+        if host == Health::Up && check == Some(Health::Down) {
+            // Host up, service down: restart it in place, then migrate. Passes go on (the
+            // data is there), a failback waits.
+            if !self.services[s.0].paused {
+                self.recover(s, fx);
+            }
+            if !self.services[s.0].state.moving() {
+                self.schedule_passes(s, fx);
+            }
+            return;
+        }
+        if matches!(self.services[s.0].state, ServiceState::Stranded) {
+            if self.serves(s, primary) == Health::Up {
                 self.become_serving(s);
-                let reason = format!(
-                    "{} answers again",
-                    self.node_name(self.services[s.0].primary)
-                );
+                let what = if check.is_some() { "serves" } else { "answers" };
                 fx.push(Effect::Event(self.event(
                     EventKind::Recovered,
                     Some(s),
-                    reason,
+                    format!("{name} {what} again"),
                 )));
+            } else {
+                // Its host is back but its service has no verdict yet: clients still get
+                // nothing from it, so a member that serves is promoted as soon as there is
+                // one.
+                let svc = &self.services[s.0];
+                if !svc.paused && self.now >= svc.retry_failover_at {
+                    let cause = format!("{name}'s service check has no verdict yet");
+                    self.fail_over(s, &cause, fx);
+                }
+                return;
             }
-            _ => {}
         }
         if !self.services[s.0].paused {
             self.check_failback(s, fx);
@@ -423,19 +540,19 @@ impl Controller {
         e
     }
 
-    /// Checks what the state enum makes expressible: a stranded service's primary is
-    /// not up; a change under way targets another member; no illegal move happened.
+    /// Checks what the state enum makes expressible: a stranded service's primary does
+    /// not serve; a change under way targets another member; a recovery restarts the
+    /// primary only, only while its host is up and its check fails, one restart at a
+    /// time; no illegal move happened.
     #[cfg(test)]
     pub(super) fn check_states(&self) -> Result<(), String> {
         if self.illegal_moves > 0 {
             return Err(format!("{} illegal state move(s)", self.illegal_moves));
         }
+        for s in self.service_ids() {
+            self.check_health_states(s)?;
+        }
         for svc in &self.services {
-            if matches!(svc.state, ServiceState::Stranded)
-                && self.nodes[svc.primary.0].health == Health::Up
-            {
-                return Err(format!("{} is stranded with its primary up", svc.name));
-            }
             if let Some(t) = svc.state.target()
                 && (t == svc.primary || !svc.members.contains(&t))
             {

@@ -31,6 +31,12 @@ pub enum Skip {
     NeverSynced,
     /// Its last complete pass is older than `max_lag`.
     Lagging { lag: Millis, max_lag: Millis },
+    /// The service's check fails on it (its host may be up).
+    CheckFailing,
+    /// The service's check has not decided about it yet.
+    CheckUnknown,
+    /// Its health changed too often lately: quarantined until `until` (`left` from now).
+    Quarantined { until: Millis, left: Millis },
 }
 
 impl fmt::Display for Skip {
@@ -48,6 +54,13 @@ impl fmt::Display for Skip {
                 "last synced {} ago, more than max_lag {}",
                 seconds(*lag),
                 seconds(*max_lag)
+            ),
+            Skip::CheckFailing => f.write_str("fails its service check"),
+            Skip::CheckUnknown => f.write_str("has not passed its service check yet"),
+            Skip::Quarantined { left, .. } => write!(
+                f,
+                "is quarantined for flapping ({} left)",
+                seconds(left.div_ceil(1000) * 1000)
             ),
         }
     }
@@ -75,6 +88,17 @@ impl Controller {
             Health::Up => {}
             Health::Down => return Err(Skip::Down),
             Health::Unknown => return Err(Skip::HealthUnknown),
+        }
+        match self.check(s, n) {
+            None | Some(Health::Up) => {}
+            Some(Health::Down) => return Err(Skip::CheckFailing),
+            Some(Health::Unknown) => return Err(Skip::CheckUnknown),
+        }
+        if let Some(until) = self.quarantined_until(s, n) {
+            return Err(Skip::Quarantined {
+                until,
+                left: until - self.now,
+            });
         }
         if self.now < node.promote_failed_until {
             return Err(Skip::PromoteFailed);
@@ -162,7 +186,8 @@ impl Controller {
     }
 
     /// The live member with the most recent complete pass (for `on_no_candidate =
-    /// "freshest"`): up, not in maintenance, not resyncing, ever synced.
+    /// "freshest"`): serving (up, its check passing), not quarantined, not in maintenance,
+    /// not resyncing, ever synced.
     fn freshest(&self, s: ServiceId) -> Option<NodeId> {
         let svc = &self.services[s.0];
         svc.members
@@ -171,7 +196,8 @@ impl Controller {
             .filter(|&(&n, ms)| {
                 let node = &self.nodes[n.0];
                 n != svc.primary
-                    && node.health == Health::Up
+                    && self.serves(s, n) == Health::Up
+                    && self.quarantined_until(s, n).is_none()
                     && !node.maintenance
                     && self.now >= node.promote_failed_until
                     && !ms.resyncing
@@ -199,8 +225,9 @@ impl Controller {
         }
     }
 
-    /// The primary is down: promote the next eligible member, or apply the policy.
-    pub(super) fn fail_over(&mut self, s: ServiceId, fx: &mut Fx) {
+    /// The primary does not serve (`cause` says why: "app1 is down"): promote the next
+    /// eligible member, or apply the policy.
+    pub(super) fn fail_over(&mut self, s: ServiceId, cause: &str, fx: &mut Fx) {
         let old = self.node_name(self.services[s.0].primary).to_owned();
         if let Some((target, why)) = self.choice(s) {
             // Name the members passed over on the way, with why.
@@ -219,10 +246,7 @@ impl Controller {
             } else {
                 format!(" (skipped: {})", skipped.join(", "))
             };
-            let reason = format!(
-                "{old} is down; {} {why}{skipped}",
-                self.nodes[target.0].name
-            );
+            let reason = format!("{cause}; {} {why}{skipped}", self.nodes[target.0].name);
             self.start_failover(
                 s,
                 target,
@@ -243,7 +267,7 @@ impl Controller {
                 .and_then(|ms| ms.watermark.as_ref())
                 .map_or(0, |w| self.now.saturating_sub(w.at));
             let reason = format!(
-                "{old} is down and no member is eligible ({skips}); promoting the freshest, {}, last synced {} ago, as on_no_candidate = \"freshest\" says",
+                "{cause} and no member is eligible ({skips}); promoting the freshest, {}, last synced {} ago, as on_no_candidate = \"freshest\" says",
                 self.nodes[target.0].name,
                 seconds(age)
             );
@@ -268,7 +292,7 @@ impl Controller {
                 }
             };
             let reason = format!(
-                "{old} is down and no member can take over ({skips}); waiting ({policy_word}); DNS keeps answering {old}"
+                "{cause} and no member can take over ({skips}); waiting ({policy_word}); DNS keeps answering {old}"
             );
             let mut e = self.event(EventKind::Stranded, Some(s), reason);
             e.old_primary = Some(old);

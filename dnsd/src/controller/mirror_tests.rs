@@ -753,6 +753,8 @@ fn restart_keeps_watermarks_and_resync_and_rolls_back_an_interrupted_switchover(
 #[derive(Debug, Clone)]
 enum Op {
     Health(usize, bool),
+    /// The service check's verdict on a member (a no-op for a service without a check).
+    Check(usize, bool),
     Act(Action),
     Advance(Millis),
     PassDone(usize, bool),
@@ -764,6 +766,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
     let name = |n: usize| format!("app{}", n + 1);
     prop_oneof![
         5 => (0..nodes, any::<bool>()).prop_map(|(n, up)| Op::Health(n, up)),
+        4 => (0..nodes, any::<bool>()).prop_map(|(n, up)| Op::Check(n, up)),
         5 => (0usize..8, any::<bool>()).prop_map(|(i, ok)| Op::PassDone(i, ok)),
         4 => (0usize..4, any::<bool>()).prop_map(|(i, ok)| Op::HookDone(i, ok)),
         4 => (1u64..4_000).prop_map(Op::Advance),
@@ -774,6 +777,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
         1 => Just(Op::Act(Action::Pause { service: None })),
         1 => Just(Op::Act(Action::Resume { service: None })),
         1 => Just(Op::Act(Action::Sync { service: None, node: None })),
+        1 => (0..nodes).prop_map(move |n| Op::Act(Action::Unquarantine { service: None, node: name(n) })),
         1 => Just(Op::Restart),
     ]
 }
@@ -794,6 +798,11 @@ fn policy() -> impl Strategy<Value = Policy> {
         any::<bool>(),
         any::<bool>(),
         prop_oneof![Just(Election::Freshest), Just(Election::RoundRobin)],
+        (
+            any::<bool>(),
+            proptest::option::of((1u32..4, 1u64..20_000, 1u64..8_000)),
+            proptest::option::of((1u32..5, 1u64..20_000, 1u64..20_000)),
+        ),
     )
         .prop_map(
             |(
@@ -804,6 +813,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 promote_hook,
                 demote_hook,
                 election,
+                (checked, restart, flap),
             )| Policy {
                 mirrored,
                 election,
@@ -814,6 +824,19 @@ fn policy() -> impl Strategy<Value = Policy> {
                 fencing,
                 promote_hook,
                 demote_hook,
+                checked,
+                restart: restart
+                    .filter(|_| checked)
+                    .map(|(attempts, window, backoff)| RestartPolicy {
+                        attempts,
+                        window,
+                        backoff,
+                    }),
+                flap: flap.map(|(threshold, window, hold_down)| FlapPolicy {
+                    threshold,
+                    window,
+                    hold_down,
+                }),
             },
         )
 }
@@ -821,7 +844,8 @@ fn policy() -> impl Strategy<Value = Policy> {
 /// What the test itself tracks, independently of the controller's bookkeeping.
 #[derive(Default)]
 struct Model {
-    /// Passes and hooks ordered and not yet reported.
+    /// Passes and hooks ordered and not yet reported (restarts included: a restart's
+    /// report always arrives, even when the service stopped waiting for it).
     passes: Vec<SyncOrder>,
     hooks: Vec<HookOrder>,
     /// Members that came back from down as secondaries and have had no successful
@@ -904,6 +928,10 @@ proptest! {
                     }
                     c.health_changed(n, h, now)
                 }
+                Op::Check(n, up) => {
+                    let h = if up { Health::Up } else { Health::Down };
+                    c.check_changed(ServiceId(0), NodeId(n % nodes), h, now)
+                }
                 Op::Act(a) => {
                     let (r, fx) = c.act(&a, "prop", now);
                     if r.is_err() {
@@ -954,15 +982,25 @@ proptest! {
                             fx.extend(r.health_changed(n, h, now));
                         }
                     }
+                    for n in (0..nodes).map(NodeId) {
+                        if let Some(h) = c.check(ServiceId(0), n).filter(|&h| h != Health::Unknown) {
+                            fx.extend(r.check_changed(ServiceId(0), n, h, now));
+                        }
+                    }
+                    // A quarantine is persisted; the count towards one is not.
+                    for n in (0..nodes).map(NodeId) {
+                        prop_assert_eq!(r.quarantined_until(ServiceId(0), n), c.quarantined_until(ServiceId(0), n));
+                    }
                     c = r;
                     fx
                 }
             };
             let fx = if fx.contains(&Effect::Persist) && persist_fails {
                 let fx = fail_persist(&mut c, fx, now);
-                // Orders the controller withdrew will never be reported.
+                // Orders the controller withdrew will never be reported; restarts ordered
+                // by earlier inputs still run and report.
                 m.passes.retain(|o| c.sync_view(ServiceId(0), o.to).and_then(|v| v.running).is_some());
-                m.hooks.clear();
+                m.hooks.retain(|o| o.hook == Hook::Restart);
                 fx
             } else {
                 if fx.contains(&Effect::Persist) {
@@ -970,6 +1008,20 @@ proptest! {
                 }
                 fx
             };
+            // Restarts: of the primary only, never of a member whose host is down, never
+            // two at once on a member.
+            for o in fx.iter().filter_map(|e| match e {
+                Effect::RunHook(o) if o.hook == Hook::Restart => Some(o),
+                _ => None,
+            }) {
+                prop_assert_eq!(o.node, c.primary(ServiceId(0)), "restarted a member that is not the primary");
+                prop_assert_eq!(c.health(o.node), Health::Up, "restarted a member whose host is not up");
+                prop_assert!(policy.restart.is_some());
+                prop_assert!(
+                    !m.hooks.iter().any(|h| h.hook == Hook::Restart && h.node == o.node),
+                    "a second restart of {:?} while one runs", o.node
+                );
+            }
             prop_assert!(m.absorb(&fx), "a kept folder was ordered twice");
 
             // The service's state is one its state machine allows.
@@ -985,6 +1037,21 @@ proptest! {
                 prop_assert!(c.serial() > before.serial());
                 prop_assert!(fx.contains(&Effect::Publish));
                 prop_assert_eq!(c.health(p), Health::Up, "promoted a member that is not up");
+                if policy.checked {
+                    prop_assert_eq!(c.check(ServiceId(0), p), Some(Health::Up), "promoted a member whose service check does not pass");
+                }
+                prop_assert_eq!(c.quarantined_until(ServiceId(0), p), None, "promoted a quarantined member");
+                // Restart, then migrate: an automatic failover away from a primary whose host
+                // answers comes only after the restart window (or from a stranded service,
+                // or a failover already under way).
+                let old = before.primary(ServiceId(0));
+                let automatic_failover = events(&fx).iter().any(|e| e.kind == EventKind::Failover);
+                if automatic_failover && policy.restart.is_some() && before.health(old) == Health::Up && c.health(old) == Health::Up {
+                    let waited = before.stranded(ServiceId(0))
+                        || before.transition(ServiceId(0)).is_some()
+                        || before.recovery(ServiceId(0)).is_some_and(|r| now >= r.deadline);
+                    prop_assert!(waited, "failed over from a live primary before its restart window was over");
+                }
                 prop_assert!(!c.maintenance(p), "promoted a member in maintenance");
                 prop_assert!(!m.unresynced.contains(&p), "promoted {:?} before its resync finished", p);
                 if policy.mirrored && policy.on_no_candidate == NoCandidate::Wait {

@@ -21,6 +21,14 @@
 //!   primary and marks the service *stranded* (answering a dead address is no worse than
 //!   answering nothing, and clients reach the service the moment it is back);
 //!   `freshest` promotes the member with the most recent complete pass;
+//! - for a service with a check, a member *serves* only when its host is up and its check
+//!   passes; when the primary's host answers but its check fails, it is restarted in
+//!   place (`restart`, up to `restart_attempts` times, with back-off) and the service
+//!   fails over only if the check has not passed within `restart_window`; a dead host
+//!   fails over at once;
+//! - a member whose health (host or service) changed more than `flap_threshold` times
+//!   within `flap_window` is quarantined for `hold_down`: never promoted, never failed
+//!   back to, until the hold-down ends or an operator lifts it;
 //! - a member that comes back from down is *resyncing*: its first pass keeps every file
 //!   it would delete or overwrite in a folder named for the epoch, and it is never
 //!   promoted before that pass completes;
@@ -32,17 +40,19 @@
 //!   or refused with a reason.
 
 //!
-//! Layout: [`spec`] is the pool as configured; [`core`] builds the controller and takes
-//! its inputs; [`state`] holds what is known of each node and service and the service's
-//! state machine (serving, stranded, failing over,
-//! switching over) with its named moves; [`election`] decides who may and will be
-//! promoted; [`transitions`] carries out failovers, switchovers, rollbacks and the
-//! commit; [`sync`] orders mirroring passes and judges them; [`operator`] validates
-//! operator actions; [`persist`] saves and restores; [`orders`] is the contract with the
+//! Layout: `spec` is the pool as configured; `core` builds the controller and takes
+//! its inputs; `state` holds what is known of each node and service and the service's
+//! state machine (serving, stranded, recovering, failing over, switching over) with its
+//! named moves; `health` takes the service checks' verdicts, restarts a failing primary
+//! and quarantines flapping members; `election` decides who may and will be
+//! promoted; `transitions` carries out failovers, switchovers, rollbacks and the
+//! commit; `sync` orders mirroring passes and judges them; `operator` validates
+//! operator actions; `persist` saves and restores; `orders` is the contract with the
 //! executor (effects, orders, outcomes and their errors).
 
 mod core;
 mod election;
+mod health;
 mod ids;
 mod operator;
 mod orders;
@@ -55,6 +65,7 @@ mod transitions;
 pub use core::Withdrawn;
 pub use dnsd_api::Role;
 pub use election::{Candidate, Skip};
+pub use health::RecoveryView;
 pub use ids::{HookId, NodeId, PassId, ServiceId, Slot};
 pub use operator::Refusal;
 pub use orders::{
@@ -63,8 +74,8 @@ pub use orders::{
 };
 pub use persist::{Persisted, PersistedService};
 pub use spec::{
-    Election, FENCE_RETRY, Failback, Fencing, MAX_SYNC_BACKOFF, Millis, NoCandidate,
-    PROMOTE_BACKOFF, Policy, ServiceSpec, Topology,
+    Election, FENCE_RETRY, Failback, Fencing, FlapPolicy, MAX_SYNC_BACKOFF, Millis, NoCandidate,
+    PROMOTE_BACKOFF, Policy, RestartPolicy, ServiceSpec, Topology,
 };
 pub use state::Controller;
 pub use sync::SyncView;
@@ -84,3 +95,6 @@ mod mirror_tests;
 
 #[cfg(test)]
 mod safety_tests;
+
+#[cfg(test)]
+mod health_tests;

@@ -61,6 +61,12 @@ pub enum Refusal {
         service: Option<String>,
         paused: bool,
     },
+    /// `service` is `None` when the action named no service (every service was looked at).
+    #[error("{node} is not quarantined{}", service.as_ref().map(|s| format!(" in {s}")).unwrap_or_default())]
+    NotQuarantined {
+        node: String,
+        service: Option<String>,
+    },
 }
 
 impl Refusal {
@@ -88,6 +94,7 @@ impl Refusal {
             Refusal::MaintenanceUnchanged { .. } | Refusal::PauseUnchanged { .. } => {
                 RefusalKind::Unchanged
             }
+            Refusal::NotQuarantined { .. } => RefusalKind::NotQuarantined,
         }
     }
 }
@@ -186,6 +193,9 @@ impl Controller {
             Action::Maintenance { node, on } => self.set_maintenance(node, *on, origin, fx),
             Action::Pause { service } => self.set_paused(service.as_deref(), true, origin, fx),
             Action::Resume { service } => self.set_paused(service.as_deref(), false, origin, fx),
+            Action::Unquarantine { service, node } => {
+                self.unquarantine(service.as_deref(), node, origin, fx)
+            }
         }
     }
 
@@ -221,10 +231,20 @@ impl Controller {
         reason: String,
         fx: &mut Fx,
     ) -> String {
-        let svc = &self.services[s.0];
-        let (name, old) = (svc.name.clone(), self.node_name(svc.primary).to_owned());
+        let (name, old) = {
+            let svc = &self.services[s.0];
+            (svc.name.clone(), self.node_name(svc.primary).to_owned())
+        };
         let to = self.node_name(target).to_owned();
-        if self.nodes[svc.primary.0].health == Health::Up {
+        let why = format!("restart of {old} stopped: the operator moves {name} to {to}");
+        self.end_recovery(s, EventKind::Hook, why, fx);
+        let primary_up = self.nodes[self.services[s.0].primary.0].health == Health::Up;
+        if primary_up && matches!(self.services[s.0].state, ServiceState::Stranded) {
+            // Stranded with its host up: its service check fails (or has no verdict). The
+            // host can still stop writes and hand over its data: a planned switchover.
+            self.become_serving(s);
+        }
+        if primary_up {
             self.start_switchover(s, target, kind, Initiator::Operator, reason, fx);
         } else {
             self.start_failover(s, target, kind, Initiator::Operator, reason, fx);
@@ -305,9 +325,7 @@ impl Controller {
         origin: &str,
         fx: &mut Fx,
     ) -> Result<String, Refusal> {
-        let n = self
-            .node_index(node)
-            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))?;
+        let n = self.resolve_node(node)?;
         let name = self.node_name(n).to_owned();
         if self.nodes[n.0].maintenance == on {
             return Err(Refusal::MaintenanceUnchanged { node: name, on });
@@ -380,6 +398,11 @@ impl Controller {
                 format!("by {origin}"),
             )));
             // Pausing stops automatic decisions, including one under way.
+            if paused {
+                let primary = self.node_name(self.services[s.0].primary).to_owned();
+                let why = format!("restart of {primary} stopped: service paused by {origin}");
+                self.end_recovery(s, EventKind::Hook, why, fx);
+            }
             if paused && self.services[s.0].state.initiator() == Some(Initiator::Automatic) {
                 let why = format!("service paused by {origin}");
                 if matches!(self.services[s.0].state, ServiceState::SwitchingOver(_)) {
@@ -396,6 +419,58 @@ impl Controller {
             .collect();
         let word = if paused { "paused" } else { "running" };
         Ok(format!("{} {word}", names.join(", ")))
+    }
+
+    /// Lifts the quarantine of `node` in `service`, or in every service where it is
+    /// quarantined.
+    fn unquarantine(
+        &mut self,
+        service: Option<&str>,
+        node: &str,
+        origin: &str,
+        fx: &mut Fx,
+    ) -> Result<String, Refusal> {
+        let n = self.resolve_node(node)?;
+        let candidates: Vec<ServiceId> = match service {
+            Some(name) => {
+                let s = self
+                    .service_index(name)
+                    .ok_or_else(|| Refusal::UnknownService(name.to_owned()))?;
+                self.resolve_member(s, node)?;
+                vec![s]
+            }
+            None => self
+                .service_ids()
+                .filter(|&s| self.services[s.0].members.contains(&n))
+                .collect(),
+        };
+        let quarantined: Vec<ServiceId> = candidates
+            .into_iter()
+            .filter(|&s| self.quarantined_until(s, n).is_some())
+            .collect();
+        let name = self.node_name(n).to_owned();
+        if quarantined.is_empty() {
+            return Err(Refusal::NotQuarantined {
+                node: name,
+                service: service
+                    .and_then(|sv| self.service_index(sv))
+                    .map(|s| self.services[s.0].name.clone()),
+            });
+        }
+        let mut names = Vec::new();
+        for s in quarantined {
+            self.lift_quarantine(s, n);
+            let reason = format!("quarantine lifted by {origin}");
+            let mut e = self.event(EventKind::Maintenance, Some(s), reason);
+            e.node = Some(name.clone());
+            fx.push(Effect::Event(e));
+            names.push(self.services[s.0].name.clone());
+        }
+        fx.push(Effect::Persist);
+        Ok(format!(
+            "{name} is no longer quarantined in {}",
+            names.join(", ")
+        ))
     }
 
     fn resolve_service(&self, name: Option<&str>) -> Result<ServiceId, Refusal> {
@@ -416,10 +491,13 @@ impl Controller {
         }
     }
 
+    fn resolve_node(&self, node: &str) -> Result<NodeId, Refusal> {
+        self.node_index(node)
+            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))
+    }
+
     fn resolve_member(&self, s: ServiceId, node: &str) -> Result<NodeId, Refusal> {
-        let n = self
-            .node_index(node)
-            .ok_or_else(|| Refusal::UnknownNode(node.to_owned()))?;
+        let n = self.resolve_node(node)?;
         if !self.services[s.0].members.contains(&n) {
             return Err(Refusal::NotAMember {
                 node: self.node_name(n).to_owned(),
@@ -437,7 +515,8 @@ fn action_service(action: &Action) -> Option<&str> {
         | Action::Promote { service, .. }
         | Action::Sync { service, .. }
         | Action::Pause { service }
-        | Action::Resume { service } => service.as_deref(),
+        | Action::Resume { service }
+        | Action::Unquarantine { service, .. } => service.as_deref(),
         Action::Maintenance { .. } => None,
     }
 }

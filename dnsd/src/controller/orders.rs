@@ -120,7 +120,8 @@ impl fmt::Display for PassKind {
 pub struct HookOrder {
     pub id: HookId,
     pub service: ServiceId,
-    /// The member the hook concerns (for `fence`, the old primary).
+    /// The member the hook concerns (for `fence`, the old primary; for `restart`, the
+    /// primary).
     pub node: NodeId,
     pub hook: Hook,
     /// The service's epoch when the hook was ordered.
@@ -136,6 +137,8 @@ pub enum Hook {
     Demote,
     /// Run on the terminal server against the old primary before a failover.
     Fence,
+    /// Run on the primary over SSH when its host answers but its service check fails.
+    Restart,
 }
 
 impl fmt::Display for Hook {
@@ -144,6 +147,7 @@ impl fmt::Display for Hook {
             Hook::Promote => "promote",
             Hook::Demote => "demote",
             Hook::Fence => "fence",
+            Hook::Restart => "restart",
         })
     }
 }

@@ -1,6 +1,6 @@
 //! What the controller persists across restarts, and how a restarted controller takes
-//! it back: primaries, epochs, flags, watermarks, members owing a resync, and a
-//! switchover that was under way (rolled back at start).
+//! it back: primaries, epochs, flags, watermarks, members owing a resync, quarantines,
+//! and a switchover that was under way (rolled back at start).
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{NodeId, ServiceId};
 use super::orders::Watermark;
+use super::spec::Millis;
 use super::state::{Controller, ServiceState, SwitchoverStep};
 
 /// What is persisted across restarts.
@@ -40,6 +41,10 @@ pub struct PersistedService {
     /// Target of a switchover that was under way (the old primary may have been demoted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover_to: Option<String>,
+    /// Members quarantined for flapping, and until when: a restart of dnsd does not free
+    /// a member that keeps flapping.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantined: BTreeMap<String, Millis>,
 }
 
 impl Controller {
@@ -69,6 +74,12 @@ impl Controller {
                         .zip(&s.sync)
                         .filter(|(_, ms)| ms.resyncing)
                         .map(|(&n, _)| name(n))
+                        .collect(),
+                    quarantined: s
+                        .members
+                        .iter()
+                        .zip(&s.health)
+                        .filter_map(|(&n, h)| h.quarantined_until.map(|until| (name(n), until)))
                         .collect(),
                     switchover_to: match &s.state {
                         ServiceState::SwitchingOver(m)
@@ -106,6 +117,11 @@ impl Controller {
             .filter_map(|(name, w)| index(name).map(|n| (n, w.clone())))
             .collect();
         let resyncing: Vec<NodeId> = ps.resyncing.iter().filter_map(|n| index(n)).collect();
+        let quarantined: Vec<(NodeId, Millis)> = ps
+            .quarantined
+            .iter()
+            .filter_map(|(name, &until)| index(name).map(|n| (n, until)))
+            .collect();
         let target = ps.switchover_to.as_deref().and_then(index);
 
         let svc = &mut self.services[s.0];
@@ -134,6 +150,11 @@ impl Controller {
                 let ms = svc.sync_mut(i);
                 ms.resyncing = true;
                 ms.keep = true;
+            }
+        }
+        for (n, until) in quarantined {
+            if let Some(h) = svc.health_mut(n) {
+                h.quarantined_until = Some(until);
             }
         }
         if let Some(target) = target {

@@ -22,7 +22,8 @@ fn policy(election: Election) -> Policy {
     }
 }
 
-fn three(policy: Policy) -> Topology {
+/// www over app1, app2, app3, with `policy` (the health tests share it).
+pub(super) fn three(policy: Policy) -> Topology {
     Topology {
         nodes: (1..=3).map(|i| format!("app{i}")).collect(),
         services: vec![ServiceSpec {
@@ -42,7 +43,7 @@ fn passes(fx: &[Effect]) -> Vec<SyncOrder> {
         .collect()
 }
 
-fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
+pub(super) fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::RunHook(o) => Some(o.clone()),
@@ -51,7 +52,7 @@ fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
         .collect()
 }
 
-fn event(fx: &[Effect], kind: EventKind) -> Event {
+pub(super) fn event(fx: &[Effect], kind: EventKind) -> Event {
     fx.iter()
         .find_map(|e| match e {
             Effect::Event(e) if e.kind == kind => Some(e.clone()),

@@ -39,6 +39,14 @@ pub struct Policy {
     pub promote_hook: bool,
     /// A `demote` hook is configured.
     pub demote_hook: bool,
+    /// The service has a check of its own: a member serves it only when its host is up and
+    /// its check passes.
+    pub checked: bool,
+    /// What a failing check on a live primary tries before a failover; `None`: fail over
+    /// at once, as for a dead host.
+    pub restart: Option<RestartPolicy>,
+    /// When a member whose health keeps changing is quarantined; `None`: never.
+    pub flap: Option<FlapPolicy>,
 }
 
 impl Policy {
@@ -54,8 +62,44 @@ impl Policy {
             election: Election::RoundRobin,
             promote_hook: false,
             demote_hook: false,
+            checked: false,
+            restart: None,
+            flap: None,
         }
     }
+}
+
+/// Restart, then migrate: when the primary's host answers but its check fails, run the
+/// `restart` hook on it before moving the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts at most, each after the previous one ended (at least 1).
+    pub attempts: u32,
+    /// Fail over when the check has not passed this long after it failed, restarts included.
+    pub window: Millis,
+    /// Wait after the first restart before the second; doubled for each further one. The
+    /// configuration derives it from the time a restarted service needs to be seen passing.
+    pub backoff: Millis,
+}
+
+impl RestartPolicy {
+    /// When restart `attempt + 1` is due, `attempt` (1-based) having ended at `ended`.
+    pub(super) fn next_after(&self, attempt: u32, ended: Millis) -> Option<Millis> {
+        (attempt < self.attempts).then(|| {
+            let doublings = attempt.saturating_sub(1).min(16);
+            ended.saturating_add(self.backoff.saturating_mul(1 << doublings))
+        })
+    }
+}
+
+/// Flap damping: a member whose health changed more than `threshold` times within
+/// `window` is quarantined for `hold_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapPolicy {
+    /// Changes allowed within `window` (at least 1); one more quarantines.
+    pub threshold: u32,
+    pub window: Millis,
+    pub hold_down: Millis,
 }
 
 /// When the preferred member takes the primary back.

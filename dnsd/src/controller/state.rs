@@ -1,7 +1,8 @@
 //! What the controller knows about each node and service, and the service's state
-//! machine: a service is serving, stranded, failing over or switching over, and moves
-//! between these only through the named methods at the bottom, which log old -> new
-//! with the epoch and refuse a move that the state does not allow.
+//! machine: a service is serving, stranded, recovering (restarting its primary in
+//! place), failing over or switching over, and moves between these only through the
+//! named methods at the bottom, which log old -> new with the epoch and refuse a move
+//! that the state does not allow.
 
 use std::fmt;
 
@@ -83,6 +84,37 @@ pub(super) struct MemberSync {
     pub(super) last: Option<PassSummary>,
 }
 
+/// How one member is doing in one service, beyond its host's heartbeat: the service's
+/// check, its recent changes of health (flap damping), its quarantine, and a restart
+/// running on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MemberHealth {
+    /// The service check's verdict (unknown until it has one; unused without a check).
+    pub(super) check: Health,
+    /// Whether it served the service (host up and check passing) at its last definite
+    /// change; `None` before the first.
+    pub(super) serving: Option<bool>,
+    /// When its health changed, oldest first, within the flap window.
+    pub(super) changes: Vec<Millis>,
+    /// Quarantined for flapping until then: never promoted, never failed back to.
+    pub(super) quarantined_until: Option<Millis>,
+    /// The `restart` hook running on it for this service, whether or not the service still
+    /// waits for it: a second restart is never ordered while one runs.
+    pub(super) restart: Option<HookId>,
+}
+
+impl Default for MemberHealth {
+    fn default() -> Self {
+        MemberHealth {
+            check: Health::Unknown,
+            serving: None,
+            changes: Vec::new(),
+            quarantined_until: None,
+            restart: None,
+        }
+    }
+}
+
 /// Where a service stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ServiceState {
@@ -93,6 +125,10 @@ pub(super) enum ServiceState {
     /// primary (no worse than answering nothing), until a member is eligible or the
     /// primary returns.
     Stranded,
+    /// The primary's host answers but its service check fails: it is restarted in place,
+    /// and the service fails over only if the check has not passed within the restart
+    /// window. The primary does not move in this state.
+    Recovering(Recovery),
     /// The primary is down (or presumed so): fence it if configured, then promote.
     FailingOver(Move<FailoverStep>),
     /// The primary is alive: stop its writes, copy the last of them, promote the target;
@@ -106,7 +142,7 @@ impl ServiceState {
         match self {
             ServiceState::FailingOver(m) => Some(m.target),
             ServiceState::SwitchingOver(m) => Some(m.target),
-            ServiceState::Serving | ServiceState::Stranded => None,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => None,
         }
     }
 
@@ -120,7 +156,7 @@ impl ServiceState {
         match self {
             ServiceState::FailingOver(m) => Some(m.by),
             ServiceState::SwitchingOver(m) => Some(m.by),
-            ServiceState::Serving | ServiceState::Stranded => None,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => None,
         }
     }
 
@@ -139,7 +175,56 @@ impl ServiceState {
                 }
                 SwitchoverStep::AwaitingPass | SwitchoverStep::FinalSync(_) => None,
             },
+            ServiceState::Recovering(r) => match r.step {
+                RecoveryStep::Restarting(id) => Some((id, Awaited::Restart)),
+                RecoveryStep::Waiting { .. } => None,
+            },
             ServiceState::Serving | ServiceState::Stranded => None,
+        }
+    }
+
+    /// The recovery under way, if the service is recovering its primary in place.
+    pub(super) fn recovery(&self) -> Option<&Recovery> {
+        match self {
+            ServiceState::Recovering(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Restarting a primary whose host answers but whose service check fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Recovery {
+    /// The primary being restarted; always the service's primary.
+    pub(super) node: NodeId,
+    /// When the recovery started (its check had just failed): the restart window counts
+    /// from here.
+    pub(super) since: Millis,
+    /// Restarts ordered so far, the one running included (1 to `attempts`).
+    pub(super) attempt: u32,
+    pub(super) step: RecoveryStep,
+}
+
+/// Where a recovery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecoveryStep {
+    /// Restart number `attempt` is running.
+    Restarting(HookId),
+    /// The last restart ended; the check has not passed yet. The next restart is due at
+    /// `next`, if any attempt is left.
+    Waiting { next: Option<Millis> },
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.step {
+            RecoveryStep::Restarting(_) => write!(f, "restart #{} running", self.attempt),
+            RecoveryStep::Waiting { next: Some(_) } => {
+                write!(f, "waiting after restart #{}", self.attempt)
+            }
+            RecoveryStep::Waiting { next: None } => {
+                write!(f, "waiting after the last restart (#{})", self.attempt)
+            }
         }
     }
 }
@@ -157,6 +242,8 @@ pub(super) enum Awaited {
     SwitchoverPromote,
     /// The re-promote of the old primary after step `why` failed.
     RollBack(String),
+    /// A restart of the primary, to recover its failing service in place.
+    Restart,
 }
 
 impl fmt::Display for ServiceState {
@@ -164,6 +251,7 @@ impl fmt::Display for ServiceState {
         match self {
             ServiceState::Serving => f.write_str("serving"),
             ServiceState::Stranded => f.write_str("stranded"),
+            ServiceState::Recovering(r) => write!(f, "recovering ({r})"),
             ServiceState::FailingOver(m) => write!(f, "failing over ({})", m.step),
             ServiceState::SwitchingOver(m) => write!(f, "switching over ({})", m.step),
         }
@@ -244,6 +332,8 @@ pub(super) struct Service {
     pub(super) state: ServiceState,
     /// Indexed by [`Slot`], like `members`.
     pub(super) sync: Vec<MemberSync>,
+    /// Indexed by [`Slot`], like `members`.
+    pub(super) health: Vec<MemberHealth>,
     /// The number of the last passes ordered, and when: passes ordered by one input
     /// share a number (they copy the same data), later ones get the next.
     pub(super) passes: u64,
@@ -252,6 +342,8 @@ pub(super) struct Service {
     pub(super) preferred_ready_since: Option<Millis>,
     /// No automatic failover before this time (after a required fence failed).
     pub(super) retry_failover_at: Millis,
+    /// When the primary last changed.
+    pub(super) committed_at: Option<Millis>,
 }
 
 impl Service {
@@ -280,6 +372,15 @@ impl Service {
     /// The mirroring state of member `n`.
     pub(super) fn sync_of(&self, n: NodeId) -> Option<&MemberSync> {
         self.slot(n).map(|i| self.sync(i))
+    }
+
+    /// The check, flap and quarantine state of member `n`.
+    pub(super) fn health_of(&self, n: NodeId) -> Option<&MemberHealth> {
+        self.slot(n).map(|i| &self.health[i.0])
+    }
+
+    pub(super) fn health_mut(&mut self, n: NodeId) -> Option<&mut MemberHealth> {
+        self.slot(n).map(|i| &mut self.health[i.0])
     }
 }
 
@@ -318,6 +419,32 @@ impl Controller {
     pub(super) fn become_serving(&mut self, s: ServiceId) -> bool {
         let ok = !matches!(self.services[s.0].state, ServiceState::Serving);
         self.set_state(s, ServiceState::Serving, ok, "serving")
+    }
+
+    /// The primary's check failed while its host answers: restart it in place, from
+    /// serving.
+    pub(super) fn begin_recovery(&mut self, s: ServiceId, r: Recovery) -> bool {
+        let ok = matches!(self.services[s.0].state, ServiceState::Serving);
+        self.set_state(s, ServiceState::Recovering(r), ok, "recovery started")
+    }
+
+    /// The next step of the recovery under way.
+    pub(super) fn recovery_step(&mut self, s: ServiceId, attempt: u32, step: RecoveryStep) -> bool {
+        let next = match &self.services[s.0].state {
+            ServiceState::Recovering(r) => Some(Recovery {
+                attempt,
+                step,
+                ..r.clone()
+            }),
+            _ => None,
+        };
+        match next {
+            Some(r) => self.set_state(s, ServiceState::Recovering(r), true, "recovery step"),
+            None => {
+                let state = self.services[s.0].state.clone();
+                self.set_state(s, state, false, "a recovery step")
+            }
+        }
     }
 
     /// A failover starts, from serving or stranded.

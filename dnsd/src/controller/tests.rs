@@ -385,6 +385,7 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
                 watermarks: Default::default(),
                 resyncing: vec![],
                 switchover_to: None,
+                quarantined: Default::default(),
             },
             PersistedService {
                 passes: 0,
@@ -395,6 +396,7 @@ fn restore_drops_what_no_longer_fits_the_configuration() {
                 watermarks: Default::default(),
                 resyncing: vec![],
                 switchover_to: None,
+                quarantined: Default::default(),
             },
         ],
         maintenance: vec!["app7".into()],
@@ -435,6 +437,8 @@ fn election_explains_every_other_member_in_order() {
 #[derive(Debug, Clone)]
 enum Op {
     Health(usize, bool),
+    /// A service check's verdict: service, node (a no-op if not a member), passing.
+    Check(usize, usize, bool),
     Act(Action),
     Tick,
     Restart,
@@ -447,6 +451,8 @@ fn op(nodes: usize, services: usize) -> impl Strategy<Value = Op> {
     let sname = |s: Option<usize>| s.map(|s| format!("svc{s}"));
     prop_oneof![
         6 => (node.clone(), any::<bool>()).prop_map(|(n, up)| Op::Health(n, up)),
+        4 => (0..services, node.clone(), any::<bool>()).prop_map(|(s, n, up)| Op::Check(s, n, up)),
+        1 => (svc.clone(), node.clone()).prop_map(move |(s, n)| Op::Act(Action::Unquarantine { service: sname(s), node: name(n) })),
         1 => svc.clone().prop_map(move |s| Op::Act(Action::Failover { service: sname(s) })),
         1 => (svc.clone(), node.clone()).prop_map(move |(s, n)| Op::Act(Action::Promote { service: sname(s), node: name(n) })),
         1 => (node, any::<bool>()).prop_map(move |(n, on)| Op::Act(Action::Maintenance { node: name(n), on })),
@@ -462,9 +468,14 @@ fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
         .prop_flat_map(|(nodes, services)| {
             let members = proptest::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=nodes)
                 .prop_shuffle();
+            // Per service: a check or not, and flap damping or not.
+            let health = (
+                any::<bool>(),
+                proptest::option::of((1u32..4, 20u64..400, 10u64..300)),
+            );
             (
                 Just(nodes),
-                proptest::collection::vec(members, services),
+                proptest::collection::vec((members, health), services),
                 proptest::collection::vec(op(nodes, services), 1..120),
             )
         })
@@ -474,10 +485,18 @@ fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
                 services: members
                     .into_iter()
                     .enumerate()
-                    .map(|(i, m)| ServiceSpec {
+                    .map(|(i, (m, (checked, flap)))| ServiceSpec {
                         name: format!("svc{i}"),
                         members: m.into_iter().map(NodeId).collect(),
-                        policy: Policy::plain(),
+                        policy: Policy {
+                            checked,
+                            flap: flap.map(|(threshold, window, hold_down)| FlapPolicy {
+                                threshold,
+                                window,
+                                hold_down,
+                            }),
+                            ..Policy::plain()
+                        },
                     })
                     .collect(),
             };
@@ -485,14 +504,86 @@ fn scenario() -> impl Strategy<Value = (Topology, Vec<Op>)> {
         })
 }
 
-/// The member a failover from `c`'s current primary must pick, computed independently
-/// of `Controller::election`: walk the member list from the primary's position.
-fn reference_next(c: &Controller, s: ServiceId) -> Option<NodeId> {
-    let members = c.members(s);
-    let pos = members.iter().position(|&m| m == c.primary(s)).unwrap();
+/// What the test itself knows of member health, independently of the controller: the
+/// host and check verdicts it fed, and the flap rule (more than `threshold` changes of
+/// "serves" within `window` quarantine for `hold_down`; the count starts afresh then).
+#[derive(Debug, Clone, Default)]
+struct HealthModel {
+    host: std::collections::HashMap<NodeId, Health>,
+    check: std::collections::HashMap<(ServiceId, NodeId), Health>,
+    /// Whether it served at its last definite change.
+    serving: std::collections::HashMap<(ServiceId, NodeId), bool>,
+    changes: std::collections::HashMap<(ServiceId, NodeId), Vec<Millis>>,
+    until: std::collections::HashMap<(ServiceId, NodeId), Millis>,
+}
+
+impl HealthModel {
+    fn serves(&self, topo: &Topology, s: ServiceId, n: NodeId) -> Health {
+        let host = self.host.get(&n).copied().unwrap_or(Health::Unknown);
+        let check = if topo.services[s.0].policy.checked {
+            self.check.get(&(s, n)).copied().unwrap_or(Health::Unknown)
+        } else {
+            Health::Up
+        };
+        match (host, check) {
+            (Health::Down, _) | (_, Health::Down) => Health::Down,
+            (Health::Up, Health::Up) => Health::Up,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Host or check of `n` in `s` changed at `now`.
+    fn changed(&mut self, topo: &Topology, s: ServiceId, n: NodeId, now: Millis) {
+        let serving = match self.serves(topo, s, n) {
+            Health::Up => true,
+            Health::Down => false,
+            Health::Unknown => return,
+        };
+        let was = self.serving.insert((s, n), serving);
+        let Some(flap) = topo.services[s.0].policy.flap else {
+            return;
+        };
+        if was.is_none_or(|was| was == serving) {
+            return;
+        }
+        let changes = self.changes.entry((s, n)).or_default();
+        changes.retain(|&t| now - t < flap.window);
+        changes.push(now);
+        if changes.len() > flap.threshold as usize {
+            changes.clear();
+            self.until.insert((s, n), now + flap.hold_down);
+        }
+    }
+
+    fn quarantined(&self, s: ServiceId, n: NodeId, now: Millis) -> bool {
+        self.until.get(&(s, n)).is_some_and(|&until| until > now)
+    }
+}
+
+/// The member a failover from `before`'s primary must pick, computed independently of
+/// `Controller::election`: walk the member list from the primary's position, skipping
+/// members that do not serve (host and check, as the model knows them), are quarantined
+/// or in maintenance.
+fn reference_next(
+    before: &Controller,
+    after: &Controller,
+    topo: &Topology,
+    model: &HealthModel,
+    s: ServiceId,
+    now: Millis,
+) -> Option<NodeId> {
+    let members = before.members(s);
+    let pos = members
+        .iter()
+        .position(|&m| m == before.primary(s))
+        .unwrap();
     (1..members.len())
         .map(|k| members[(pos + k) % members.len()])
-        .find(|&n| c.health(n) == Health::Up && !c.maintenance(n))
+        .find(|&n| {
+            model.serves(topo, s, n) == Health::Up
+                && !after.maintenance(n)
+                && !model.quarantined(s, n, now)
+        })
 }
 
 proptest! {
@@ -501,12 +592,33 @@ proptest! {
     #[test]
     fn invariants_hold_over_random_sequences((topo, ops) in scenario()) {
         let (mut c, _) = Controller::new(&topo, None, 0);
+        let mut model = HealthModel::default();
+        let services: Vec<ServiceId> = (0..topo.services.len()).map(ServiceId).collect();
+        let topo_ref = &topo;
+        let with = |n: NodeId| -> Vec<ServiceId> {
+            services.iter().copied().filter(|&s| topo_ref.services[s.0].members.contains(&n)).collect()
+        };
         let mut now = 0;
         for op in ops {
             now += 10;
             let before = c.clone();
             let fx = match &op {
-                Op::Health(n, up) => c.health_changed(NodeId(*n), if *up { Health::Up } else { Health::Down }, now),
+                Op::Health(n, up) => {
+                    let (n, h) = (NodeId(*n), if *up { Health::Up } else { Health::Down });
+                    if model.host.insert(n, h) != Some(h) {
+                        for s in with(n) {
+                            model.changed(&topo, s, n, now);
+                        }
+                    }
+                    c.health_changed(n, h, now)
+                }
+                Op::Check(s, n, up) => {
+                    let (s, n, h) = (ServiceId(*s), NodeId(*n), if *up { Health::Up } else { Health::Down });
+                    if topo.services[s.0].members.contains(&n) && model.check.insert((s, n), h) != Some(h) {
+                        model.changed(&topo, s, n, now);
+                    }
+                    c.check_changed(s, n, h, now)
+                }
                 Op::Act(a) => {
                     let (r, fx) = c.act(a, "prop", now);
                     if r.is_err() {
@@ -514,22 +626,57 @@ proptest! {
                         same.now = c.now;
                         prop_assert_eq!(&c, &same, "refused {:?} changed state", a);
                     }
+                    if let Action::Unquarantine { service, node } = a {
+                        let n = c.node_index(node).unwrap();
+                        let named = service.as_deref().map(|name| c.service_index(name));
+                        let lifted: Vec<ServiceId> = with(n)
+                            .into_iter()
+                            .filter(|&s| named.is_none_or(|named| named == Some(s)))
+                            .filter(|&s| model.quarantined(s, n, now))
+                            .collect();
+                        prop_assert_eq!(r.is_ok(), !lifted.is_empty(), "unquarantine {:?}: {:?}", a, r);
+                        for s in lifted {
+                            model.until.remove(&(s, n));
+                            model.changes.remove(&(s, n));
+                        }
+                    }
                     fx
                 }
                 Op::Tick => c.tick(now),
                 Op::Restart => {
+                    // Time passes first: what it decides (a quarantine's end) is not the
+                    // restart's doing.
+                    let mut fx = c.tick(now);
                     let saved = c.persisted();
-                    let (mut r, fx) = Controller::new(&topo, Some(&saved), now);
-                    // Health is not persisted; the heartbeat re-reports it.
+                    let (mut r, more) = Controller::new(&topo, Some(&saved), now);
+                    fx.extend(more);
+                    // Health is not persisted; the heartbeat and the checks re-report it.
+                    // Quarantines are; the counts towards them are not.
                     for n in (0..topo.nodes.len()).map(NodeId) {
                         let h = c.health(n);
                         if h != Health::Unknown {
                             r.health_changed(n, h, now);
                         }
                     }
+                    for s in services.iter().copied() {
+                        for &n in &topo.services[s.0].members {
+                            if let Some(h) = c.check(s, n).filter(|&h| h != Health::Unknown) {
+                                r.check_changed(s, n, h, now);
+                            }
+                        }
+                    }
+                    model.changes.clear();
+                    model.serving.clear();
+                    for s in services.iter().copied() {
+                        for &n in &topo.services[s.0].members {
+                            if model.serves(&topo, s, n) != Health::Unknown {
+                                model.serving.insert((s, n), model.serves(&topo, s, n) == Health::Up);
+                            }
+                        }
+                    }
                     for s in (0..topo.services.len()).map(ServiceId) {
-                        prop_assert_eq!(r.primary(s), before.primary(s), "restart moved a primary");
-                        prop_assert_eq!(r.epoch(s), before.epoch(s));
+                        prop_assert_eq!(r.primary(s), c.primary(s), "restart moved a primary");
+                        prop_assert_eq!(r.epoch(s), c.epoch(s));
                     }
                     c = r;
                     fx
@@ -537,6 +684,14 @@ proptest! {
             };
             prop_assert_eq!(c.check_states(), Ok(()));
             prop_assert!(c.serial() >= before.serial(), "serial went down");
+            // Quarantines start and end exactly as the flap rule says.
+            for &s in &services {
+                for &n in &topo.services[s.0].members {
+                    let expected = model.until.get(&(s, n)).copied().filter(|&until| until > now);
+                    prop_assert_eq!(c.quarantined_until(s, n), expected, "quarantine of {:?} in {:?}", n, s);
+                    prop_assert_eq!(c.serves(s, n), model.serves(&topo, s, n));
+                }
+            }
             for s in (0..topo.services.len()).map(ServiceId) {
                 // One primary, always a member; epoch monotone.
                 prop_assert!(c.members(s).contains(&c.primary(s)));
@@ -547,10 +702,12 @@ proptest! {
                     prop_assert!(c.serial() > before.serial(), "serial must grow with a role change");
                     prop_assert!(!c.maintenance(c.primary(s)), "promoted a member in maintenance");
                     prop_assert_eq!(c.health(c.primary(s)), Health::Up, "promoted a member that was not up");
+                    prop_assert_eq!(model.serves(&topo, s, c.primary(s)), Health::Up, "promoted a member that does not serve");
+                    prop_assert!(!model.quarantined(s, c.primary(s), now), "promoted a quarantined member");
                     prop_assert!(fx.contains(&Effect::Publish));
                     let expected = match &op {
                         Op::Act(Action::Promote { node, .. }) => c.node_index(node),
-                        _ => reference_next(&before_with_flags(&before, &c), s),
+                        _ => reference_next(&before, &c, &topo, &model, s, now),
                     };
                     prop_assert_eq!(Some(c.primary(s)), expected, "not the round-robin successor");
                     if !matches!(op, Op::Act(_)) {
@@ -560,15 +717,4 @@ proptest! {
             }
         }
     }
-}
-
-/// `before`, with node health and maintenance as they are in `after`: a failover
-/// decides on the flags just changed, from the primary of `before`.
-fn before_with_flags(before: &Controller, after: &Controller) -> Controller {
-    let mut c = before.clone();
-    for (i, n) in c.nodes.iter_mut().enumerate() {
-        n.health = after.health(NodeId(i));
-        n.maintenance = after.maintenance(NodeId(i));
-    }
-    c
 }

@@ -167,15 +167,20 @@ impl Controller {
     /// Watches a change under way for what would make it pointless or unsafe.
     pub(super) fn advance(&mut self, s: ServiceId, fx: &mut Fx) {
         let (plan, planned) = match &self.services[s.0].state {
-            ServiceState::Serving | ServiceState::Stranded => return,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => return,
             ServiceState::SwitchingOver(m) => match m.step {
                 SwitchoverStep::RollingBack { .. } => return,
                 _ => (m.plan(), true),
             },
             ServiceState::FailingOver(m) => (m.plan(), false),
         };
-        if self.nodes[plan.target.0].health == Health::Down {
-            let why = format!("{} went down", self.node_name(plan.target));
+        if self.serves(s, plan.target) == Health::Down {
+            let what = if self.nodes[plan.target.0].health == Health::Down {
+                "went down"
+            } else {
+                "fails its service check"
+            };
+            let why = format!("{} {what}", self.node_name(plan.target));
             if planned {
                 self.roll_back(s, why, fx);
             } else {
@@ -203,7 +208,7 @@ impl Controller {
         let (what, target) = match &self.services[s.0].state {
             ServiceState::FailingOver(m) => ("failover", m.target),
             ServiceState::SwitchingOver(m) => ("switchover", m.target),
-            ServiceState::Serving | ServiceState::Stranded => return,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => return,
         };
         self.become_serving(s);
         let reason = format!("{what} to {} abandoned: {why}", self.node_name(target));
@@ -300,7 +305,7 @@ impl Controller {
         let (plan, target) = match &self.services[s.0].state {
             ServiceState::FailingOver(m) => (m.plan(), m.target),
             ServiceState::SwitchingOver(m) => (m.plan(), m.target),
-            ServiceState::Serving | ServiceState::Stranded => return,
+            ServiceState::Serving | ServiceState::Stranded | ServiceState::Recovering(_) => return,
         };
         let old = self.node_name(self.services[s.0].primary).to_owned();
         let to = self.node_name(target).to_owned();
@@ -364,6 +369,8 @@ impl Controller {
                 );
                 self.finish_rollback(s, target, reason, fx);
             }
+            // A restart is not a step of a change of primary (see `restart_done`).
+            (Awaited::Restart, _) => {}
         }
     }
 
@@ -388,6 +395,7 @@ impl Controller {
         let old = svc.primary;
         svc.primary = plan.target;
         svc.epoch += 1;
+        svc.committed_at = Some(now);
         svc.preferred_ready_since = None;
         let epoch = svc.epoch;
         let target_copy = svc.sync_of(plan.target).and_then(|ms| ms.watermark.clone());
@@ -440,7 +448,10 @@ impl Controller {
             return;
         };
         let preferred = svc.members[0];
-        let ready = !svc.state.moving()
+        // A failback never follows a change of primary at the same moment, even with
+        // `failback_after` = 0: the primary would move twice in one input.
+        let ready = svc.committed_at != Some(self.now)
+            && !svc.state.moving()
             && svc.primary != preferred
             && self.nodes[svc.primary.0].health == Health::Up
             && self.eligibility(s, preferred).is_ok();

@@ -17,12 +17,13 @@
 //! same answers.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
+use super::answer::{Access, CLASSIC_UDP_LIMIT, Outcome, Transport, UDP_PAYLOAD, respond};
 use super::zone::Zone;
-use super::{CLASSIC_UDP_LIMIT, UDP_PAYLOAD, answer_generic};
 
 /// Record types with an answer of their own; every other type gets the NODATA answer.
 const TYPES: [RecordType; 5] = [
@@ -53,7 +54,7 @@ struct Template {
 }
 
 /// Answers by lower-case wire-format name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Table {
     names: HashMap<Box<[u8]>, [Option<Template>; TYPES.len() + 1]>,
     /// NXDOMAIN answer by length of the part of the name below the zone.
@@ -81,7 +82,21 @@ fn template(zone: &Zone, name: &Name, qtype: RecordType) -> Option<Template> {
     m.add_query(Query::query(name.clone(), qtype));
     let query = m.to_vec().ok()?;
     let mut out = Vec::new();
-    answer_generic(zone, &query, &mut out)?;
+    // A plain query: no transfer, no TSIG, so neither the peer nor the access rules
+    // nor the clock play a part.
+    let unused_peer = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    match respond(
+        zone,
+        &Access::default(),
+        unused_peer,
+        0,
+        Transport::Udp,
+        &query,
+        &mut out,
+    ) {
+        Outcome::Answered(_) => {}
+        Outcome::Drop | Outcome::TransferRefused | Outcome::Transfer(_) => return None,
+    }
     let question_end = 12 + wire(name).len() + 4;
     let header = out.get(..12)?;
     if header[2] & 0x02 != 0 {
@@ -177,7 +192,8 @@ impl Table {
         let qtype = u16::from_be_bytes([*query.get(pos)?, *query.get(pos + 1)?]);
         let qclass = u16::from_be_bytes([*query.get(pos + 2)?, *query.get(pos + 3)?]);
         let question_end = pos + 4;
-        if qclass != 1 {
+        // Class IN only; transfers (IXFR 251, AXFR 252) go through the access rules.
+        if qclass != 1 || qtype == 251 || qtype == 252 {
             return None;
         }
         // Nothing after the question but, at most, an OPT record of EDNS version 0.

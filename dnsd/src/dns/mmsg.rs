@@ -7,6 +7,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Datagrams moved per system call at most.
@@ -170,6 +171,43 @@ impl SendBatch {
     }
 }
 
+impl Peer {
+    /// The sender's address.
+    pub(super) fn addr(&self) -> Option<SocketAddr> {
+        to_socket_addr(&self.0)
+    }
+
+    /// The sender's IP address (what transfer access is decided on).
+    pub(super) fn ip(&self) -> Option<IpAddr> {
+        self.addr().map(|a| a.ip())
+    }
+}
+
+fn to_socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it can hold.
+            let a: &libc::sockaddr_in = unsafe { &*(addr as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                u32::from_be(a.sin_addr.s_addr).into(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, which it can hold.
+            let a: &libc::sockaddr_in6 =
+                unsafe { &*(addr as *const libc::sockaddr_storage).cast() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
 fn sockaddr_len(addr: &libc::sockaddr_storage) -> libc::socklen_t {
     match addr.ss_family as libc::c_int {
         libc::AF_INET => size_of::<libc::sockaddr_in>() as libc::socklen_t,
@@ -181,41 +219,8 @@ fn sockaddr_len(addr: &libc::sockaddr_storage) -> libc::socklen_t {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsFd;
     use std::time::Duration;
-
-    impl Peer {
-        fn addr(&self) -> Option<SocketAddr> {
-            to_socket_addr(&self.0)
-        }
-    }
-
-    fn to_socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
-        match addr.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in, which it can hold.
-                let a: &libc::sockaddr_in =
-                    unsafe { &*(addr as *const libc::sockaddr_storage).cast() };
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    u32::from_be(a.sin_addr.s_addr).into(),
-                    u16::from_be(a.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6, which it can hold.
-                let a: &libc::sockaddr_in6 =
-                    unsafe { &*(addr as *const libc::sockaddr_storage).cast() };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    a.sin6_addr.s6_addr.into(),
-                    u16::from_be(a.sin6_port),
-                    a.sin6_flowinfo,
-                    a.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
 
     #[test]
     fn batch_receives_several_and_answers_each_sender() {

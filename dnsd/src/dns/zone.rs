@@ -1,6 +1,6 @@
-//! The zone as DNS sees it: an immutable snapshot built from the configuration and the
+//! The zone as DNS sees it: an immutable view built from the configuration and the
 //! controller's current primaries, and the pure function that answers a question from
-//! it. The daemon publishes a new snapshot on every role change; queries only read.
+//! it. The daemon publishes a new one on every role change; queries only read.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -9,11 +9,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
-/// SOA timers. They matter only to secondaries doing zone transfers, which this server
-/// does not offer; the values are conventional.
-const SOA_REFRESH: i32 = 3600;
-const SOA_RETRY: i32 = 600;
-const SOA_EXPIRE: i32 = 86400;
+use crate::config::SoaTimers;
 
 /// Why a snapshot could not be built (only a name that does not parse, which
 /// configuration validation already rules out).
@@ -32,6 +28,8 @@ pub struct ZoneSpec<'a> {
     pub ttl: u32,
     pub negative_ttl: u32,
     pub hostmaster: &'a str,
+    /// Refresh, retry and expire, for secondaries.
+    pub soa: SoaTimers,
     /// Name servers: name and address.
     pub nameservers: Vec<(&'a str, IpAddr)>,
     /// Labels under the origin and the address each answers with: one per member
@@ -40,14 +38,14 @@ pub struct ZoneSpec<'a> {
 }
 
 /// The records of one owner name.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Owner {
     a: Vec<Record>,
     aaaa: Vec<Record>,
 }
 
 /// An immutable view of the zone at one serial.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Zone {
     origin: LowerName,
     serial: u32,
@@ -58,8 +56,6 @@ pub struct Zone {
     /// Names that exist only because something lies below them (e.g. `dns.<zone>` for
     /// a name server `ns1.dns.<zone>`): NODATA, not NXDOMAIN.
     empty_non_terminals: HashSet<LowerName>,
-    /// Every answer to a plain UDP query, precomputed (see [`super::fast`]).
-    pub(super) fast: super::fast::Table,
 }
 
 /// The answer to one question, borrowing the snapshot's records.
@@ -100,6 +96,11 @@ fn address_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
     Record::from_rdata(owner, ttl, data)
 }
 
+/// A SOA timer as the record holds it; validation keeps timers below 2^31.
+fn timer(secs: u32) -> i32 {
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
 impl Zone {
     /// Builds a snapshot. Called on every role change, never on the query path.
     pub fn build(spec: &ZoneSpec<'_>) -> Result<Zone, ZoneError> {
@@ -108,16 +109,19 @@ impl Zone {
             Some((ns, _)) => name(ns)?,
             None => origin.clone(),
         };
+        // The SOA's own TTL is at least the negative TTL: resolvers cache a negative
+        // answer for the smaller of the SOA's TTL and its minimum (RFC 2308 section 5),
+        // so a SOA TTL below `negative_ttl` would silently shorten it.
         let soa = Record::from_rdata(
             origin.clone(),
-            spec.ttl,
+            spec.ttl.max(spec.negative_ttl),
             RData::SOA(SOA::new(
                 mname,
                 name(spec.hostmaster)?,
                 spec.serial,
-                SOA_REFRESH,
-                SOA_RETRY,
-                SOA_EXPIRE,
+                timer(spec.soa.refresh),
+                timer(spec.soa.retry),
+                timer(spec.soa.expire),
                 spec.negative_ttl,
             )),
         );
@@ -159,7 +163,7 @@ impl Zone {
         }
         empty_non_terminals.retain(|n| !owners.contains_key(n));
 
-        let mut zone = Zone {
+        Ok(Zone {
             origin: lower_origin,
             serial: spec.serial,
             soa: [soa],
@@ -167,10 +171,27 @@ impl Zone {
             glue,
             owners,
             empty_non_terminals,
-            fast: super::fast::Table::default(),
-        };
-        zone.fast = super::fast::Table::build(&zone);
-        Ok(zone)
+        })
+    }
+
+    /// The SOA record (what transfers begin and end with).
+    pub fn soa(&self) -> &Record {
+        &self.soa[0]
+    }
+
+    /// Every record but the SOA, in a stable order: the NS records, then each owner's
+    /// A and AAAA records by owner name. With the SOA before and after, this is an AXFR.
+    pub fn records(&self) -> Vec<&Record> {
+        let mut owners: Vec<(&LowerName, &Owner)> = self.owners.iter().collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        self.ns
+            .iter()
+            .chain(
+                owners
+                    .into_iter()
+                    .flat_map(|(_, o)| o.a.iter().chain(&o.aaaa)),
+            )
+            .collect()
     }
 
     /// Every name below the origin that exists (owners and empty non-terminals).
@@ -193,7 +214,9 @@ impl Zone {
 
     /// Answers one question. `qname` is compared without regard to case.
     pub fn answer(&self, qname: &LowerName, qtype: RecordType, qclass: DNSClass) -> Answer<'_> {
-        if !self.origin.zone_of(qname) || !matches!(qclass, DNSClass::IN | DNSClass::ANY) {
+        // Only class IN is served: CH (`version.bind`), HS and the meta-class ANY are
+        // REFUSED like names outside the zone.
+        if !self.origin.zone_of(qname) || qclass != DNSClass::IN {
             return Answer::refused();
         }
         let mut answer = Answer {
@@ -210,11 +233,9 @@ impl Zone {
                     answer.answers.extend(&self.ns);
                     answer.additional = &self.glue;
                 }
-                RecordType::ANY => {
-                    answer.answers.push(&self.soa[0]);
-                    answer.answers.extend(&self.ns);
-                    answer.additional = &self.glue;
-                }
+                // RFC 8482 section 4.1: ANY is answered with one RRset, the SOA (the
+                // smallest), not with everything the apex holds.
+                RecordType::ANY => answer.answers.push(&self.soa[0]),
                 _ => answer.authority = &self.soa,
             }
             return answer;
@@ -256,6 +277,11 @@ mod tests {
             ttl: 5,
             negative_ttl: 3,
             hostmaster: "hostmaster.svc.test.",
+            soa: SoaTimers {
+                refresh: 3600,
+                retry: 600,
+                expire: 86400,
+            },
             nameservers: vec![
                 ("ns1.svc.test.", "127.0.0.1".parse().unwrap()),
                 ("ns2.dns.svc.test.", "::1".parse().unwrap()),
@@ -379,5 +405,93 @@ mod tests {
             RData::SOA(soa) => assert_eq!(soa.minimum, 3),
             other => panic!("not a SOA: {other:?}"),
         }
+    }
+
+    #[test]
+    fn classes_other_than_in_are_refused() {
+        let z = zone();
+        for class in [DNSClass::CH, DNSClass::HS, DNSClass::ANY, DNSClass::NONE] {
+            let a = z.answer(
+                &LowerName::from_str("www.svc.test.").unwrap(),
+                RecordType::A,
+                class,
+            );
+            assert_eq!(a.rcode, ResponseCode::Refused, "{class:?}");
+            assert!(!a.authoritative);
+        }
+        // version.bind in class CH is not ours either: dnsd does not tell its version.
+        let a = z.answer(
+            &LowerName::from_str("version.bind.").unwrap(),
+            RecordType::TXT,
+            DNSClass::CH,
+        );
+        assert_eq!(a.rcode, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn any_at_the_apex_is_the_soa_alone() {
+        let z = zone();
+        let (rc, answers, authority, additional) = ask(&z, "svc.test.", RecordType::ANY);
+        assert_eq!(
+            (rc, answers.len(), authority, additional),
+            (ResponseCode::NoError, 1, 0, 0)
+        );
+        assert!(answers[0].contains(" 7 "), "the SOA: {answers:?}");
+        // A member's ANY holds its addresses (two small RRsets at most).
+        assert_eq!(
+            ask(&z, "app1.svc.test.", RecordType::ANY).1,
+            vec!["10.0.0.11"]
+        );
+    }
+
+    #[test]
+    fn soa_ttl_is_never_below_the_negative_ttl() {
+        let spec = |ttl, negative_ttl| ZoneSpec {
+            origin: "svc.test.",
+            serial: 1,
+            ttl,
+            negative_ttl,
+            hostmaster: "hostmaster.svc.test.",
+            soa: SoaTimers {
+                refresh: 14400,
+                retry: 3600,
+                expire: 1_209_600,
+            },
+            nameservers: vec![("ns1.svc.test.", "127.0.0.1".parse().unwrap())],
+            hosts: vec![],
+        };
+        let z = Zone::build(&spec(5, 60)).unwrap();
+        assert_eq!(
+            z.soa().ttl,
+            60,
+            "resolvers cache NXDOMAIN min(SOA TTL, minimum)"
+        );
+        let RData::SOA(soa) = &z.soa().data else {
+            panic!("not a SOA")
+        };
+        assert_eq!(
+            (soa.refresh, soa.retry, soa.expire, soa.minimum),
+            (14400, 3600, 1_209_600, 60)
+        );
+        assert_eq!(Zone::build(&spec(30, 5)).unwrap().soa().ttl, 30);
+    }
+
+    #[test]
+    fn records_are_listed_once_in_a_stable_order() {
+        let z = zone();
+        let listed: Vec<String> = z.records().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            listed.len(),
+            3 + 2 + 3,
+            "3 NS, 2 glue, 3 hosts: {listed:#?}"
+        );
+        assert!(
+            z.records()[..3]
+                .iter()
+                .all(|r| r.record_type() == RecordType::NS),
+            "{listed:#?}"
+        );
+        let again: Vec<String> = zone().records().iter().map(|r| r.to_string()).collect();
+        assert_eq!(listed, again);
     }
 }
