@@ -25,11 +25,14 @@ enum Bench {
     Failover(bench::failover::Args),
     /// Mirroring cost (dnsd's pass against rsync by hand) and the data-loss window.
     Mirror(bench::mirror::Args),
+    /// Writes lost at a primary crash: lsyncd (two delays) against dnsd (two intervals,
+    /// two elections).
+    Dataloss(bench::dataloss::Args),
     /// Failover through Knot and NSD as secondaries of dnsd: decision to answering.
     Secondaries(bench::secondaries::Args),
     /// The controller at scale: CPU, memory and down-detection delay for 10 to 1,000 members.
     Scale(bench::scale::Args),
-    /// Internal: the steady writer run inside the primary by `mirror`.
+    /// Internal: the steady writer run inside the primary by `mirror` and `dataloss`.
     #[command(hide = true)]
     Writer(bench::mirror::WriterArgs),
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
             Bench::Failover(args) => bench::failover::run(args, &out),
             Bench::Mirror(args) => bench::mirror::run(args, &out),
             Bench::Scale(args) => bench::scale::run(args, &out),
+            Bench::Dataloss(args) => bench::dataloss::run(args, &out),
             Bench::Secondaries(args) => bench::secondaries::run(args, &out),
             Bench::Writer(args) => bench::mirror::writer(args),
         });

@@ -26,7 +26,7 @@
 //! and, once dnsd has promoted another member, the writes h1 had that the promoted member
 //! lacks are counted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -35,15 +35,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dnsd_api::{Action, Health};
+use dnsd_api::Action;
 use integration::lab::{Host, Lab, LabOptions, report as lab_report};
 use rand::{Rng, RngExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::daemon::{Dnsd, wait_for};
+use crate::dataloss;
 use crate::machine;
-use crate::procs::{self, Guard};
+use crate::procs;
 use crate::report::{Reporter, num, say};
 use crate::stats;
 
@@ -140,9 +141,9 @@ fn link_bytes(dev: &str) -> anyhow::Result<u64> {
     Ok(read("rx_bytes")? + read("tx_bytes")?)
 }
 
-/// (size, mtime) of every regular file under `root`, by relative path.
-fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
-    let mut out = BTreeMap::new();
+/// Calls `f` with the path and metadata of every file (anything not a folder) under
+/// `root`; unreadable folders and entries are skipped.
+pub(crate) fn for_each_file(root: &Path, mut f: impl FnMut(&Path, &std::fs::Metadata)) {
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -153,14 +154,24 @@ fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                out.insert(
-                    rel.to_owned(),
-                    (meta.len(), meta.mtime(), meta.mtime_nsec()),
-                );
+            } else {
+                f(&path, &meta);
             }
         }
     }
+}
+
+/// (size, mtime) of every regular file under `root`, by relative path.
+fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
+    let mut out = BTreeMap::new();
+    for_each_file(root, |path, meta| {
+        if let Ok(rel) = path.strip_prefix(root) {
+            out.insert(
+                rel.to_owned(),
+                (meta.len(), meta.mtime(), meta.mtime_nsec()),
+            );
+        }
+    });
     out
 }
 
@@ -717,7 +728,6 @@ fn loss(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     let lab = Lab::start(LabOptions::new(3))
         .map_err(|e| anyhow::anyhow!("lab setup failed: {}", lab_report(&e)))?;
     let dir = procs::temp_dir("dnsd-bench-loss-")?;
-    let me = std::env::current_exe().context("finding this executable")?;
     let hosts = lab.hosts().to_vec();
     let quiet = machine::wait_quiet(args.quiet_load, args.quiet_wait)?;
     out.emit(&json!({"bench": "mirror", "type": "quiet", "part": "loss", "state": quiet}));
@@ -728,95 +738,29 @@ fn loss(args: &Args, out: &Reporter) -> anyhow::Result<()> {
         for trial in 1..=args.loss_trials {
             procs::check_stop()?;
             // A clean start: every host up with an empty data folder, a fresh dnsd.
-            for h in &hosts {
-                lab.revive(h)
-                    .map_err(|e| anyhow::anyhow!("revive: {}", lab_report(&e)))?;
-                lab.exec(
-                    h,
-                    &[
-                        "sh",
-                        "-c",
-                        "rm -rf /srv/data /srv/data.dnsd-kept && mkdir -m 0755 /srv/data",
-                    ],
-                )
-                .map_err(|e| anyhow::anyhow!("clearing {}: {}", h.name, lab_report(&e)))?;
-            }
+            dataloss::fresh_hosts(&lab)?;
             let ddir = dir.path().join(format!("{interval_text}-{trial}"));
             std::fs::create_dir_all(&ddir)?;
-            let config = loss_config(&lab, &ddir, interval_text);
+            let config = dataloss::dnsd_config(&lab, &ddir, interval_text, "");
             let dnsd = Dnsd::start(&ddir, &config)?;
-            let ready = wait_for(Duration::from_secs(60), Duration::from_millis(100), || {
-                let st = dnsd.status().ok()?;
-                let www = st.service("www")?;
-                let synced = www
-                    .members
-                    .iter()
-                    .filter(|m| m.node != www.primary)
-                    .all(|m| m.sync.as_ref().is_some_and(|s| s.last_sync_ms.is_some()));
-                (st.nodes.iter().all(|n| n.health == Health::Up)
-                    && synced
-                    && www.primary == hosts[0].name)
-                    .then_some(())
-            })?;
-            if ready.is_none() {
-                bail!(
-                    "dnsd never had every member up and synced; log:\n{}",
-                    dnsd.log_tail(30)
-                );
-            }
-            let mut writer = Guard::spawn_logged(
-                "writer",
-                lab.command(&hosts[0], &me.to_string_lossy()).args([
-                    "writer",
-                    "--dir",
-                    "/srv/data/w",
-                    "--rate",
-                    &args.write_rate.to_string(),
-                ]),
-                &ddir.join("writer.log"),
-            )?;
+            dataloss::wait_mirrored(&dnsd, &hosts[0].name)?;
             // Run two to three intervals (and at least 2 s more), so the crash falls
             // anywhere in the pass schedule.
-            let run_for = interval * 2
-                + Duration::from_millis(rand::random_range(
-                    0..=u64::try_from(interval.as_millis()).unwrap_or(1000),
-                ))
-                + Duration::from_secs(2);
-            procs::sleep(run_for)?;
-            if writer.exited() {
-                bail!(
-                    "the writer stopped early: {}",
-                    crate::daemon::tail(&ddir.join("writer.log"), 10)
-                );
-            }
-            let t0 = Instant::now();
-            lab.crash(&hosts[0])
-                .map_err(|e| anyhow::anyhow!("crash: {}", lab_report(&e)))?;
-            writer.kill_now();
-            let promoted = wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
-                let st = dnsd.status().ok()?;
-                let p = st.service("www")?.primary.clone();
-                (p != hosts[0].name).then_some(p)
-            })?;
+            let run_for = dataloss::crash_after(interval, 2);
+            let t0 = dataloss::write_then_crash(
+                &lab,
+                &hosts[0],
+                args.write_rate,
+                run_for,
+                &ddir.join("writer.log"),
+            )?;
+            let promoted = dataloss::wait_promoted(&dnsd, &hosts[0].name)?;
             let failover_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            let Some(promoted) = promoted else {
-                bail!(
-                    "dnsd promoted nobody within 60 s; log:\n{}",
-                    dnsd.log_tail(30)
-                );
-            };
             let host = hosts
                 .iter()
                 .find(|h| h.name == promoted)
                 .context("promoted an unknown member")?;
-            let names = |h: &Host| -> BTreeSet<u64> {
-                std::fs::read_dir(lab.data_path(h).join("w"))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-                    .collect()
-            };
+            let names = |h: &Host| dataloss::seqs_under(&lab.data_path(h).join("w"));
             let written = names(&hosts[0]);
             let kept = names(host);
             let lost = written.difference(&kept).count();
@@ -883,23 +827,5 @@ fn daemon_config(lab: &Lab, dir: &Path) -> String {
         kh = lab.known_hosts().display(),
         a = h1.addr,
         b = h2.addr
-    )
-}
-
-fn loss_config(lab: &Lab, dir: &Path, interval: &str) -> String {
-    let key = lab.client_key();
-    let kh = lab.known_hosts();
-    let nodes = lab.node_tables();
-    let members = lab.node_list();
-    format!(
-        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"svc.test.\"\nnameservers = [{{ name = \"ns1.svc.test.\", address = \"127.0.0.1\" }}]\n\
-         [control]\nsocket = \"{d}/control.sock\"\n[state]\ndir = \"{d}/state\"\n\
-         [mirror]\ninterval = \"{interval}\"\nidentity = \"{k}\"\nknown_hosts = \"{kh}\"\npeer_identity = \"{k}\"\npeer_known_hosts = \"{kh}\"\n\
-         {nodes}\
-         [[service]]\nname = \"www\"\nnodes = [{m}]\npaths = [\"/srv/data\"]\n",
-        d = dir.display(),
-        k = key.display(),
-        kh = kh.display(),
-        m = members
     )
 }

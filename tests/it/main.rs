@@ -12,6 +12,7 @@ mod dns;
 mod dns_secondaries;
 mod dns_serving;
 mod dns_xfr;
+mod epoch_guard;
 mod failover;
 mod lab_checks;
 mod lab_failover;
