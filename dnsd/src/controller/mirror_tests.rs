@@ -6,10 +6,10 @@ use super::*;
 use dnsd_api::Action;
 use proptest::prelude::*;
 
-const INTERVAL: Millis = 1_000;
+pub(super) const INTERVAL: Millis = 1_000;
 const MAX_LAG: Millis = 5_000;
 
-fn mirrored() -> Policy {
+pub(super) fn mirrored() -> Policy {
     Policy {
         mirrored: true,
         sync_interval: INTERVAL,
@@ -18,7 +18,7 @@ fn mirrored() -> Policy {
     }
 }
 
-fn one_service(nodes: usize, policy: Policy) -> Topology {
+pub(super) fn one_service(nodes: usize, policy: Policy) -> Topology {
     Topology {
         nodes: (1..=nodes).map(|i| format!("app{i}")).collect(),
         services: vec![ServiceSpec {
@@ -29,7 +29,7 @@ fn one_service(nodes: usize, policy: Policy) -> Topology {
     }
 }
 
-fn events(fx: &[Effect]) -> Vec<&Event> {
+pub(super) fn events(fx: &[Effect]) -> Vec<&Event> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Event(e) => Some(e),
@@ -38,14 +38,14 @@ fn events(fx: &[Effect]) -> Vec<&Event> {
         .collect()
 }
 
-fn event_of(fx: &[Effect], kind: EventKind) -> Event {
+pub(super) fn event_of(fx: &[Effect], kind: EventKind) -> Event {
     match events(fx).into_iter().find(|e| e.kind == kind) {
         Some(e) => e.clone(),
         None => panic!("no {kind:?} event in {fx:#?}"),
     }
 }
 
-fn passes(fx: &[Effect]) -> Vec<SyncOrder> {
+pub(super) fn passes(fx: &[Effect]) -> Vec<SyncOrder> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::StartSync(o) => Some(o.clone()),
@@ -54,7 +54,7 @@ fn passes(fx: &[Effect]) -> Vec<SyncOrder> {
         .collect()
 }
 
-fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
+pub(super) fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::RunHook(o) => Some(o.clone()),
@@ -63,12 +63,12 @@ fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
         .collect()
 }
 
-fn ok() -> Result<PassSummary, PassError> {
+pub(super) fn ok() -> Result<PassSummary, PassError> {
     Ok(PassSummary::default())
 }
 
 /// A controller with all members up and one complete pass to every secondary at `t`.
-fn synced(nodes: usize, policy: Policy, t: Millis) -> Controller {
+pub(super) fn synced(nodes: usize, policy: Policy, t: Millis) -> Controller {
     let (mut c, _) = Controller::new(&one_service(nodes, policy), None, 0);
     let mut orders = Vec::new();
     for n in (0..nodes).map(NodeId) {
@@ -760,6 +760,8 @@ enum Op {
     PassDone(usize, bool),
     HookDone(usize, bool),
     Restart,
+    /// A reload of the same configuration.
+    Reload,
 }
 
 fn op(nodes: usize) -> impl Strategy<Value = Op> {
@@ -779,6 +781,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
         1 => Just(Op::Act(Action::Sync { service: None, node: None })),
         1 => (0..nodes).prop_map(move |n| Op::Act(Action::Unquarantine { service: None, node: name(n) })),
         1 => Just(Op::Restart),
+        1 => Just(Op::Reload),
     ]
 }
 
@@ -965,6 +968,27 @@ proptest! {
                         m.fenced = true;
                     }
                     c.hook_finished(o.id, if ok { Ok(()) } else { Err(HookError::Simulated("failed")) }, now)
+                }
+                Op::Reload => {
+                    let same = Reconfiguration { topology: &topo, readdressed: &[], rechecked: &[] };
+                    match c.reconfigure(&same, now) {
+                        // Refused only under a change of primary or a restart.
+                        Err(refusal) => {
+                            let busy = c.transition(ServiceId(0)).is_some() || c.recovery(ServiceId(0)).is_some();
+                            prop_assert!(busy, "refused {:?} while idle", refusal);
+                            continue;
+                        }
+                        // Everything is kept (passes and restarts under way go on and
+                        // report); only the serial grows.
+                        Ok((r, fx)) => {
+                            let mut expected = c.clone();
+                            expected.serial = c.serial().wrapping_add(1).max(1);
+                            expected.now = now;
+                            prop_assert_eq!(&r, &expected);
+                            c = r;
+                            fx
+                        }
+                    }
                 }
                 Op::Restart => {
                     let saved = c.persisted();

@@ -47,7 +47,8 @@
 //! and quarantines flapping members; `election` decides who may and will be
 //! promoted; `transitions` carries out failovers, switchovers, rollbacks and the
 //! commit; `sync` orders mirroring passes and judges them; `operator` validates
-//! operator actions; `persist` saves and restores; `orders` is the contract with the
+//! operator actions; `persist` saves and restores; `reconfigure` takes a new
+//! configuration while running; `orders` is the contract with the
 //! executor (effects, orders, outcomes and their errors).
 
 mod core;
@@ -57,6 +58,7 @@ mod ids;
 mod operator;
 mod orders;
 mod persist;
+mod reconfigure;
 mod spec;
 mod state;
 mod sync;
@@ -73,6 +75,7 @@ pub use orders::{
     PassSummary, SourceClock, SyncOrder, Watermark, describe,
 };
 pub use persist::{Persisted, PersistedService};
+pub use reconfigure::{Reconfiguration, ReconfigureRefusal};
 pub use spec::{
     Election, FENCE_RETRY, Failback, Fencing, FlapPolicy, MAX_SYNC_BACKOFF, Millis, NoCandidate,
     PROMOTE_BACKOFF, Policy, RestartPolicy, ServiceSpec, Topology,
@@ -98,3 +101,6 @@ mod safety_tests;
 
 #[cfg(test)]
 mod health_tests;
+
+#[cfg(test)]
+mod reconfigure_tests;
