@@ -162,6 +162,9 @@ pub enum EventKind {
     State,
     /// In a cluster: a terminal server took the lead, and a new term (epoch) began.
     Leadership,
+    /// The configuration file was reloaded (the reason lists what changed); a reload that
+    /// was refused is a `Refused` event.
+    Reloaded,
 }
 
 impl EventKind {
@@ -182,7 +185,8 @@ impl EventKind {
             | EventKind::Refused
             | EventKind::Resynced
             | EventKind::Hook
-            | EventKind::Leadership => Level::Notice,
+            | EventKind::Leadership
+            | EventKind::Reloaded => Level::Notice,
             EventKind::Started
             | EventKind::Recovered
             | EventKind::NodeUp
@@ -199,6 +203,7 @@ impl fmt::Display for EventKind {
             EventKind::Failover => "failover",
             EventKind::Promotion => "promotion",
             EventKind::Leadership => "leadership",
+            EventKind::Reloaded => "reloaded",
             EventKind::Failback => "failback",
             EventKind::SwitchoverStarted => "switchover",
             EventKind::SwitchoverFailed => "switchover-failed",

@@ -107,13 +107,17 @@ struct Target {
     check: ServiceCheck,
     /// SSH sessions for command checks, when there is a `[mirror]` section.
     connector: Option<Arc<Connector>>,
+    /// The verdict it starts from.
+    initial: Health,
 }
 
 /// Starts one check task per member of every service with a check, on the current tokio
-/// runtime. Each sends a [`CheckReport`] after every check; sending waits for room, so a
+/// runtime, each from the verdict `initial` gives (unknown at start; the last one after a
+/// reload). Each sends a [`CheckReport`] after every check; sending waits for room, so a
 /// slow driver slows the checks rather than losing a verdict.
 pub fn spawn(
     config: &Config,
+    initial: impl Fn(ServiceId, NodeId) -> Health,
     reports: mpsc::Sender<CheckReport>,
     cancel: CancellationToken,
 ) -> Checker {
@@ -137,6 +141,7 @@ pub fn spawn(
                 address: node.address,
                 check: check.clone(),
                 connector: connector.clone(),
+                initial: initial(ServiceId(s), n),
             };
             let span = info_span!("check", service = %service.name, node = %node.name);
             tracker.spawn(run(target, reports.clone(), cancel.clone()).instrument(span));
@@ -148,7 +153,7 @@ pub fn spawn(
 
 async fn run(target: Target, reports: mpsc::Sender<CheckReport>, cancel: CancellationToken) {
     let interval = target.check.interval.max(Duration::from_millis(1));
-    let mut detector = Detector::new(target.check.rise, target.check.fall);
+    let mut detector = Detector::with_initial(target.check.rise, target.check.fall, target.initial);
     // Spread the first checks of all members over the first interval.
     let mut next = Instant::now() + interval.mul_f64(rand::random_range(0.0..1.0));
     loop {
@@ -361,6 +366,7 @@ mod tests {
                 fall: 1,
             },
             connector: None,
+            initial: Health::Unknown,
         }
     }
 

@@ -9,9 +9,10 @@
 //! | GET    | `/v1/events?since=N`  | recent events with `seq > N`, oldest first        |
 //! | GET    | `/v1/events/stream`   | server-sent events, one [`dnsd_api::Event`] each; `?since=N` replays first |
 //! | POST   | `/v1/actions`         | an [`dnsd_api::Action`]; 200 if done, 409 with the reason if refused |
+//! | POST   | `/v1/reload`          | re-read the configuration file; 200 if taken, 409 with the problems if refused |
 //! | GET    | `/metrics`            | Prometheus text format                            |
 //!
-//! Every action is logged with its origin: the peer's uid and pid on the Unix socket
+//! Every action and reload is logged with its origin: the peer's uid and pid on the Unix socket
 //! (from `SO_PEERCRED`), the peer address on TCP, plus the operator name a client may
 //! give in the `x-dnsd-operator` header.
 //!
@@ -198,6 +199,7 @@ fn router(state: AppState) -> Router {
         .route(paths::EVENTS, get(events))
         .route(paths::EVENT_STREAM, get(event_stream))
         .route(paths::ACTIONS, post(act))
+        .route(paths::RELOAD, post(reload))
         .route(paths::METRICS, get(metrics_text))
         .with_state(state)
 }
@@ -424,6 +426,21 @@ async fn act(
         }
     };
     match s.daemon.act(action, origin).await {
+        Ok(reply) if reply.accepted => Json(reply).into_response(),
+        Ok(reply) => (StatusCode::CONFLICT, Json(reply)).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Re-reads the configuration file; answered like an action (409 when refused, with the
+/// problems or the reason).
+async fn reload(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = peer.describe(&headers);
+    match s.daemon.reload(origin).await {
         Ok(reply) if reply.accepted => Json(reply).into_response(),
         Ok(reply) => (StatusCode::CONFLICT, Json(reply)).into_response(),
         Err(e) => unavailable(e),

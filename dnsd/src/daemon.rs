@@ -4,22 +4,25 @@
 //!
 //! One driver task owns the controller. Everything that changes it arrives on the
 //! driver's inputs: heartbeat reports, a tick every heartbeat interval, pass and hook
-//! reports, and requests from the control API ([`DaemonHandle`]).
+//! reports, and requests from the control API ([`DaemonHandle`]). A reload (`SIGHUP`, or
+//! `POST /v1/reload`) is one such request: when it changes the configuration, the
+//! heartbeat and the service checks are restarted on the new one ([`Watch`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use dnsd_api::{Event, EventKind, Ready};
-use heartbeat::{Health, Target};
+use heartbeat::Target;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::checks;
+use crate::checks::{self, CheckReport};
 use crate::config::{Config, ControlTransport};
 use crate::control::{self, ControlListeners};
-use crate::controller::Controller;
+use crate::controller::{Controller, NodeId};
 use crate::coordinator;
 use crate::dns::{self, DnsStats, Listeners, ZonePublisher};
 use crate::driver::{Driver, now_ms};
@@ -32,9 +35,11 @@ use crate::state::{Loaded, StateStore};
 const WORK_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the terminal server until `cancel` fires. `ready` is called once DNS is bound
-/// and the first snapshot is published.
+/// and the first snapshot is published. `source` is the file `config` was read from,
+/// re-read on a reload (`SIGHUP` included: the handler is installed here).
 pub async fn run(
     config: Config,
+    source: Option<PathBuf>,
     cancel: CancellationToken,
     ready: impl FnOnce(Ready),
 ) -> anyhow::Result<()> {
@@ -44,7 +49,7 @@ pub async fn run(
     let config = Arc::new(config);
     let Config {
         dns: dns_config,
-        heartbeat: hb,
+        heartbeat: _,
         control: control_config,
         state: state_config,
         nodes,
@@ -89,9 +94,12 @@ pub async fn run(
         zone.clone(),
         store,
         event_tx,
-        executor.clone(),
+        executor,
         start,
     );
+    if let Some(source) = source {
+        driver.reload_from(source);
+    }
     if let Some(note) = state_note {
         driver.record(Event::new(start, EventKind::State, note));
     }
@@ -138,24 +146,8 @@ pub async fn run(
         }
     });
 
-    let (report_tx, mut reports) = mpsc::channel(nodes.len().max(16) * 2);
-    let monitor = heartbeat::spawn_monitor(
-        *hb,
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(id, n)| Target {
-                id,
-                addr: n.address,
-                initial: Health::Unknown,
-            })
-            .collect(),
-        report_tx,
-        cancel.child_token(),
-    );
-    // Service checks: observations like the heartbeat's, one task per checked member.
-    let (check_tx, mut check_rx) = mpsc::channel(64);
-    let checker = checks::spawn(&config, check_tx, cancel.child_token());
+    let mut watch = Watch::start(&driver, &cancel);
+    reload_on_sighup(handle.clone(), cancel.clone());
 
     let control = ControlListeners::bind(control_config).await?;
     let control_tcp = control.tcp_addr();
@@ -177,18 +169,23 @@ pub async fn run(
     });
     info!(zone = %dns_config.zone, nodes = nodes.len(), services = driver.service_count(), "serving");
 
-    let mut tick = tokio::time::interval(hb.interval.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            Some(request) = requests.recv() => driver.on_request(request).await,
+            Some(request) = requests.recv() => {
+                if driver.on_request(request).await {
+                    // A new configuration: watch the pool it configures, from what was
+                    // last concluded of each member.
+                    let old = std::mem::replace(&mut watch, Watch::start(&driver, &cancel));
+                    old.stop().await;
+                }
+            }
             Some(report) = mirror_rx.recv() => driver.on_mirror(report).await,
-            Some(report) = reports.recv() => driver.on_report(report).await,
+            Some(report) = watch.reports.recv() => driver.on_report(report).await,
             Some(signal) = signals.recv() => driver.on_cluster(signal).await,
-            Some(report) = check_rx.recv() => driver.on_check(report).await,
-            _ = tick.tick() => {
+            Some(report) = watch.checks.recv() => driver.on_check(report).await,
+            _ = watch.tick.tick() => {
                 driver.tick().await;
             }
             Some(done) = tasks.join_next() => {
@@ -199,8 +196,7 @@ pub async fn run(
                     Err(e) => e.to_string(),
                 };
                 cancel.cancel();
-                monitor.join().await;
-                checker.join().await;
+                watch.stop().await;
                 anyhow::bail!("a serving task stopped unexpectedly: {detail}");
             }
         }
@@ -209,8 +205,7 @@ pub async fn run(
     info!("shutting down");
     dns_cancel.cancel();
     control_cancel.cancel();
-    monitor.join().await;
-    checker.join().await;
+    watch.stop().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             warn!(error = %e, "a serving task reported an error at shutdown");
@@ -224,7 +219,7 @@ pub async fn run(
     }
     // Passes and hooks under way report to nobody now; give them a moment to end.
     drop(mirror_rx);
-    let left = executor.shutdown(WORK_GRACE).await;
+    let left = driver.shutdown_work(WORK_GRACE).await;
     if left > 0 {
         warn!(
             left,
@@ -235,8 +230,108 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs the terminal server on its own runtime until SIGTERM or SIGINT.
-pub fn run_until_signalled(config: Config, ready: impl FnOnce(Ready)) -> anyhow::Result<()> {
+/// What watches the pool for the driver: the heartbeat monitor, the service checks, the
+/// channels their reports arrive on, and the tick (every heartbeat interval). Replaced
+/// whole when a reload changes the configuration.
+struct Watch {
+    cancel: CancellationToken,
+    monitor: heartbeat::Monitor,
+    checker: checks::Checker,
+    reports: mpsc::Receiver<heartbeat::Report>,
+    checks: mpsc::Receiver<CheckReport>,
+    tick: tokio::time::Interval,
+}
+
+impl Watch {
+    /// Starts watching the driver's configuration, each member from what the driver last
+    /// concluded of it (unknown at start).
+    fn start(driver: &Driver, parent: &CancellationToken) -> Watch {
+        let config = driver.config().clone();
+        let cancel = parent.child_token();
+        let (report_tx, reports) = mpsc::channel(config.nodes.len().max(16) * 2);
+        let targets = config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, n)| Target {
+                id,
+                addr: n.address,
+                initial: driver.observed_health(NodeId(id)),
+            })
+            .collect();
+        let monitor =
+            heartbeat::spawn_monitor(config.heartbeat, targets, report_tx, cancel.clone());
+        // Service checks: observations like the heartbeat's, one task per checked member.
+        let (check_tx, checks) = mpsc::channel(64);
+        let checker = checks::spawn(
+            &config,
+            |s, n| driver.check_verdict(s, n),
+            check_tx,
+            cancel.clone(),
+        );
+        let mut tick =
+            tokio::time::interval(config.heartbeat.interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Watch {
+            cancel,
+            monitor,
+            checker,
+            reports,
+            checks,
+            tick,
+        }
+    }
+
+    /// Stops every probe and check, and waits for their tasks; what they report from now
+    /// on is dropped.
+    async fn stop(self) {
+        let Watch {
+            cancel,
+            monitor,
+            checker,
+            reports,
+            checks,
+            tick: _,
+        } = self;
+        drop((reports, checks));
+        cancel.cancel();
+        monitor.join().await;
+        checker.join().await;
+    }
+}
+
+/// On `SIGHUP`, asks the driver to reload the configuration file (the driver logs and
+/// records what it did). Without a handler, `SIGHUP` would end the process.
+fn reload_on_sighup(handle: DaemonHandle, cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            warn!(error = %e, "cannot handle SIGHUP: reload with `console reload` (a SIGHUP would stop dnsd)");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            info!("SIGHUP received: reloading the configuration");
+            if handle.reload("SIGHUP".to_owned()).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Runs the terminal server on its own runtime until SIGTERM or SIGINT; SIGHUP reloads
+/// `source`, the file `config` was read from.
+pub fn run_until_signalled(
+    config: Config,
+    source: PathBuf,
+    ready: impl FnOnce(Ready),
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -248,7 +343,7 @@ pub fn run_until_signalled(config: Config, ready: impl FnOnce(Ready)) -> anyhow:
             wait_for_signal().await;
             signals.cancel();
         });
-        run(config, cancel, ready).await
+        run(config, Some(source), cancel, ready).await
     })
 }
 

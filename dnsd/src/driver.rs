@@ -5,6 +5,7 @@
 //! would keep.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -25,13 +26,14 @@ use crate::cluster::{Leader, Versioned};
 use crate::config::Config;
 use crate::controller::Persisted;
 use crate::controller::{
-    Controller, Effect, Millis, NodeId, PassId, ServiceId, Withdrawn, describe,
+    Controller, Effect, Millis, NodeId, PassId, Reconfiguration, ServiceId, Withdrawn, describe,
 };
 use crate::coordinator::{Link, Signal};
 use crate::dns::ZonePublisher;
 use crate::handle::{Metrics, Request};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::pool::{build_zone, topology};
+use crate::reload::{self, Renames};
 use crate::state::StateStore;
 use crate::status::{CheckHistory, PROBE_HISTORY, ProbeHistory, View};
 
@@ -61,6 +63,17 @@ pub(crate) struct Driver {
     checks: HashMap<(ServiceId, NodeId), CheckHistory>,
     /// The cluster side, when `[cluster]` is configured; `None` runs standalone.
     cluster: Option<ClusterSide>,
+    /// The configuration file, re-read on a reload.
+    source: Option<PathBuf>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reloaded {
+    /// The new file configures what runs already.
+    Unchanged,
+    /// Taken; what changed, in words.
+    Applied(String),
 }
 
 /// What the driver keeps of the cluster: whether this terminal server leads, what etcd
@@ -113,7 +126,13 @@ impl Driver {
             persist_failures: 0,
             cluster: None,
             checks: HashMap::new(),
+            source: None,
         }
+    }
+
+    /// Reloads re-read `source`, the file the configuration came from.
+    pub(crate) fn reload_from(&mut self, source: PathBuf) {
+        self.source = Some(source);
     }
 
     /// Runs as one of several terminal servers: decisions only while leading, the state
@@ -562,8 +581,17 @@ impl Driver {
         }
     }
 
-    pub(crate) async fn on_request(&mut self, request: Request) {
+    /// Answers a request. True when a reload changed the configuration: the daemon then
+    /// restarts the heartbeat and the service checks on the new one.
+    pub(crate) async fn on_request(&mut self, request: Request) -> bool {
         match request {
+            Request::Reload { origin, reply } => {
+                info!(%origin, "reload asked");
+                let (answer, changed) = self.reload_file(&origin).await;
+                // The asker may have gone away; the reload stands either way.
+                let _ = reply.send(answer);
+                return changed;
+            }
             Request::Act {
                 action,
                 origin,
@@ -573,7 +601,7 @@ impl Driver {
                 if let Some(refusal) = self.not_leading() {
                     info!(%action, %origin, "{refusal}");
                     let _ = reply.send(ActionReply::refused(RefusalKind::NotLeader, refusal));
-                    return;
+                    return false;
                 }
                 let (result, fx) = self.controller.act(&action, &origin, now_ms());
                 self.apply(fx).await;
@@ -612,6 +640,186 @@ impl Driver {
                 });
             }
         }
+        false
+    }
+
+    /// Re-reads the configuration file and takes it, or says why not; true when the
+    /// configuration changed.
+    async fn reload_file(&mut self, origin: &str) -> (ActionReply, bool) {
+        let outcome = match self.source.clone() {
+            None => {
+                Err("dnsd was started without a configuration file: nothing to re-read".to_owned())
+            }
+            Some(path) => {
+                match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
+                    Ok(Ok(new)) => self.reload(new, origin).await,
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("the configuration reader failed: {e}")),
+                }
+            }
+        };
+        match outcome {
+            Ok(Reloaded::Unchanged) => (
+                ActionReply::done("the file configures what runs already: nothing changed".into()),
+                false,
+            ),
+            Ok(Reloaded::Applied(what)) => (
+                ActionReply::done(format!("configuration reloaded: {what}")),
+                true,
+            ),
+            Err(why) => {
+                let why = format!("reload refused, dnsd keeps its configuration: {why}");
+                warn!(%origin, "{why}");
+                let one_line = why.replace("\n  ", "; ").replace(":;", ":");
+                self.record(Event::new(
+                    now_ms(),
+                    EventKind::Refused,
+                    format!("{one_line} ({origin})"),
+                ));
+                (ActionReply::refused(RefusalKind::ReloadRefused, why), false)
+            }
+        }
+    }
+
+    /// Takes `new` as the configuration, asked by `origin`: checked against the running
+    /// one, given to the controller (which refuses it under a change of primary, or if it
+    /// removes a primary), then to the executor; what the driver keeps per node and
+    /// service follows the names. Nothing changes unless everything can. The heartbeat and
+    /// the service checks are the daemon's to restart ([`Reloaded::Applied`]).
+    pub(crate) async fn reload(&mut self, new: Config, origin: &str) -> Result<Reloaded, String> {
+        let now = now_ms();
+        let restart = reload::needs_restart(&self.config, &new);
+        if !restart.is_empty() {
+            return Err(format!(
+                "{} cannot change while dnsd runs; nothing was changed (restart dnsd to apply them)",
+                restart.join(", ")
+            ));
+        }
+        for warning in new.warnings() {
+            warn!(key = %warning.path, "{}", warning.message);
+        }
+        let changes = reload::changes(&self.config, &new);
+        if changes.is_empty() {
+            return Ok(Reloaded::Unchanged);
+        }
+        let topology = topology(&new);
+        let (readdressed, rechecked) = (
+            reload::readdressed(&self.config, &new),
+            reload::rechecked(&self.config, &new),
+        );
+        let (controller, fx) = if self.deciding() {
+            let r = Reconfiguration {
+                topology: &topology,
+                readdressed: &readdressed,
+                rechecked: &rechecked,
+            };
+            self.controller
+                .reconfigure(&r, now)
+                .map_err(|refusal| format!("{refusal}; nothing was changed"))?
+        } else {
+            // A follower shows the leader's state in the new pool; the leader's next state
+            // replaces it.
+            let c = Controller::mirror_of(&topology, &self.controller.persisted(), now);
+            (c, vec![Effect::Publish])
+        };
+        let renames = Renames::new(&self.config, &new);
+        self.follow_renames(&renames, &new, &readdressed, &rechecked);
+        self.controller = controller;
+        self.config = Arc::new(new);
+        self.executor = self.executor.reconfigured(self.config.clone());
+        if let Some(cluster) = &self.cluster
+            && !cluster.leading
+        {
+            for (i, v) in cluster.verdicts.iter().enumerate() {
+                if let Some(v) = v {
+                    self.controller.show_health(NodeId(i), v.health);
+                }
+            }
+        }
+        let what = changes.join("; ");
+        self.record(Event::new(
+            now,
+            EventKind::Reloaded,
+            format!("configuration reloaded ({origin}): {what}"),
+        ));
+        self.apply(fx).await;
+        // The observers' verdicts, by the new names.
+        self.judge().await;
+        Ok(Reloaded::Applied(what))
+    }
+
+    /// Re-indexes what the driver keeps per node and service by the new configuration's
+    /// ids; what belongs to a removed node or service, a readdressed node's probes and a
+    /// changed check's results are dropped.
+    fn follow_renames(
+        &mut self,
+        renames: &Renames,
+        new: &Config,
+        readdressed: &[String],
+        rechecked: &[String],
+    ) {
+        let count = new.nodes.len();
+        self.probes = renames.nodes_of(std::mem::take(&mut self.probes), count, Default::default);
+        for (probe, node) in self.probes.iter_mut().zip(&new.nodes) {
+            if readdressed.contains(&node.name) {
+                *probe = ProbeHistory::default();
+            }
+        }
+        self.running = std::mem::take(&mut self.running)
+            .into_iter()
+            .filter_map(|(id, (s, n, p))| renames.member(s, n).map(|(s, n)| (id, (s, n, p))))
+            .collect();
+        self.mirrored = std::mem::take(&mut self.mirrored)
+            .into_iter()
+            .filter_map(|((s, n), bytes)| renames.member(s, n).map(|m| (m, bytes)))
+            .collect();
+        self.checks = std::mem::take(&mut self.checks)
+            .into_iter()
+            .filter_map(|((s, n), check)| renames.member(s, n).map(|m| (m, check)))
+            .filter(|((s, _), _)| !rechecked.contains(&new.service(*s).name))
+            .collect();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.verdicts =
+                renames.nodes_of(std::mem::take(&mut cluster.verdicts), count, || None);
+            cluster
+                .local
+                .retain(|name, _| new.nodes.iter().any(|n| &n.name == name));
+            cluster.written_epochs = std::mem::take(&mut cluster.written_epochs)
+                .into_iter()
+                .filter_map(|(s, epoch)| renames.service(s).map(|s| (s, epoch)))
+                .collect();
+        }
+    }
+
+    /// What the heartbeat last concluded of node `n`: where a restarted monitor starts
+    /// from (in a cluster, this terminal server's own view, not the quorum's verdict).
+    pub(crate) fn observed_health(&self, n: NodeId) -> heartbeat::Health {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .local
+                .get(&self.config.node(n).name)
+                .map_or(heartbeat::Health::Unknown, |v| v.health),
+            None => self.controller.health(n),
+        }
+    }
+
+    /// The check's last verdict on member `n` of service `s`: where a restarted check
+    /// starts from.
+    pub(crate) fn check_verdict(&self, s: ServiceId, n: NodeId) -> heartbeat::Health {
+        self.controller
+            .check(s, n)
+            .unwrap_or(heartbeat::Health::Unknown)
+    }
+
+    /// The configuration in force.
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Starts no more passes or hooks and waits up to `grace` for those under way;
+    /// returns how many were still running.
+    pub(crate) async fn shutdown_work(&self, grace: std::time::Duration) -> usize {
+        self.executor.shutdown(grace).await
     }
 
     /// Why this terminal server cannot take an operator action now, if it cannot.

@@ -25,6 +25,11 @@ pub enum Request {
     Status { reply: oneshot::Sender<Status> },
     /// The status plus the counters `/metrics` needs.
     Metrics { reply: oneshot::Sender<Metrics> },
+    /// Re-read the configuration file and apply it; `origin` says who asked.
+    Reload {
+        origin: String,
+        reply: oneshot::Sender<ActionReply>,
+    },
 }
 
 /// What `/metrics` renders, besides the DNS counters.
@@ -97,6 +102,11 @@ impl DaemonHandle {
     /// The status plus counters, for `/metrics`.
     pub async fn metrics(&self) -> Result<Metrics, ShuttingDown> {
         self.ask(|reply| Request::Metrics { reply }).await
+    }
+
+    /// Re-reads the configuration file and applies it, or says why not.
+    pub async fn reload(&self, origin: String) -> Result<ActionReply, ShuttingDown> {
+        self.ask(|reply| Request::Reload { origin, reply }).await
     }
 
     async fn ask<T>(

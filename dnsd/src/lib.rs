@@ -4,7 +4,7 @@
 //!
 //! Layout, each module using only those listed after it: [`daemon`] wires the tasks;
 //! the driver owns the [`controller`] (the pure decision core) and carries out its
-//! effects; [`coordinator`] is the cluster side (etcd through [`cluster`]); [`control`]
+//! effects, and takes a new configuration by comparing it in [`reload`]; [`coordinator`] is the cluster side (etcd through [`cluster`]); [`control`]
 //! serves the API over a [`handle`], with the [`status`] view; [`mirror`] runs passes
 //! and hooks; [`pool`] turns the [`config`] into the controller's topology and the zone;
 //! [`dns`] serves the zone; [`state`] persists the controller's decisions.
@@ -23,6 +23,7 @@ pub mod handle;
 pub mod mirror;
 pub mod oneshot;
 pub mod pool;
+pub mod reload;
 pub mod state;
 pub mod status;
 

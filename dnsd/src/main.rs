@@ -102,7 +102,7 @@ fn colour_on_stderr() -> bool {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = dnsd::config::load(path)?;
-    dnsd::daemon::run_until_signalled(config, |ready| {
+    dnsd::daemon::run_until_signalled(config, path.to_owned(), |ready| {
         // The machine-readable ready line: one JSON object on stdout.
         println!("{}", ready.to_line());
     })

@@ -97,6 +97,21 @@ impl Executor {
         }
     }
 
+    /// An executor for a new configuration (a reload): passes and hooks ordered from now
+    /// on use it, those under way end with the one they started with. Reports and the
+    /// work under way are shared; so are the SSH sessions and the pass slots while
+    /// `[mirror]` is unchanged (a new `concurrency` counts only passes started after it).
+    pub fn reconfigured(&self, config: Arc<Config>) -> Executor {
+        let same_mirror = self.config.mirror == config.mirror;
+        let mut next = Executor::new(config, self.reports.clone());
+        next.tasks = self.tasks.clone();
+        if same_mirror {
+            next.connector = self.connector.clone();
+            next.passes = self.passes.clone();
+        }
+        next
+    }
+
     /// Starts no more work, and waits up to `grace` for the passes and hooks under way.
     /// Returns how many were still running when the wait ended (blocking SSH work cannot
     /// be interrupted; it ends with the process).

@@ -18,4 +18,5 @@ mod lab_checks;
 mod lab_failover;
 mod lab_smoke;
 mod mirror;
+mod reload;
 mod rsync_sync;

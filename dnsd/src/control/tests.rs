@@ -53,6 +53,12 @@ async fn fake_driver(mut requests: mpsc::Receiver<DriverRequest>, seen: mpsc::Se
                 let _ = reply.send(answer);
             }
             DriverRequest::Metrics { .. } => {}
+            DriverRequest::Reload { origin, reply } => {
+                let _ = reply.send(ActionReply::refused(
+                    RefusalKind::ReloadRefused,
+                    format!("asked by {origin}: dns.listen cannot change while dnsd runs"),
+                ));
+            }
         }
     }
 }
@@ -183,6 +189,28 @@ async fn accepted_and_refused_actions_carry_their_code_and_kind() {
         })
     );
     cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_refused_reload_is_a_conflict_naming_who_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, _, cancel) = serve_api(dir.path(), true).await;
+    let (code, body) = exchange(&socket, "POST", paths::RELOAD, "").await;
+    assert_eq!(code, 409, "{body}");
+    let reply: ActionReply = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply.kind, Some(RefusalKind::ReloadRefused));
+    let me = format!("unix uid={} pid={}", own_uid(), std::process::id());
+    assert!(
+        reply.message.starts_with(&format!("asked by {me}:")),
+        "{}",
+        reply.message
+    );
+    cancel.cancel();
+}
+
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 #[tokio::test]
