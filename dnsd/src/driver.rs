@@ -30,7 +30,7 @@ use crate::controller::{
 };
 use crate::coordinator::{Link, Signal};
 use crate::dns::ZonePublisher;
-use crate::handle::{Metrics, Request};
+use crate::handle::{Metrics, Reloads, Request};
 use crate::mirror::{self, Executor, PassProgress};
 use crate::pool::{build_zone, topology};
 use crate::reload::{self, Renames};
@@ -59,6 +59,7 @@ pub(crate) struct Driver {
     mirrored: BTreeMap<(ServiceId, NodeId), (u64, u64)>,
     /// State file writes that failed since start.
     persist_failures: u64,
+    reloads: Reloads,
     /// The last service check of each member of each service with a check.
     checks: HashMap<(ServiceId, NodeId), CheckHistory>,
     /// The cluster side, when `[cluster]` is configured; `None` runs standalone.
@@ -124,6 +125,7 @@ impl Driver {
             running: HashMap::new(),
             mirrored: BTreeMap::new(),
             persist_failures: 0,
+            reloads: Reloads::default(),
             cluster: None,
             checks: HashMap::new(),
             source: None,
@@ -637,6 +639,7 @@ impl Driver {
                     failovers: self.failovers.clone(),
                     mirrored,
                     persist_failures: self.persist_failures,
+                    reloads: self.reloads,
                 });
             }
         }
@@ -658,6 +661,10 @@ impl Driver {
                 }
             }
         };
+        match &outcome {
+            Ok(_) => self.reloads.applied += 1,
+            Err(_) => self.reloads.refused += 1,
+        }
         match outcome {
             Ok(Reloaded::Unchanged) => (
                 ActionReply::done("the file configures what runs already: nothing changed".into()),

@@ -42,6 +42,16 @@ pub struct Metrics {
     pub mirrored: Vec<(String, String, u64, u64)>,
     /// State file writes that failed since start.
     pub persist_failures: u64,
+    /// Reloads of the configuration since start.
+    pub reloads: Reloads,
+}
+
+/// Reloads of the configuration since start, by outcome (a file that changed nothing
+/// counts as applied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reloads {
+    pub applied: u64,
+    pub refused: u64,
 }
 
 /// The driver went away: the daemon is shutting down.

@@ -376,6 +376,18 @@ fn a_flapping_member_is_quarantined_and_the_console_shows_and_lifts_it() {
         (s.check(st, 2) == Some(Health::Up) && m.quarantined_until_ms.is_some() && !m.eligible)
             .then_some(())
     });
+    // Scrapers see it too.
+    let metrics = s.rt.block_on(s.dnsd.client().metrics()).unwrap();
+    for line in [
+        format!("dnsd_member_quarantined{{service=\"www\",node=\"{h3}\"}} 1"),
+        format!("dnsd_check_up{{service=\"www\",node=\"{h3}\"}} 1"),
+        format!("dnsd_service_recovering{{service=\"www\"}} 0"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
 
     let out = s.console(&["status"]);
     assert!(out.status.success(), "{out:?}");

@@ -274,6 +274,17 @@ fn a_reload_adds_a_member_and_changes_the_heartbeat_without_a_lost_query_or_a_mo
     assert_eq!(last.service("www").unwrap().primary, "app1");
     assert_eq!(dig_short(dns, "www.svc.test.", "A"), vec![primary_addr]);
 
+    let metrics = rt.block_on(dnsd.client().metrics()).unwrap();
+    for line in [
+        r#"dnsd_config_reloads_total{result="applied"} 1"#,
+        r#"dnsd_config_reloads_total{result="refused"} 3"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
+
     // The same file again changes nothing.
     std::fs::write(&file, config(dir.path(), &pool, 4, four, 300, "")).unwrap();
     let (code, body) = post_reload(&socket);

@@ -19,12 +19,7 @@ pub(super) fn render(m: &Metrics, dns: &crate::dns::DnsSnapshot) -> String {
         "1 if the member answers its heartbeat, 0 if down, -1 while unknown.",
     );
     for n in &s.nodes {
-        let v = match n.health {
-            Health::Up => 1,
-            Health::Down => 0,
-            Health::Unknown => -1,
-        };
-        sample(&mut out, "dnsd_node_up", &[("node", &n.name)], v);
+        sample(&mut out, "dnsd_node_up", &[("node", &n.name)], up(n.health));
     }
 
     family(
@@ -127,6 +122,51 @@ pub(super) fn render(m: &Metrics, dns: &crate::dns::DnsSnapshot) -> String {
 
     family(
         &mut out,
+        "dnsd_check_up",
+        "gauge",
+        "For a service with a check: 1 if the member's check passes, 0 if it fails, -1 while unknown.",
+    );
+    for svc in &s.services {
+        for mbr in &svc.members {
+            if let Some(check) = &mbr.check {
+                let labels = [("service", svc.name.as_str()), ("node", mbr.node.as_str())];
+                sample(&mut out, "dnsd_check_up", &labels, up(check.health));
+            }
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_member_quarantined",
+        "gauge",
+        "1 while the member is quarantined for flapping in the service (never promoted, never failed back to).",
+    );
+    for svc in &s.services {
+        for mbr in &svc.members {
+            let labels = [("service", svc.name.as_str()), ("node", mbr.node.as_str())];
+            let v = i64::from(mbr.quarantined_until_ms.is_some());
+            sample(&mut out, "dnsd_member_quarantined", &labels, v);
+        }
+    }
+
+    family(
+        &mut out,
+        "dnsd_service_recovering",
+        "gauge",
+        "Restarts of the primary ordered so far while its check fails and its host answers (restart, then migrate); 0 when none is under way.",
+    );
+    for svc in &s.services {
+        let attempt = svc.recovery.as_ref().map_or(0, |r| i64::from(r.attempt));
+        sample(
+            &mut out,
+            "dnsd_service_recovering",
+            &[("service", &svc.name)],
+            attempt,
+        );
+    }
+
+    family(
+        &mut out,
         "dnsd_failovers_total",
         "counter",
         "Automatic failovers since the daemon started.",
@@ -205,6 +245,24 @@ pub(super) fn render(m: &Metrics, dns: &crate::dns::DnsSnapshot) -> String {
         &[],
         m.persist_failures as i64,
     );
+
+    family(
+        &mut out,
+        "dnsd_config_reloads_total",
+        "counter",
+        "Reloads of the configuration file since start: applied, or refused (problems in the file, a change that needs a restart, or one the pool cannot take now).",
+    );
+    for (result, n) in [
+        ("applied", m.reloads.applied),
+        ("refused", m.reloads.refused),
+    ] {
+        sample(
+            &mut out,
+            "dnsd_config_reloads_total",
+            &[("result", result)],
+            n as i64,
+        );
+    }
 
     family(
         &mut out,
@@ -338,6 +396,15 @@ fn cluster(out: &mut String, c: &dnsd_api::ClusterStatus, nodes: &[dnsd_api::Nod
                 sample(out, "dnsd_cluster_observers", &labels, i64::from(count));
             }
         }
+    }
+}
+
+/// A health as a gauge: 1 up, 0 down, -1 unknown.
+fn up(health: Health) -> i64 {
+    match health {
+        Health::Up => 1,
+        Health::Down => 0,
+        Health::Unknown => -1,
     }
 }
 
