@@ -381,7 +381,7 @@ fn a_flapping_member_is_quarantined_and_the_console_shows_and_lifts_it() {
     for line in [
         format!("dnsd_member_quarantined{{service=\"www\",node=\"{h3}\"}} 1"),
         format!("dnsd_check_up{{service=\"www\",node=\"{h3}\"}} 1"),
-        format!("dnsd_service_recovering{{service=\"www\"}} 0"),
+        r#"dnsd_service_recovering{service="www"} 0"#.to_owned(),
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
