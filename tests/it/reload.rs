@@ -1,6 +1,7 @@
 //! Live reconfiguration on loopback: the real `dnsd` re-reads its file on `SIGHUP` and on
-//! `POST /v1/reload`. A member joins and the heartbeat's interval changes while DNS is
-//! asked without pause: every query is answered, always with the same primary; the new
+//! `POST /v1/reload`. A member joins and the heartbeat's interval changes while dnsperf
+//! loads DNS and a client asks without pause: no query is lost, every answer names the
+//! same primary; the new
 //! member is probed, answers under its name and shows in the status. A file with
 //! problems, one that changes a listener, and one that drops the primary are refused,
 //! each saying why, and dnsd runs on with what it had.
@@ -104,6 +105,46 @@ fn ask_without_pause(dns: SocketAddr, stop: &AtomicBool) -> (BTreeMap<String, us
     (answers, unanswered)
 }
 
+/// dnsperf asking for `www` at 1000 queries a second for `seconds` (each query waits up
+/// to 5 s for its answer), started in the background; its output once it ends.
+fn dnsperf(dir: &Path, dns: SocketAddr, seconds: u32) -> std::thread::JoinHandle<String> {
+    let queries = dir.join("queries");
+    std::fs::write(&queries, "www.svc.test. A\n").unwrap();
+    let mut command = std::process::Command::new("dnsperf");
+    command
+        .args(["-s", &dns.ip().to_string(), "-p", &dns.port().to_string()])
+        .arg("-d")
+        .arg(&queries)
+        .args([
+            "-l",
+            &seconds.to_string(),
+            "-Q",
+            "1000",
+            "-t",
+            "5",
+            "-c",
+            "1",
+        ]);
+    std::thread::spawn(move || {
+        let out = integration::harness::output_within(&mut command, Duration::from_secs(60));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The count after `label` in dnsperf's summary ("  Queries lost:   0 (0.00%)").
+fn dnsperf_count(out: &str, label: &str) -> Option<u64> {
+    let line = out.lines().find(|l| l.trim_start().starts_with(label))?;
+    line.trim_start()[label.len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `POST /v1/reload` on the control socket; the status code and the body.
 fn post_reload(socket: &Path) -> (u16, String) {
     use std::io::{Read, Write};
@@ -136,7 +177,10 @@ fn sighup(dnsd: &Dnsd) {
 
 #[test]
 fn a_reload_adds_a_member_and_changes_the_heartbeat_without_a_lost_query_or_a_move() {
-    if !require_tools("a_reload_adds_a_member_and_changes_the_heartbeat", &["dig"]) {
+    if !require_tools(
+        "a_reload_adds_a_member_and_changes_the_heartbeat",
+        &["dig", "dnsperf"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -169,6 +213,8 @@ fn a_reload_adds_a_member_and_changes_the_heartbeat_without_a_lost_query_or_a_mo
         let stop = stop.clone();
         move || ask_without_pause(dns, &stop)
     });
+    let load = dnsperf(dir.path(), dns, 8);
+    std::thread::sleep(Duration::from_secs(2));
     std::fs::write(&file, config(dir.path(), &pool, 4, four, 300, "")).unwrap();
     sighup(&dnsd);
     let reloaded = dnsd.wait_event(&rt, "the reload", Duration::from_secs(30), |e| {
@@ -186,8 +232,13 @@ fn a_reload_adds_a_member_and_changes_the_heartbeat_without_a_lost_query_or_a_mo
             .any(|n| n.name == "app4" && n.health == Health::Up)
             .then(|| s.clone())
     });
+    let perf = load.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     let (answers, unanswered) = asking.join().unwrap();
+
+    let sent = dnsperf_count(&perf, "Queries sent:");
+    assert!(sent.is_some_and(|n| n > 0), "dnsperf sent nothing:\n{perf}");
+    assert_eq!(dnsperf_count(&perf, "Queries lost:"), Some(0), "{perf}");
 
     assert_eq!(
         unanswered, 0,
