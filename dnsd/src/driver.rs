@@ -20,7 +20,7 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::checks::CheckReport;
 pub(crate) use crate::clock::now_ms;
-use crate::cluster::observe::{ClusterViews, MemberView, Views};
+use crate::cluster::observe::{ClusterViews, MemberView, Views, check_key};
 use crate::cluster::quorum::{self, Verdict};
 use crate::cluster::{Leader, Versioned};
 use crate::config::Config;
@@ -90,12 +90,47 @@ struct ClusterSide {
     views: ClusterViews,
     /// Each node's verdict from the live observers' views, indexed like the nodes.
     verdicts: Vec<Option<Verdict>>,
+    /// Each checked member's check verdict from the live observers' views.
+    check_verdicts: HashMap<(ServiceId, NodeId), Verdict>,
     /// This terminal server's own view (its heartbeat's), as published.
     local: Views,
     /// The configured down quorum, if any.
     quorum: Option<u32>,
     /// Per service, the last epoch whose log entry is in etcd.
     written_epochs: HashMap<ServiceId, u64>,
+}
+
+impl ClusterSide {
+    /// This terminal server's heartbeat or check saw `key` (a member, or a service's
+    /// check of one: [`check_key`]) change, or answer in `rtt_us`: its published view
+    /// follows.
+    fn observe(
+        &mut self,
+        key: &str,
+        transition: Option<heartbeat::Transition>,
+        rtt_us: Option<u64>,
+    ) {
+        let view = self.local.entry(key.to_owned()).or_insert(MemberView {
+            health: heartbeat::Health::Unknown,
+            since_unix_ms: now_ms(),
+            rtt_us: None,
+        });
+        if let Some(t) = transition {
+            view.health = t.to;
+            view.since_unix_ms = now_ms();
+        }
+        if rtt_us.is_some() {
+            view.rtt_us = rtt_us;
+        }
+        self.link.publish(self.local.clone());
+    }
+
+    /// What this terminal server last observed of `key`.
+    fn observed(&self, key: &str) -> heartbeat::Health {
+        self.local
+            .get(key)
+            .map_or(heartbeat::Health::Unknown, |v| v.health)
+    }
 }
 
 impl Driver {
@@ -149,6 +184,7 @@ impl Driver {
             leader: None,
             views: ClusterViews::default(),
             verdicts: vec![None; nodes],
+            check_verdicts: HashMap::new(),
             local: Views::new(),
             quorum,
             written_epochs: HashMap::new(),
@@ -351,21 +387,8 @@ impl Driver {
         let node = NodeId(report.target);
         if let Some(cluster) = &mut self.cluster {
             // In a cluster this is one observer's view; the quorum's verdict decides.
-            let name = self.config.node(node).name.clone();
             let rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
-            let view = cluster.local.entry(name).or_insert(MemberView {
-                health: heartbeat::Health::Unknown,
-                since_unix_ms: now_ms(),
-                rtt_us: None,
-            });
-            if let Some(t) = report.transition {
-                view.health = t.to;
-                view.since_unix_ms = now_ms();
-            }
-            if rtt_us.is_some() {
-                view.rtt_us = rtt_us;
-            }
-            cluster.link.publish(cluster.local.clone());
+            cluster.observe(&self.config.node(node).name, report.transition, rtt_us);
             return;
         }
         if let Some(t) = report.transition {
@@ -449,14 +472,34 @@ impl Driver {
             }
             cluster.verdicts[i] = Some(verdict);
         }
+        let mut checks_changed = Vec::new();
+        for (s, n) in checked_members(&self.config) {
+            let key = check_key(&self.config.service(s).name, &self.config.node(n).name);
+            let previous = cluster
+                .check_verdicts
+                .get(&(s, n))
+                .map_or(heartbeat::Health::Unknown, |v| v.health);
+            let verdict = quorum::evaluate(&key, &cluster.views, cluster.quorum, previous, now);
+            if verdict.health != previous {
+                checks_changed.push((s, n, verdict.health));
+            }
+            cluster.check_verdicts.insert((s, n), verdict);
+        }
         if !cluster.leading {
             for (n, health) in changed {
                 self.controller.show_health(n, health);
+            }
+            for (s, n, health) in checks_changed {
+                self.controller.show_check(s, n, health);
             }
             return;
         }
         for (n, health) in changed {
             let fx = self.controller.health_changed(n, health, now);
+            self.apply(fx).await;
+        }
+        for (s, n, health) in checks_changed {
+            let fx = self.controller.check_changed(s, n, health, now);
             self.apply(fx).await;
         }
     }
@@ -522,24 +565,46 @@ impl Driver {
             let fx = self.controller.health_changed(n, health, now);
             self.apply(fx).await;
         }
+        let checks: Vec<(ServiceId, NodeId, heartbeat::Health)> =
+            self.cluster.as_ref().map_or_else(Vec::new, |cluster| {
+                cluster
+                    .check_verdicts
+                    .iter()
+                    .map(|(&(s, n), v)| (s, n, v.health))
+                    .filter(|(_, _, h)| *h != heartbeat::Health::Unknown)
+                    .collect()
+            });
+        for (s, n, health) in checks {
+            let fx = self.controller.check_changed(s, n, health, now);
+            self.apply(fx).await;
+        }
     }
 
     /// Shows the state another terminal server decided: DNS answers it, status shows it.
     fn follow(&mut self, persisted: &Persisted) {
         let topology = topology(&self.config);
         self.controller = Controller::mirror_of(&topology, persisted, now_ms());
-        if let Some(cluster) = &self.cluster {
-            for (i, v) in cluster.verdicts.iter().enumerate() {
-                if let Some(v) = v {
-                    self.controller.show_health(NodeId(i), v.health);
-                }
-            }
-        }
+        self.show_verdicts();
         self.publish();
         // Kept locally too: a terminal server restarted while etcd is away answers the
         // last state it knew rather than the configuration's preferred members.
         if let Err(e) = self.store.save(persisted) {
             warn!(error = %e, "cannot keep the cluster's state in the local state file");
+        }
+    }
+
+    /// A follower's controller shows the observers' verdicts on hosts and checks.
+    fn show_verdicts(&mut self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        for (i, v) in cluster.verdicts.iter().enumerate() {
+            if let Some(v) = v {
+                self.controller.show_health(NodeId(i), v.health);
+            }
+        }
+        for (&(s, n), v) in &cluster.check_verdicts {
+            self.controller.show_check(s, n, v.health);
         }
     }
 
@@ -576,6 +641,12 @@ impl Driver {
         last.last_at_ms = report.at_ms;
         last.rtt_us = report.outcome.as_ref().ok().map(|d| d.as_micros() as u64);
         last.last_error = report.outcome.as_ref().err().map(|e| describe(e));
+        if let Some(cluster) = &mut self.cluster {
+            // One observer's view, like the heartbeat's: the quorum's verdict decides.
+            let key = check_key(&self.config.service(s).name, &self.config.node(n).name);
+            cluster.observe(&key, report.transition, last.rtt_us);
+            return;
+        }
         if let Some(t) = report.transition {
             let span = info_span!("check", service = %self.controller.service_name(s), node = %self.controller.node_name(n));
             let fx = span.in_scope(|| self.controller.check_changed(s, n, t.to, now_ms()));
@@ -734,14 +805,8 @@ impl Driver {
         self.controller = controller;
         self.config = Arc::new(new);
         self.executor = self.executor.reconfigured(self.config.clone());
-        if let Some(cluster) = &self.cluster
-            && !cluster.leading
-        {
-            for (i, v) in cluster.verdicts.iter().enumerate() {
-                if let Some(v) = v {
-                    self.controller.show_health(NodeId(i), v.health);
-                }
-            }
+        if self.cluster.as_ref().is_some_and(|c| !c.leading) {
+            self.show_verdicts();
         }
         let what = changes.join("; ");
         self.record(Event::new(
@@ -788,9 +853,27 @@ impl Driver {
         if let Some(cluster) = &mut self.cluster {
             cluster.verdicts =
                 renames.nodes_of(std::mem::take(&mut cluster.verdicts), count, || None);
-            cluster
-                .local
-                .retain(|name, _| new.nodes.iter().any(|n| &n.name == name));
+            cluster.check_verdicts = std::mem::take(&mut cluster.check_verdicts)
+                .into_iter()
+                .filter_map(|((s, n), v)| renames.member(s, n).map(|m| (m, v)))
+                .filter(|((s, _), _)| !rechecked.contains(&new.service(*s).name))
+                .collect();
+            // What it observes of nodes and checks that are no more is no longer published.
+            let keys: std::collections::BTreeSet<String> = new
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .chain(
+                    checked_members(new)
+                        .map(|(s, n)| check_key(&new.service(s).name, &new.node(n).name)),
+                )
+                .collect();
+            cluster.local.retain(|key, _| keys.contains(key));
+            for name in rechecked {
+                cluster
+                    .local
+                    .retain(|key, _| !key.starts_with(&format!("{name}/")));
+            }
             cluster.written_epochs = std::mem::take(&mut cluster.written_epochs)
                 .into_iter()
                 .filter_map(|(s, epoch)| renames.service(s).map(|s| (s, epoch)))
@@ -802,20 +885,24 @@ impl Driver {
     /// from (in a cluster, this terminal server's own view, not the quorum's verdict).
     pub(crate) fn observed_health(&self, n: NodeId) -> heartbeat::Health {
         match &self.cluster {
-            Some(cluster) => cluster
-                .local
-                .get(&self.config.node(n).name)
-                .map_or(heartbeat::Health::Unknown, |v| v.health),
+            Some(cluster) => cluster.observed(&self.config.node(n).name),
             None => self.controller.health(n),
         }
     }
 
     /// The check's last verdict on member `n` of service `s`: where a restarted check
-    /// starts from.
+    /// starts from (in a cluster, this terminal server's own).
     pub(crate) fn check_verdict(&self, s: ServiceId, n: NodeId) -> heartbeat::Health {
-        self.controller
-            .check(s, n)
-            .unwrap_or(heartbeat::Health::Unknown)
+        match &self.cluster {
+            Some(cluster) => cluster.observed(&check_key(
+                &self.config.service(s).name,
+                &self.config.node(n).name,
+            )),
+            None => self
+                .controller
+                .check(s, n)
+                .unwrap_or(heartbeat::Health::Unknown),
+        }
     }
 
     /// The configuration in force.
@@ -903,6 +990,16 @@ impl Driver {
         }
         .status()
     }
+}
+
+/// Every member of every service with a check.
+fn checked_members(config: &Config) -> impl Iterator<Item = (ServiceId, NodeId)> + '_ {
+    config
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, svc)| svc.check.is_some())
+        .flat_map(|(s, svc)| svc.nodes.iter().map(move |&n| (ServiceId(s), n)))
 }
 
 fn log_event(e: &Event) {

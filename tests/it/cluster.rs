@@ -18,6 +18,7 @@ use integration::harness::{Dnsd, binary, dig_short, output_within, require_tools
 use integration::lab::probe::{self, Reach};
 use integration::lab::{Host, Lab, LabOptions};
 
+use crate::lab_checks::{HTTP_PORT, START_HTTP, http, write_script};
 use crate::lab_failover::lab_config;
 
 /// The terminal servers' names, which are also their lab hosts'.
@@ -74,6 +75,8 @@ struct Cluster {
     rt: tokio::runtime::Runtime,
     /// Where the promote hook appends `<epoch> <node>`, on whichever member runs it.
     promotions: Option<PathBuf>,
+    /// www has a TCP check of each member's HTTP service.
+    checked: bool,
     lab: Lab,
 }
 
@@ -101,6 +104,12 @@ impl Seen {
     fn observers(&self, node: &str) -> Option<Observers> {
         self.status.node(node)?.observers
     }
+
+    /// www's check verdict on `node`, as this terminal server shows it.
+    fn check(&self, node: &str) -> Option<Health> {
+        let check = self.status.service("www")?.member(node)?.check.as_ref()?;
+        Some(check.health)
+    }
 }
 
 impl Cluster {
@@ -108,6 +117,12 @@ impl Cluster {
     /// three terminal servers started and settled on h1. `hooks` gives the service a
     /// promote hook that records its epoch.
     fn start(test: &str, hooks: bool) -> Option<Cluster> {
+        Cluster::start_with(test, hooks, false)
+    }
+
+    /// [`Cluster::start`]; with `checked`, an HTTP service runs on every member and www
+    /// checks it (TCP), and the cluster settles only once every check passes everywhere.
+    fn start_with(test: &str, hooks: bool, checked: bool) -> Option<Cluster> {
         let mut bare = TS.to_vec();
         bare.push(ETCD);
         let lab = Lab::require(test, LabOptions::new(3).bare_hosts(&bare))?;
@@ -117,12 +132,27 @@ impl Cluster {
         let etcd_host = lab.host(ETCD).unwrap().clone();
         let etcd = EtcdServer::require_in(test, &lab, &etcd_host)?;
         let promotions = hooks.then(|| lab.dir().join("promotions"));
+        if checked {
+            if !require_tools(test, &["python3", "socat"]) {
+                return None;
+            }
+            let script = write_script(lab.dir(), "start-http", START_HTTP);
+            for host in lab.hosts() {
+                http(&lab, &script, host);
+            }
+        }
         let ts = TS
             .iter()
             .map(|&name| {
                 let host = lab.host(name).unwrap().clone();
                 let dir = lab.host_dir(&host);
-                let config = config(&lab, &host, &dir, &etcd.endpoint(), promotions.as_deref());
+                let mut config =
+                    config(&lab, &host, &dir, &etcd.endpoint(), promotions.as_deref());
+                if checked {
+                    config.push_str(&format!(
+                        "check = {{ kind = \"tcp\", port = {HTTP_PORT} }}\ncheck_interval = \"300ms\"\ncheck_timeout = \"250ms\"\ncheck_fall = 2\ncheck_rise = 2\n"
+                    ));
+                }
                 Ts {
                     name,
                     host,
@@ -137,6 +167,7 @@ impl Cluster {
             etcd,
             rt: runtime(),
             promotions,
+            checked,
             lab,
         };
         for ts in &mut cluster.ts {
@@ -240,6 +271,7 @@ impl Cluster {
                             .node(&h.name)
                             .is_some_and(|n| n.health == Health::Up)
                             && s.observers(&h.name) == Some(all_up)
+                            && (!c.checked || s.check(&h.name) == Some(Health::Up))
                     })
             });
             agreed.then_some(leader)
@@ -742,5 +774,61 @@ fn restarting_every_terminal_server_keeps_the_primaries() {
             .iter()
             .all(|(_, primary, _)| primary == "h2"),
         "every new term keeps h2: {after:?}"
+    );
+}
+
+#[test]
+fn service_checks_are_judged_by_the_observers_quorum() {
+    let Some(c) = Cluster::start_with("cluster::service_checks", false, true) else {
+        return;
+    };
+    let (h1, h2) = (c.member(0).clone(), c.member(1).clone());
+    // The leader alone loses h1, host and service: one observer of three is no verdict.
+    let leader = c.leader_among("a leader", &[0, 1, 2]);
+    c.lab.block(&c.ts[leader].host, &h1).unwrap();
+    c.wait("the leader's own heartbeat loses h1", |c| {
+        let s = c.seen(leader)?;
+        let o = s.observers("h1")?;
+        (o.down == 1).then_some(())
+    });
+    c.stays(
+        "no failover while one observer of three sees h1's service fail",
+        |c| {
+            for i in 0..3 {
+                let s = c.seen(i).ok_or(format!("{} has no status", c.ts[i].name))?;
+                if s.primary_and_epoch() != Some(("h1", 2)) || s.check("h1") != Some(Health::Up) {
+                    return Err(format!(
+                        "{} shows {:?}, h1's check {:?}",
+                        c.ts[i].name,
+                        s.primary_and_epoch(),
+                        s.check("h1")
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    c.lab.unblock(&c.ts[leader].host, &h1).unwrap();
+    c.settled("all three see h1 and its service again", &h1, 2);
+
+    // The service dies on h1 while its host answers: every observer sees it, and (without
+    // a restart hook) the service fails over at once.
+    c.lab
+        .exec(&h1, &["sh", "-c", "kill \"$(cat /srv/http.pid)\""])
+        .unwrap();
+    let epoch = c.answer_everywhere("every terminal server answers h2", &[0, 1, 2], &h2);
+    assert_eq!(epoch, 3);
+    c.wait(
+        "every terminal server shows h1's service down and its host up",
+        |c| {
+            (0..3)
+                .all(|i| {
+                    c.seen(i).is_some_and(|s| {
+                        s.check("h1") == Some(Health::Down)
+                            && s.status.node("h1").is_some_and(|n| n.health == Health::Up)
+                    })
+                })
+                .then_some(())
+        },
     );
 }

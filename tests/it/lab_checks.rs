@@ -20,14 +20,14 @@ use crate::lab_failover::lab_config;
 
 const HEARTBEAT: &str =
     "protocol = \"tcp\"\nport = 7\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 3\nrise = 2";
-const HTTP_PORT: u16 = 8080;
+pub(crate) const HTTP_PORT: u16 = 8080;
 /// The longest any step is waited for (a bound, not an expectation).
 const WAIT: Duration = Duration::from_secs(45);
 
 /// Starts the host's HTTP service unless it answers already, logging the epoch it was
 /// given, and returns once it accepts connections: the lab's `restart` hook, and how the
 /// test starts the service in the first place (epoch "setup").
-const START_HTTP: &str = r#"#!/bin/sh
+pub(crate) const START_HTTP: &str = r#"#!/bin/sh
 addr=$1 epoch=$2
 echo "$epoch" >> /srv/restarts.log
 up() { socat -u /dev/null "TCP:$addr:8080,connect-timeout=1" 2>/dev/null; }
@@ -190,14 +190,14 @@ impl Setup {
     }
 }
 
-fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
 
 /// Starts the HTTP service on `host` (as the restart hook would, with epoch "setup").
-fn http(lab: &Lab, script: &Path, host: &Host) {
+pub(crate) fn http(lab: &Lab, script: &Path, host: &Host) {
     let script = script.display().to_string();
     let addr = host.addr.to_string();
     lab.exec(host, &["sh", &script, &addr, "setup"]).unwrap();

@@ -38,8 +38,16 @@ pub struct MemberView {
     pub rtt_us: Option<u64>,
 }
 
-/// One observer's view of the pool: member name -> what it sees.
+/// One observer's view of the pool: member name -> what its heartbeat sees, and
+/// [`check_key`] (`service/member`) -> what the service's check sees on the member. Both
+/// are judged by [`crate::cluster::quorum`] alike.
 pub type Views = BTreeMap<String, MemberView>;
+
+/// The key of a service check's view of a member in [`Views`]: `service/member` (names
+/// are DNS labels, so it never collides with a member's name).
+pub fn check_key(service: &str, member: &str) -> String {
+    format!("{service}/{member}")
+}
 
 /// Every live terminal server and its view, as followed from etcd.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -159,6 +159,14 @@ impl Controller {
         self.nodes[n.0].health = health;
     }
 
+    /// Sets the check verdict on member `n` of service `s` for display, deciding nothing
+    /// (as [`Controller::show_health`]). A no-op for a node that is not a member.
+    pub fn show_check(&mut self, s: ServiceId, n: NodeId, health: Health) {
+        if let Some(h) = self.services[s.0].health_mut(n) {
+            h.check = health;
+        }
+    }
+
     // -- read access for the driver, DNS and status --------------------------------
 
     /// The zone's SOA serial; grows on every role change.
