@@ -1,6 +1,6 @@
 //! A client of dnsd's control API: status, events (listed or streamed), actions and
 //! metrics, over the daemon's Unix socket or over TCP with a bearer token: over TLS,
-//! verifying dnsd's certificate ([`tls`]), or plain HTTP, which the command line only
+//! verifying dnsd's certificate (`tls`), or plain HTTP, which the command line only
 //! allows towards a loopback address.
 //!
 //! Each call opens its own HTTP/1.1 connection: calls are rare (a status poll, an

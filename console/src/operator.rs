@@ -2,7 +2,7 @@
 //! `x-dnsd-operator` header, which dnsd logs beside the socket peer's uid and pid), and
 //! the user name the demo logs into its members as.
 
-/// "console <user>@<host>": who is acting, for the daemon's log.
+/// `console <user>@<host>`: who is acting, for the daemon's log.
 pub fn operator() -> String {
     let user = user_name()
         .ok()

@@ -16,10 +16,10 @@
 //! (from `SO_PEERCRED`), the peer address on TCP, plus the operator name a client may
 //! give in the `x-dnsd-operator` header.
 //!
-//! Every listener bounds its clients ([`conn`]): a request head (and on TCP the TLS
+//! Every listener bounds its clients (`conn`): a request head (and on TCP the TLS
 //! handshake) must arrive within `header_timeout`, and at most `max_connections` are
 //! served at once, further ones waiting for a free slot. The token and the TLS key are
-//! read from owner-only files ([`secret`], [`tls`]) and never logged.
+//! read from owner-only files (`secret`, `tls`) and never logged.
 
 mod conn;
 mod error;

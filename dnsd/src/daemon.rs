@@ -6,7 +6,7 @@
 //! driver's inputs: heartbeat reports, a tick every heartbeat interval, pass and hook
 //! reports, and requests from the control API ([`DaemonHandle`]). A reload (`SIGHUP`, or
 //! `POST /v1/reload`) is one such request: when it changes the configuration, the
-//! heartbeat and the service checks are restarted on the new one ([`Watch`]).
+//! heartbeat and the service checks are restarted on the new one (`Watch`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

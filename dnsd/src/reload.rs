@@ -3,7 +3,7 @@
 //! cluster), what changed in words, and where each node and service of the old
 //! configuration is in the new one.
 //!
-//! The reload itself is the driver's ([`crate::driver::Driver::reload`]); the controller
+//! The reload itself is the driver's (`crate::driver::Driver::reload`); the controller
 //! takes the new pool with [`crate::controller::Controller::reconfigure`].
 
 use crate::config::{Config, ServiceConfig};

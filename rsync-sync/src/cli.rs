@@ -27,13 +27,13 @@ use crate::oneshot::{EXIT_CODES_HELP, Endpoint, ErrorReport, Plan, PlanError, Ru
 /// Connects to the source host (verifying its host key against the known_hosts file),
 /// verifies the destination's host key, then runs rsync on the source, pushing each --path
 /// to the destination with --delete. How hosts are reached comes from --mirror-config (a
-/// file with a [mirror] table only) and the flags below, else the [mirror] defaults. Logs go
+/// file with a `[mirror]` table only) and the flags below, else the `[mirror]` defaults. Logs go
 /// to stderr (RUST_LOG=debug). To mirror a service of a dnsd configuration, use `dnsd sync`.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "rsync-sync", version, after_help = EXIT_CODES_HELP)]
 pub struct Args {
     /// Host to mirror from (rsync runs there); an absolute ROOT is put in front of every
-    /// --path on it. IPv6 with a root: [ADDR]:/ROOT
+    /// --path on it. IPv6 with a root: `[ADDR]:/ROOT`
     #[arg(long, value_name = "HOST[:ROOT]", value_parser = parse_host)]
     pub from: Endpoint,
     /// Host to mirror to, with an optional absolute ROOT as for --from
@@ -42,7 +42,7 @@ pub struct Args {
     /// Absolute directory to mirror; repeat for several (they run in order)
     #[arg(long = "path", value_name = "DIR", required = true)]
     pub paths: Vec<PathBuf>,
-    /// TOML file with a [mirror] table only (keys as in rsync-sync/README.md)
+    /// TOML file with a `[mirror]` table only (keys as in rsync-sync/README.md)
     #[arg(long, value_name = "FILE")]
     pub mirror_config: Option<PathBuf>,
     /// SSH user, terminal server to hosts and host to host [mirror.user; default root]

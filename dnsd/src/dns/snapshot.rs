@@ -1,7 +1,7 @@
 //! The published snapshot and its publisher.
 //!
 //! A [`Snapshot`] is one immutable value holding everything DNS answers from at one
-//! serial: the [`Zone`], its precomputed UDP answers ([`fast::Table`]) and the journal
+//! serial: the [`Zone`], its precomputed UDP answers (`fast::Table`) and the journal
 //! IXFR answers from. It is built in one step from the zone and the snapshot before it.
 //! The [`ZonePublisher`] swaps it into an `ArcSwap` that the query paths load without a
 //! lock, and tells the NOTIFY task on a `watch` channel.
