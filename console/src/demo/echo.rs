@@ -27,10 +27,22 @@ impl Echo {
         })
     }
 
-    /// Stops answering: the sockets close and open connections are dropped.
+    /// Stops answering: the sockets close and open connections are dropped (as soon as
+    /// the runtime drops the aborted tasks: [`Echo::shut`] waits for that).
     pub(crate) fn stop(&mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+    }
+
+    /// Stops answering and returns once the sockets are closed, so that the address is
+    /// free and a connection is refused.
+    #[cfg(test)]
+    pub(crate) async fn shut(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            // An aborted task's handle resolves once its future (and its sockets) dropped.
+            let _ = t.await;
         }
     }
 }
@@ -109,8 +121,7 @@ mod tests {
         let (n, _) = udp.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"pong");
 
-        echo.stop();
-        tokio::task::yield_now().await;
+        echo.shut().await;
         // The open connection is closed and new ones are refused.
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(
