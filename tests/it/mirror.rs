@@ -234,7 +234,9 @@ fn lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes() {
         "lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes",
         64,
         "1s",
-        "max_lag = \"3s\"",
+        // Room for a pass, the crash's detection and the decision on a busy machine
+        // (passes of 1.25 s were seen under load), well below h2's lag.
+        "max_lag = \"6s\"",
     ) else {
         return;
     };
@@ -294,7 +296,7 @@ fn lagging_member_is_skipped_and_a_returning_primary_keeps_its_own_writes() {
         failover
             .reason
             .contains(&format!("skipped: {h2} last synced"))
-            && failover.reason.contains("more than max_lag 3s"),
+            && failover.reason.contains("more than max_lag 6s"),
         "the event says why h2 was skipped: {}",
         failover.reason
     );
