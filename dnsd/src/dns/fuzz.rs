@@ -285,6 +285,34 @@ mod tests {
         assert_eq!(rcode(&cookie), Some(ResponseCode::NoError));
     }
 
+    /// Found by `dns_request`: a question compressed into the header (`www` then a
+    /// pointer to offset 3) was echoed as sent, where offset 3 is the response's flags,
+    /// so the answer carried another question.
+    #[test]
+    fn fuzz_a_question_compressed_into_the_header_gets_formerr() {
+        let minimal = b"\xbe\xef\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\xc0\x03est\x00";
+        for client in clients() {
+            let snapshot = client.tcp.slot.load_full();
+            let mut out = Vec::new();
+            let udp = udp::answer(
+                &snapshot,
+                &client.tcp.access,
+                client.peer,
+                minimal,
+                &mut out,
+            );
+            assert_eq!(udp.map(|a| a.0), Some(ResponseCode::FormErr));
+            assert!(decode(&out).queries.is_empty(), "no question in a FORMERR");
+        }
+        dns_request(minimal);
+        // A plain question of the same name is answered.
+        let plain = b"\xbe\xef\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x03svc\x04test\x00\x00\x01\x00\x01";
+        let mut out = Vec::new();
+        let snapshot = clients()[0].tcp.slot.load_full();
+        let udp = udp::answer(&snapshot, &Access::default(), STRANGER, plain, &mut out);
+        assert_eq!(udp.map(|a| a.0), Some(ResponseCode::NoError));
+    }
+
     #[test]
     fn dns_request_holds_for_the_corpus() {
         fuzzkit::replay("dns_request", dns_request);
