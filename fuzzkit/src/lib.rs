@@ -352,6 +352,7 @@ fn message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::ValueTree as _;
 
     #[test]
     fn edits_stay_in_bounds_and_words_land_whole() {
