@@ -23,6 +23,8 @@
 
 mod conn;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 mod metrics;
 mod peer;
 mod secret;

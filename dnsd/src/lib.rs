@@ -19,6 +19,8 @@ pub mod coordinator;
 pub mod daemon;
 pub mod dns;
 mod driver;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod handle;
 pub mod mirror;
 pub mod oneshot;

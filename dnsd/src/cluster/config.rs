@@ -89,13 +89,14 @@ impl ClusterConfig {
                     humantime::format_duration(self.lease)
                 ),
             );
-        } else if self.lease < 2 * heartbeat_interval {
+        } else if self.lease < heartbeat_interval.saturating_mul(2) {
+            // Saturating: a heartbeat interval may be any duration the operator wrote.
             problem(
                 "cluster.lease".into(),
                 format!(
                     "{} is shorter than two heartbeat intervals ({})",
                     humantime::format_duration(self.lease),
-                    humantime::format_duration(2 * heartbeat_interval)
+                    humantime::format_duration(heartbeat_interval.saturating_mul(2))
                 ),
             );
         }

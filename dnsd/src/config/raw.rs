@@ -483,8 +483,11 @@ fn render_ignored_path(path: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", render_ignored_path(parent)),
         P::Map { parent, key } => {
             let parent = render_ignored_path(parent);
+            // An empty key (`"" = 1`, or `DNSD_=1`) is written as TOML quotes it, so that
+            // the problem still names a path.
+            let key = if key.is_empty() { "\"\"" } else { key };
             if parent.is_empty() {
-                key.clone()
+                key.to_owned()
             } else {
                 format!("{parent}.{key}")
             }

@@ -168,6 +168,12 @@ fn parse(bytes: &[u8]) -> Result<Request<'_>, Reject> {
     let question = bytes
         .get(question_start..decoder.index())
         .unwrap_or_default();
+    // The question is echoed as sent (see `EchoQuestion`), so it must be plain labels: a
+    // compression pointer in it can only point into the header (nothing else precedes
+    // it), and the response's header is not the request's.
+    if compressed(question) {
+        return Err(formerr(header.metadata));
+    }
     let op = header.metadata.op_code;
     let read = |d: &mut BinDecoder<'_>, n: u16| Message::read_records(d, n as usize, false, op);
     read(&mut decoder, header.counts.answers).map_err(|_| formerr(header.metadata))?;
@@ -188,6 +194,20 @@ fn parse(bytes: &[u8]) -> Result<Request<'_>, Reject> {
         ixfr_serial,
         tsig,
     })
+}
+
+/// Whether any name of `question` (questions as read: each a name, a type and a class)
+/// holds a compression pointer.
+fn compressed(question: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&len) = question.get(i) {
+        match len {
+            0 => i += 1 + 4,
+            1..=63 => i += 1 + usize::from(len),
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// Emits the question back byte for byte as the client sent it (same case, which

@@ -133,6 +133,20 @@ fn synthetic(len: usize, origin: &Name) -> Option<Name> {
     prefix.append_domain(origin).ok()
 }
 
+/// Whether an OPT record's data is options the generic path reads without an error
+/// (which it answers with FORMERR): whole code-length-value triples, none a client subnet
+/// (code 8), whose address the generic path checks.
+fn plain_options(mut options: &[u8]) -> bool {
+    while let [c0, c1, l0, l1, rest @ ..] = options {
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        if u16::from_be_bytes([*c0, *c1]) == 8 || rest.len() < len {
+            return false;
+        }
+        options = &rest[len..];
+    }
+    options.is_empty()
+}
+
 impl Table {
     /// Precomputes every answer of `zone`. Called on every publish, off the query path.
     pub(super) fn build(zone: &Zone) -> Table {
@@ -206,6 +220,7 @@ impl Table {
                     || opt[1..3] != [0, 41]
                     || opt[6] != 0
                     || query.len() != question_end + 11 + rdlen
+                    || !plain_options(&query[question_end + 11..])
                 {
                     return None;
                 }

@@ -18,6 +18,8 @@
 mod answer;
 mod error;
 mod fast;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 mod journal;
 mod listen;
 mod mmsg;

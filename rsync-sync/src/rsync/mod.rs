@@ -27,6 +27,8 @@
 //! failure becomes a [`PassError`] whose [`kind`](PassError::kind) says what went wrong.
 
 mod exit;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod progress;
 mod stats;
 

@@ -83,7 +83,8 @@ fn parse_rate(text: &str) -> Option<f64> {
     Some(value * scale)
 }
 
-/// `H:MM:SS` (hours unbounded) into a duration; `None` for rsync's `??:??:??` and the like.
+/// `H:MM:SS` (hours unbounded) into a duration; `None` for rsync's `??:??:??` and the like,
+/// and for times too long to count in seconds.
 fn parse_clock(text: &str) -> Option<Duration> {
     let mut parts = text.rsplit(':');
     let seconds: u64 = parts.next()?.parse().ok()?;
@@ -92,7 +93,10 @@ fn parse_clock(text: &str) -> Option<Duration> {
     if parts.next().is_some() || seconds >= 60 || minutes >= 60 {
         return None;
     }
-    Some(Duration::from_secs(hours * 3600 + minutes * 60 + seconds))
+    let total = hours
+        .checked_mul(3600)?
+        .checked_add(minutes * 60 + seconds)?;
+    Some(Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -131,6 +135,21 @@ mod tests {
         assert!(p.scanning);
         let p = Progress::parse("   5000  12%    1.00kB/s    ??:??:?? ").unwrap();
         assert_eq!(p.eta, None);
+    }
+
+    /// Found by the `rsync_output` fuzz target: hours past `u64::MAX / 3600` overflowed
+    /// the seconds count (a panic in debug builds, a wrapped, wrong ETA in release).
+    #[test]
+    fn fuzz_an_eta_too_long_to_count_in_seconds_is_no_eta() {
+        let p = Progress::parse("5000 12% 1.00kB/s 5124095576030432:00:00").unwrap();
+        assert_eq!((p.bytes, p.eta), (5000, None));
+        let p = Progress::parse("5000 12% 1.00kB/s 5124095576030431:00:00").unwrap();
+        assert_eq!(
+            p.eta,
+            Some(Duration::from_secs(5_124_095_576_030_431 * 3600))
+        );
+        let p = Progress::parse("5000 12% 1.00kB/s 5124095576030431:59:59");
+        assert_eq!(p.unwrap().eta, None, "past u64::MAX seconds");
     }
 
     #[test]
