@@ -309,9 +309,10 @@ impl Executor {
             // What rsync set aside is sorted even when it failed half-way: the files it
             // overwrote before failing may hold writes the primary lacks.
             let sorted = match &sorting {
-                Some((keep, staging, kept)) => {
-                    Some(sort_aside(&dest, keep, staging, kept, &to.name)?)
-                }
+                Some((keep, staging, kept)) => Some(
+                    sort_aside(&dest, keep, staging, kept, &to.name)
+                        .map_err(|e| unsorted(e, &to.name, summary.kept.as_ref(), staging))?,
+                ),
                 None => None,
             };
             if let Some(sorted) = sorted {
@@ -504,6 +505,24 @@ fn sort_aside(
     Ok(sorted)
 }
 
+/// A sort that failed leaves the staging folder on the member with everything the pass
+/// overwrote in it: the error names it, beside what earlier paths of the pass kept.
+fn unsorted(error: PassError, node: &str, earlier: Option<&Kept>, staging: &Path) -> PassError {
+    let mut kept = earlier
+        .map(|k| k.dir.clone())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_default();
+    if !kept.is_empty() {
+        kept.push_str(", ");
+    }
+    kept.push_str(&staging.display().to_string());
+    PassError::Unsorted {
+        node: node.to_owned(),
+        kept,
+        source: Box::new(error),
+    }
+}
+
 /// Runs a command on a member for a pass; its stdout, or why it failed.
 fn remote<S: AsRef<str>>(
     session: &Session,
@@ -675,6 +694,32 @@ mod tests {
                 PathBuf::from("/srv/data.dnsd-kept/.staging-epoch-4-pass-17"),
                 PathBuf::from("/srv/data.dnsd-kept/epoch-4-pass-17")
             )
+        );
+    }
+
+    #[test]
+    fn a_failed_sort_names_the_folder_left_unsorted_and_what_was_kept_before() {
+        let failed = || PassError::RemoteFailed {
+            what: "sorting what the pass set aside",
+            node: "app3".into(),
+            detail: "find: No space left on device".into(),
+        };
+        let (staging, _) = keep_dirs(Path::new("/srv/www"), 4, 17);
+        let earlier = Kept {
+            files: 2,
+            bytes: 10,
+            dir: "/srv/data.dnsd-kept/epoch-4-pass-17".into(),
+            replaced: 0,
+        };
+        assert_eq!(
+            crate::controller::describe(&unsorted(failed(), "app3", Some(&earlier), &staging)),
+            "app3 (what the pass overwrote is kept in /srv/data.dnsd-kept/epoch-4-pass-17, \
+             /srv/www.dnsd-kept/.staging-epoch-4-pass-17, unsorted): sorting what the pass \
+             set aside on app3 failed: find: No space left on device"
+        );
+        assert_eq!(
+            unsorted(failed(), "app3", None, &staging).to_string(),
+            "app3 (what the pass overwrote is kept in /srv/www.dnsd-kept/.staging-epoch-4-pass-17, unsorted)"
         );
     }
 

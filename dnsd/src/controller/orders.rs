@@ -248,6 +248,15 @@ pub enum PassError {
         node: String,
         detail: String,
     },
+    /// Sorting what the pass set aside failed: everything it overwrote is still on the
+    /// member, unsorted, in `kept` (with what earlier paths of the pass kept).
+    #[error("{node} (what the pass overwrote is kept in {kept}, unsorted)")]
+    Unsorted {
+        node: String,
+        kept: String,
+        #[source]
+        source: Box<PassError>,
+    },
     /// The task running the pass died.
     #[error("pass task failed")]
     Task(#[source] tokio::task::JoinError),

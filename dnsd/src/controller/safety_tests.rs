@@ -209,6 +209,48 @@ fn a_returning_secondary_whose_copy_came_from_the_primary_keeps_nothing() {
 }
 
 #[test]
+fn what_a_pass_overtaken_by_a_failover_kept_is_reported() {
+    let mut c = synced(policy(Election::RoundRobin));
+    c.health_changed(APP3, Health::Down, 1_000);
+    let fx = c.health_changed(APP3, Health::Up, 2_000);
+    let resync = passes(&fx).into_iter().find(|o| o.to == APP3).unwrap();
+    assert!(resync.keep.is_some());
+    // The primary dies while the pass runs; the pass still ends, having set files aside.
+    c.health_changed(APP1, Health::Down, 2_500);
+    assert_eq!(c.primary(S), APP2);
+    let kept = |files| {
+        Ok(PassSummary {
+            kept: Some(Kept {
+                files,
+                bytes: 42,
+                dir: format!(
+                    "/srv/data.dnsd-kept/epoch-{}-pass-{}",
+                    resync.epoch, resync.number
+                ),
+                replaced: 1,
+            }),
+            ..PassSummary::default()
+        })
+    };
+    let fx = c.sync_finished(resync.id, kept(3), 2_600);
+    let e = event(&fx, EventKind::Resynced);
+    assert_eq!(e.node.as_deref(), Some("app3"));
+    assert_eq!(
+        e.reason,
+        format!(
+            "app3: a pass from app1 ordered in epoch {} ended after the primary changed; \
+             3 file(s) with writes the primary lacks (42 bytes) kept in \
+             /srv/data.dnsd-kept/epoch-{}-pass-{}; 1 stale file(s) replaced",
+            resync.epoch, resync.epoch, resync.number
+        )
+    );
+    assert!(
+        c.sync_view(S, APP3).unwrap().resyncing,
+        "an overtaken pass does not resync the member"
+    );
+}
+
+#[test]
 fn kept_folders_are_named_for_distinct_passes() {
     let mut c = synced(policy(Election::Freshest));
     let mut seen = Vec::new();

@@ -204,7 +204,7 @@ impl Controller {
                         at: pass.started,
                         epoch: pass.epoch,
                         pass: pass.number,
-                        source: Some(from),
+                        source: Some(from.clone()),
                         source_clock: summary.source_clock,
                     });
                     if pass.keep {
@@ -243,6 +243,20 @@ impl Controller {
                         e.node = Some(name.clone());
                         fx.push(Effect::Event(e));
                     }
+                }
+                // A pass the primary's change overtook: its copy counts for nothing,
+                // but what it set aside is on the member's disk, and the operator must
+                // learn where.
+                let stale_kept = summary.kept.as_ref().filter(|k| !current && k.files > 0);
+                if let Some(kept) = stale_kept {
+                    let reason = format!(
+                        "{name}: a pass from {from} ordered in epoch {} ended after the primary changed; {}",
+                        pass.epoch,
+                        describe_kept(kept)
+                    );
+                    let mut e = self.event(EventKind::Resynced, Some(s), reason);
+                    e.node = Some(name.clone());
+                    fx.push(Effect::Event(e));
                 }
                 if in_final {
                     self.final_sync_done(s, fx);
