@@ -34,6 +34,22 @@ impl Reporter {
         })
     }
 
+    /// A reporter that appends every line to `path` (created if missing), for results kept
+    /// across runs (the soak's `soak.jsonl`).
+    pub fn appending(path: &Path) -> anyhow::Result<Reporter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Reporter {
+            file: Mutex::new(Some(file)),
+        })
+    }
+
     /// Prints one record as a JSON line.
     pub fn emit(&self, record: &Value) {
         let line = record.to_string();
