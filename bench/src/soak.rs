@@ -107,20 +107,40 @@ pub struct Options {
 }
 
 impl Options {
+    /// `faults` faults from `seed` with the default mix, two clients at 5 writes/s, at most
+    /// three hours of faults and three minutes to settle.
+    pub fn new(seed: u64, faults: usize, dnsd: PathBuf, tool: PathBuf, repo: PathBuf) -> Options {
+        Options {
+            seed,
+            faults,
+            duration: Duration::from_secs(3 * 3600),
+            mix: Mix::standalone(),
+            clients: 2,
+            rate: 5,
+            unsafe_mode: None,
+            settle_timeout: Duration::from_secs(180),
+            dnsd,
+            tool,
+            repo,
+        }
+    }
+
     /// The options of the command line, with the binaries beside this one.
     pub fn from_args(args: &Args, seed: u64) -> anyhow::Result<Options> {
         Ok(Options {
-            seed,
-            faults: args.faults,
             duration: args.duration,
             mix: args.mix.clone(),
             clients: args.clients,
             rate: args.rate,
             unsafe_mode: args.unsafe_mode,
             settle_timeout: args.settle_timeout,
-            dnsd: procs::workspace_binary("dnsd")?,
-            tool: std::env::current_exe().context("finding this executable")?,
-            repo: machine::repo_root().to_owned(),
+            ..Options::new(
+                seed,
+                args.faults,
+                procs::workspace_binary("dnsd")?,
+                std::env::current_exe().context("finding this executable")?,
+                machine::repo_root().to_owned(),
+            )
         })
     }
 }

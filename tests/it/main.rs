@@ -12,3 +12,4 @@ mod lab_failover;
 mod lab_smoke;
 mod mirror;
 mod rsync_sync;
+mod soak;
