@@ -55,6 +55,9 @@ const FQDN: &str = "www.svc.test.";
 const POLL: Duration = Duration::from_millis(500);
 /// How long the clients go on writing after every fault is healed.
 const SETTLE_WRITES: Duration = Duration::from_secs(5);
+/// dnsd's log filter in a soak (BENCH_DNSD_LOG overrides it).
+const DNSD_LOG: &str =
+    "info,dnsd::mirror=debug,rsync_sync::ssh::session=debug,rsync_sync::rsync=debug";
 /// At most this many members are impaired at once (one stays healthy).
 const MAX_IMPAIRED: usize = 2;
 
@@ -158,6 +161,9 @@ pub fn run_cli(args: &Args, out: &Reporter) -> anyhow::Result<()> {
     let verdict = run(&lab, &options, dir.path(), out)?;
     let violations: Vec<String> = verdict.violations().iter().map(|v| v.to_string()).collect();
     if !violations.is_empty() {
+        // A failed run keeps its folder (dnsd's log and events, every acknowledgement,
+        // the members' hook logs): it is the diagnosis.
+        say(format!("kept {} for the diagnosis", dir.keep().display()));
         bail!(
             "the checker found {} violation(s):\n- {}",
             violations.len(),
@@ -228,6 +234,16 @@ struct Active {
     until: Instant,
 }
 
+/// What became of one planned fault.
+enum Started {
+    /// Applied; held until undone.
+    Held(Active),
+    /// The operator's move, accepted or refused by dnsd: nothing to undo.
+    Done,
+    /// Not applied: no free target.
+    Skipped,
+}
+
 /// What the injection did.
 #[derive(Default)]
 struct Injected {
@@ -237,8 +253,10 @@ struct Injected {
     refused: BTreeMap<String, u64>,
     revived: u64,
     healed: u64,
-    /// The faults started before the time limit.
-    planned_reached: usize,
+    /// Faults injected: started, or the operator's moves dnsd refused.
+    injected: usize,
+    /// Entries of the plan used (skipped ones included).
+    drawn: usize,
 }
 
 /// The run's members, client host and terminal servers.
@@ -267,7 +285,13 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
             "fault kind {kind} needs the cluster mode (several terminal servers on etcd), not built yet"
         );
     }
-    let plan = plan::plan(options.seed, &options.mix, options.faults);
+    // Faults whose target is impaired already are skipped and do not count: draw more
+    // than asked for, and stop once `faults` were injected.
+    let plan = plan::plan(
+        options.seed,
+        &options.mix,
+        options.faults.saturating_mul(4).saturating_add(16),
+    );
     out.emit(&json!({
         "bench": "soak", "type": "plan", "seed": options.seed, "faults": options.faults,
         "mix": options.mix.to_string(), "clients": options.clients, "rate": options.rate,
@@ -291,7 +315,8 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
     let ts_dir = dir.join("ts1");
     std::fs::create_dir_all(&ts_dir).with_context(|| format!("creating {}", ts_dir.display()))?;
     let config = dnsd_config(lab, members, &ts_dir, &hooks, options.unsafe_mode);
-    let dnsd = Dnsd::start_binary(&options.dnsd, &ts_dir, &config)?;
+    // Every pass's commands and timing in the log: what a diagnosis of a loss needs.
+    let dnsd = Dnsd::start_binary(&options.dnsd, &ts_dir, &config, DNSD_LOG)?;
     let dns = dnsd.dns();
     let mut soak = Soak {
         lab,
@@ -328,6 +353,9 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
                 ssh_options: lab.ssh_options(),
                 writer,
                 ssh_log: dir.join(format!("client{id}-ssh.log")),
+                // With a 2 s TTL, clients 0.7 s apart follow a change of primary at
+                // different times.
+                start_delay: Duration::from_millis(700 * (id - 1)),
                 max_attempts: u64::from(options.rate.max(1))
                     .saturating_mul(options.duration.as_secs() + 3600)
                     .saturating_mul(2),
@@ -363,7 +391,7 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
     let converged = soak.settle(stopped_ms);
     let verdict = soak.judge(&reports, converged)?;
     soak.save(dir, &reports);
-    soak.report(&plan, &injected, &reports, &verdict);
+    soak.report(&injected, &reports, &verdict);
     Ok(verdict)
 }
 
@@ -557,16 +585,23 @@ impl Soak<'_> {
             for a in due {
                 self.undo(&a, &mut done)?;
             }
-            if next < plan.len() && now >= next_at && now < deadline {
+            let wanted = done.injected < self.options.faults && next < plan.len();
+            if wanted && now >= next_at && now < deadline {
                 let p = &plan[next];
-                if let Some(a) = self.start(p, &active, &mut done)? {
-                    active.push(a);
+                match self.start(p, &active, &mut done)? {
+                    Started::Held(a) => {
+                        active.push(a);
+                        done.injected += 1;
+                    }
+                    Started::Done => done.injected += 1,
+                    Started::Skipped => {}
                 }
                 next += 1;
-                done.planned_reached = next;
+                done.drawn = next;
                 next_at = Instant::now() + plan.get(next).map_or(Duration::ZERO, |p| p.after);
             }
-            if (next >= plan.len() || now >= deadline) && active.is_empty() {
+            let wanted = done.injected < self.options.faults && next < plan.len();
+            if (!wanted || now >= deadline) && active.is_empty() {
                 break;
             }
             if now >= deadline {
@@ -584,13 +619,13 @@ impl Soak<'_> {
         Ok(done)
     }
 
-    /// Starts one planned fault; returns it if it holds until undone.
+    /// Starts one planned fault.
     fn start(
         &mut self,
         p: &Planned,
         active: &[Active],
         done: &mut Injected,
-    ) -> anyhow::Result<Option<Active>> {
+    ) -> anyhow::Result<Started> {
         let status = self.status();
         let (primary, secondaries, preferred) =
             match status.as_ref().ok().and_then(|st| st.service(SERVICE)) {
@@ -634,7 +669,7 @@ impl Soak<'_> {
                         *done.skipped.entry(kind).or_default() += 1;
                         record["result"] = json!("skipped: no secondary");
                         self.out.emit(&record);
-                        return Ok(None);
+                        return Ok(Started::Skipped);
                     };
                     Action::Promote {
                         service: Some(SERVICE.into()),
@@ -657,16 +692,20 @@ impl Soak<'_> {
                 }
             }
             self.out.emit(&record);
-            return Ok(None);
+            return Ok(Started::Done);
         }
+        let free_primary = self
+            .host(&primary)
+            .filter(|h| !impaired.contains(h.name.as_str()))
+            .cloned();
         let target = if active.len() >= MAX_IMPAIRED {
             None
         } else {
-            match p.target {
-                Target::Primary => self
-                    .host(&primary)
-                    .filter(|h| !impaired.contains(h.name.as_str()))
-                    .cloned(),
+            match (p.target, p.kind) {
+                // Only the primary can be partitioned from the terminal server.
+                (Target::Primary, FaultKind::Partition) => free_primary,
+                // The primary if it is free, else any free member.
+                (Target::Primary, _) => free_primary.or_else(|| pick(&free)),
                 _ => pick(&free),
             }
         };
@@ -675,7 +714,7 @@ impl Soak<'_> {
             record["result"] =
                 json!("skipped: its target is impaired already (or two members are)");
             self.out.emit(&record);
-            return Ok(None);
+            return Ok(Started::Skipped);
         };
         let lab = self.lab;
         let applied = match p.kind {
@@ -695,7 +734,7 @@ impl Soak<'_> {
         }
         record["result"] = json!("applied");
         self.out.emit(&record);
-        Ok(Some(Active {
+        Ok(Started::Held(Active {
             index: p.index,
             kind: p.kind,
             host,
@@ -911,7 +950,7 @@ impl Soak<'_> {
     }
 
     /// The summary record and the human summary.
-    fn report(&self, plan: &[Planned], injected: &Injected, reports: &[ClientReport], v: &Verdict) {
+    fn report(&self, injected: &Injected, reports: &[ClientReport], v: &Verdict) {
         let mut dnsd_events: BTreeMap<String, u64> = BTreeMap::new();
         for e in &self.events.events {
             *dnsd_events.entry(format!("{:?}", e.kind)).or_default() += 1;
@@ -928,7 +967,8 @@ impl Soak<'_> {
         let spans: Vec<f64> = v.episodes.iter().map(|e| e.span_ms).collect();
         let mut record = json!({
             "bench": "soak", "type": "summary", "seed": self.options.seed,
-            "faults_planned": plan.len(), "faults_reached": injected.planned_reached,
+            "faults_wanted": self.options.faults, "faults_injected": injected.injected,
+            "plan_drawn": injected.drawn,
             "faults_started": injected.started, "faults_skipped": injected.skipped,
             "faults_refused": injected.refused, "revived": injected.revived, "healed": injected.healed,
             "ran_s": self.started.elapsed().as_secs(),
@@ -947,10 +987,11 @@ impl Soak<'_> {
         }
         self.out.emit(&record);
         say(format!(
-            "\n== soak: seed {}, {} of {} faults reached in {} s ==",
+            "\n== soak: seed {}, {} of {} faults injected ({} drawn) in {} s ==",
             self.options.seed,
-            injected.planned_reached,
-            plan.len(),
+            injected.injected,
+            self.options.faults,
+            injected.drawn,
             self.started.elapsed().as_secs()
         ));
         let by_kind = |m: &BTreeMap<String, u64>| {

@@ -66,6 +66,9 @@ pub struct ClientConfig {
     pub ssh_log: PathBuf,
     /// Upper bound on attempts (with the stop flag, bounds the loop).
     pub max_attempts: u64,
+    /// How long to wait before the first write, so that clients' DNS caches expire at
+    /// different times, as independent clients' do.
+    pub start_delay: Duration,
 }
 
 /// A write the primary acknowledged: the record is on its disk.
@@ -227,6 +230,9 @@ pub fn run(cfg: &ClientConfig, shared: &Shared) -> ClientReport {
     };
     let mut cached: Option<Cached> = None;
     let mut session: Option<Session> = None;
+    if procs::sleep(cfg.start_delay).is_err() {
+        return report;
+    }
     let period = Duration::from_secs(1) / cfg.rate.max(1);
     let mut next = Instant::now();
     for _ in 0..cfg.max_attempts {

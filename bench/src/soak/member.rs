@@ -43,6 +43,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::mirror::shell_quote;
+
 /// Where each member keeps its gate and hook log (on its own `/srv`, not mirrored).
 pub const MEMBER_DIR: &str = "/srv/soak";
 /// The records' folder on a member, inside the mirrored data.
@@ -275,7 +277,7 @@ impl Hooks {
             if guarded {
                 format!(
                     "{} \"{state}\" \"$epoch\"\n",
-                    sh_quote(&guard.display().to_string())
+                    shell_quote(&guard.display().to_string())
                 )
             } else {
                 "# (no epoch guard: deliberately broken)\n".to_owned()
@@ -323,13 +325,13 @@ impl Hooks {
         );
         let mut cases = String::new();
         for (node, enter) in fences {
-            let argv: Vec<String> = enter.iter().map(|w| sh_quote(w)).collect();
+            let argv: Vec<String> = enter.iter().map(|w| shell_quote(w)).collect();
             let _ = writeln!(
                 cases,
                 "  {}) exec {} {} \"$epoch\" ;;",
-                sh_quote(node),
+                shell_quote(node),
                 argv.join(" "),
-                sh_quote(&dir.join("fenced").display().to_string())
+                shell_quote(&dir.join("fenced").display().to_string())
             );
         }
         let fence = format!(
@@ -441,11 +443,6 @@ fi
 printf '%s\n' "$epoch" > "$state.tmp"
 mv -- "$state.tmp" "$state"
 "#;
-
-/// Quotes one word for a POSIX shell.
-pub fn sh_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', "'\\''"))
-}
 
 /// A TOML basic string.
 fn toml_string(text: &str) -> String {
