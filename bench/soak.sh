@@ -16,6 +16,8 @@
 # log, its events, every acknowledgement, the members' hook logs).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-bench_prepare
+# The lab's tools (sshd, rsync, socat, util-linux...), then dnsd and dnsd-bench.
+scripts/deps test
+cargo build --release -p dnsd -p bench --bins
 mkdir -p "$RESULTS"
 "$TARGET/release/dnsd-bench" soak --out "$RESULTS/soak.jsonl" --append "$@"
