@@ -34,11 +34,22 @@ impl Dnsd {
     /// Writes `config` to `dir/dnsd.toml`, starts `dnsd run` on it and waits until it
     /// serves.
     pub fn start(dir: &Path, config: &str) -> anyhow::Result<Dnsd> {
+        Dnsd::start_binary(&procs::workspace_binary("dnsd")?, dir, config, "info")
+    }
+
+    /// [`Dnsd::start`] with the `dnsd` binary at `binary` (a test's, in its own profile)
+    /// and `log` as its log filter unless `BENCH_DNSD_LOG` sets one.
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        config: &str,
+        log: &str,
+    ) -> anyhow::Result<Dnsd> {
         let path = dir.join("dnsd.toml");
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-        let dnsd = Launch::new(procs::workspace_binary("dnsd")?, dir.join("dnsd.log"))
+        let dnsd = Launch::new(binary.to_owned(), dir.join("dnsd.log"))
             // BENCH_DNSD_LOG sets dnsd's log filter (e.g. "debug" to look into a run).
-            .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| "info".to_owned()))
+            .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| log.to_owned()))
             // dnsd reads DNSD_<SECTION>__<KEY> from its environment: none of the caller's
             // may change the configuration under test.
             .scrub_dnsd_env()
@@ -102,6 +113,12 @@ impl Dnsd {
     /// The last `lines` lines of its log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         self.dnsd.log_tail(lines)
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after the grace period) and says how it ended
+    /// (`None` if it was stopped before or cannot be waited for).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.dnsd.stop()
     }
 
     /// Whether the process has exited.

@@ -19,6 +19,9 @@ pub struct Answer {
     pub addrs: Vec<IpAddr>,
     /// The size of the response on the wire.
     pub size: usize,
+    /// The smallest TTL of the answer section, seconds (`None` without answers): how long
+    /// a client may keep using the answer.
+    pub ttl: Option<u32>,
 }
 
 /// A UDP client bound to loopback, reused across queries.
@@ -29,9 +32,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client whose queries wait at most `timeout` for an answer.
+    /// A client bound to loopback whose queries wait at most `timeout` for an answer.
     pub fn new(timeout: Duration) -> anyhow::Result<Client> {
-        let socket = UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket")?;
+        Client::bound(SocketAddr::from(([127, 0, 0, 1], 0)), timeout)
+    }
+
+    /// A client bound to `local` (port 0: any), for a server off loopback (a lab host
+    /// asking the terminal server).
+    pub fn bound(local: SocketAddr, timeout: Duration) -> anyhow::Result<Client> {
+        let socket = UdpSocket::bind(local).with_context(|| format!("binding UDP {local}"))?;
         socket
             .set_read_timeout(Some(timeout))
             .context("setting the UDP timeout")?;
@@ -82,6 +91,7 @@ impl Client {
                 rcode: reply.metadata.response_code,
                 addrs,
                 size: n,
+                ttl: reply.answers.iter().map(|r| r.ttl).min(),
             });
         }
         bail!("{server} kept sending unexpected datagrams")

@@ -2,7 +2,9 @@
 //! side in one run: DNS throughput and cost per query (dnsperf against dnsd, Knot, NSD and
 //! gdnsd), failover and failback time (dnsd against gdnsd's health checks, on lab hosts),
 //! mirroring cost (dnsd's rsync pass against rsync run by hand, and the data lost at a
-//! crash), the data-loss window against lsyncd, and the controller's cost at scale.
+//! crash), the data-loss window against lsyncd, and the controller's cost at scale; and the
+//! fault soak, which checks rather than measures (random faults under a real workload, then
+//! a count of what was lost).
 //!
 //! These are measurements, not tests: nothing here asserts a time. Each benchmark prints
 //! JSON lines on stdout (one per run or trial, then a summary) and a human summary on
@@ -19,4 +21,5 @@ pub mod procs;
 pub mod report;
 pub mod scale;
 pub mod secondaries;
+pub mod soak;
 pub mod stats;

@@ -10,9 +10,12 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "dnsd-bench")]
 struct Cli {
-    /// Also append every JSON line to this file.
+    /// Also write every JSON line to this file (replacing it, unless --append).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
+    /// Append to --out rather than replace it (results kept across runs: the soak's).
+    #[arg(long, global = true)]
+    append: bool,
     #[command(subcommand)]
     command: Bench,
 }
@@ -32,24 +35,34 @@ enum Bench {
     Secondaries(bench::secondaries::Args),
     /// The controller at scale: CPU, memory and down-detection delay for 10 to 1,000 members.
     Scale(bench::scale::Args),
+    /// Random faults under a real workload, then a checker of what was lost (see docs/soak.md).
+    Soak(bench::soak::Args),
     /// Internal: the steady writer run inside the primary by `mirror` and `dataloss`.
     #[command(hide = true)]
     Writer(bench::mirror::WriterArgs),
+    /// Internal: the record writer a soak client runs on a member over SSH.
+    #[command(hide = true)]
+    SoakMember(bench::soak::member::WriterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bench::procs::install_stop_handler();
-    let result =
-        bench::report::Reporter::new(cli.out.as_deref()).and_then(|out| match &cli.command {
-            Bench::Dns(args) => bench::dns::run(args, &out),
-            Bench::Failover(args) => bench::failover::run(args, &out),
-            Bench::Mirror(args) => bench::mirror::run(args, &out),
-            Bench::Scale(args) => bench::scale::run(args, &out),
-            Bench::Dataloss(args) => bench::dataloss::run(args, &out),
-            Bench::Secondaries(args) => bench::secondaries::run(args, &out),
-            Bench::Writer(args) => bench::mirror::writer(args),
-        });
+    let reporter = match (&cli.out, cli.append) {
+        (Some(path), true) => bench::report::Reporter::appending(path),
+        (out, _) => bench::report::Reporter::new(out.as_deref()),
+    };
+    let result = reporter.and_then(|out| match &cli.command {
+        Bench::Dns(args) => bench::dns::run(args, &out),
+        Bench::Failover(args) => bench::failover::run(args, &out),
+        Bench::Mirror(args) => bench::mirror::run(args, &out),
+        Bench::Scale(args) => bench::scale::run(args, &out),
+        Bench::Dataloss(args) => bench::dataloss::run(args, &out),
+        Bench::Secondaries(args) => bench::secondaries::run(args, &out),
+        Bench::Soak(args) => bench::soak::run_cli(args, &out),
+        Bench::Writer(args) => bench::mirror::writer(args),
+        Bench::SoakMember(args) => bench::soak::member::serve(args),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

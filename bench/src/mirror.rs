@@ -238,7 +238,7 @@ struct CostSetup<'a> {
 const TOOLS: [&str; 4] = ["rsync_sync", "by_hand", "dnsd", "by_hand_ssh"];
 
 /// Quotes one word for a POSIX shell.
-fn shell_quote(word: &str) -> String {
+pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 

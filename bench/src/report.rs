@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct Reporter {
     /// The results file; no `.await` ever happens while this lock is held.
     file: Mutex<Option<File>>,
+    /// Whether lines go to stdout too.
+    stdout: bool,
 }
 
 impl Reporter {
@@ -31,13 +33,39 @@ impl Reporter {
         };
         Ok(Reporter {
             file: Mutex::new(file),
+            stdout: true,
+        })
+    }
+
+    /// A reporter that appends every line to `path` only, not to stdout (a test's record).
+    pub fn file_only(path: &Path) -> anyhow::Result<Reporter> {
+        Ok(Reporter {
+            stdout: false,
+            ..Reporter::appending(path)?
+        })
+    }
+
+    /// A reporter that appends every line to `path` (created if missing), for results kept
+    /// across runs (the soak's `soak.jsonl`).
+    pub fn appending(path: &Path) -> anyhow::Result<Reporter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Reporter {
+            file: Mutex::new(Some(file)),
+            stdout: true,
         })
     }
 
     /// Prints one record as a JSON line.
     pub fn emit(&self, record: &Value) {
         let line = record.to_string();
-        {
+        if self.stdout {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
             let _ = out.flush();

@@ -20,3 +20,4 @@ mod lab_smoke;
 mod mirror;
 mod reload;
 mod rsync_sync;
+mod soak;
