@@ -366,6 +366,71 @@ fn example_hooks_call_the_guard_before_anything_else() {
     assert_eq!(stderr(&out), refusal(2, 8, &fence_state));
     let out = run("fence", &[], &[("DNSD_SERVICE", "www")]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Given the service's data folders, promote ends the rsync receivers writing into
+    // them (a pass from the previous primary), and only those.
+    let data = dir.path().join("data");
+    let other = dir.path().join("other");
+    let receiver = |dest: &Path, sender: bool| {
+        let mut args = vec!["--server"];
+        if sender {
+            args.push("--sender");
+        }
+        args.extend(["-logDtpre.iLsfxC", "--delete", "."]);
+        let dest = format!("{}/", dest.display());
+        // rsync's server side waits for its client on stdin, held open here.
+        let child = Command::new("rsync")
+            .args(&args)
+            .arg(&dest)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running(child)
+    };
+    let mut into_data = receiver(&data, false);
+    let mut into_other = receiver(&other, false);
+    let mut sending_data = receiver(&data, true);
+    let data_arg = data.display().to_string();
+    let out = run("promote", &["www", "9", &data_arg], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "ending rsync receivers into {data_arg}: {}",
+            into_data.0.id()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let ended = into_data.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&ended),
+        Some(9)
+    );
+    assert!(
+        into_other.0.try_wait().unwrap().is_none(),
+        "a receiver into another folder"
+    );
+    assert!(
+        sending_data.0.try_wait().unwrap().is_none(),
+        "a sender from the data"
+    );
+    // Nothing left to end: promote says nothing of receivers.
+    let out = run("promote", &["www", "9", &data_arg], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let out = run("promote", &["www", "9", "data"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A child process killed (by PID) when dropped, so a failing test leaves none behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Where the lab test installs the guard on each member (`/srv` is the member's own).
