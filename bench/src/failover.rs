@@ -85,7 +85,8 @@ fn dnsd_config(lab: &Lab, dir: &Path, heartbeat: &str) -> String {
          [heartbeat]\n{heartbeat}\
          [control]\nsocket = \"{d}/control.sock\"\n[state]\ndir = \"{d}/state\"\n\
          {nodes}\
-         [[service]]\nname = \"www\"\nnodes = [{m}]\nfailback = \"auto\"\nfailback_after = \"0s\"\n",
+         [[service]]\nname = \"www\"\nnodes = [{m}]\nfailback = \"auto\"\nfailback_after = \"0s\"\n\
+         flap_threshold = 0\n",
         d = dir.display(),
         m = members
     )
