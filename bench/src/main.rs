@@ -32,6 +32,9 @@ enum Bench {
     Secondaries(bench::secondaries::Args),
     /// The controller at scale: CPU, memory and down-detection delay for 10 to 1,000 members.
     Scale(bench::scale::Args),
+    /// Three terminal servers on etcd against standalone dnsd: failover, leader takeover,
+    /// etcd's writes in a steady pool and under churn.
+    Cluster(bench::cluster::Args),
     /// Internal: the steady writer run inside the primary by `mirror` and `dataloss`.
     #[command(hide = true)]
     Writer(bench::mirror::WriterArgs),
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     bench::procs::install_stop_handler();
     let result =
         bench::report::Reporter::new(cli.out.as_deref()).and_then(|out| match &cli.command {
+            Bench::Cluster(args) => bench::cluster::run(args, &out),
             Bench::Dns(args) => bench::dns::run(args, &out),
             Bench::Failover(args) => bench::failover::run(args, &out),
             Bench::Mirror(args) => bench::mirror::run(args, &out),
