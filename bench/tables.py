@@ -3,7 +3,7 @@
 
     python3 bench/tables.py [bench/results]
 
-Reads dns.jsonl, failover.jsonl, mirror.jsonl and scale.jsonl (whichever exist) and
+Reads dns.jsonl, failover.jsonl, mirror.jsonl, scale.jsonl and cluster.jsonl (whichever exist) and
 prints the tables the document holds, with the environment of each run.
 """
 
@@ -168,9 +168,57 @@ def scale(records):
     print()
 
 
+def cluster(records):
+    print("### Several terminal servers\n")
+    print(env_line(records) + "\n")
+    st = next((r for r in records if r.get("type") == "settings"), None)
+    if st:
+        print(
+            f"Heartbeat {f(st['interval_ms'])} ms, timeout {f(st['timeout_ms'])} ms, fall {st['fall']}, rise {st['rise']}; "
+            f"lease {f(st['lease_ms'])} ms; failover bound (fall × interval + interval) {f(st['failover_bound_ms'])} ms, "
+            f"takeover bound (lease + fall × interval + interval) {f(st['takeover_bound_ms'])} ms.\n"
+        )
+    for table in ("failover", "takeover"):
+        rows = [r for r in records if r.get("type") == "summary" and r.get("table") == table]
+        if not rows:
+            continue
+        print("| " + table + " | n | min | median | p95 | max | missing |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            s = r["stats"]
+            d = 2 if r["key"].startswith("ratio") else 0
+            print(
+                f"| {r['row']} | {s['n']} | {f(s['min'], d)} | {f(s['median'], d)} | {f(s['p95'], d)} | "
+                f"{f(s['max'], d)} | {r['missing']} |"
+            )
+        print()
+    over = next((r for r in records if r.get("type") == "takeover_over_bound"), None)
+    if over:
+        print(f"Takeovers over the bound ({f(over['bound_ms'])} ms) or never: {over['over']} of {over['of']}.\n")
+    windows = [r for r in records if r.get("type") == "etcd_window"]
+    if windows:
+        print(
+            "| window | s | churn | revisions | revisions/s | views (RTT only) | servers | state | epochs | leader | "
+            "puts/s | txns/s | WAL fsyncs/s | keep-alive requests/s | failovers / failbacks |"
+        )
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for w in windows:
+            c = w["key_changes_by_class"]
+            n = lambda k: sum(c.get(k, {}).values())
+            m = w["metrics_per_s"]
+            churn = f"{w['churn_actions']} × every {w['churn_every_s']:g} s" if w.get("churn_every_s") else "none"
+            print(
+                f"| {w['window']} | {f(w['seconds'])} | {churn} | {w['revisions']} | {f(w['revisions_per_s'], 3)} | "
+                f"{n('views')} ({w.get('view_writes_by_cause', {}).get('rtt_only', 0)}) | {n('servers')} | {n('state')} | {n('epochs')} | {n('leader')} | "
+                f"{f(m['grpc_put'], 3)} | {f(m['grpc_txn'], 3)} | {f(m['wal_fsyncs'], 2)} | {f(m['keepalive_requests'], 2)} | "
+                f"{w['leader_failovers']} / {w['leader_failbacks']} |"
+            )
+        print()
+
+
 def main():
     base = sys.argv[1] if len(sys.argv) > 1 else "bench/results"
-    for name, fn in (("dns", dns), ("failover", failover), ("mirror", mirror), ("scale", scale)):
+    for name, fn in (("dns", dns), ("failover", failover), ("mirror", mirror), ("scale", scale), ("cluster", cluster)):
         records = load(os.path.join(base, f"{name}.jsonl"))
         if records:
             fn(records)

@@ -34,22 +34,39 @@ impl Dnsd {
     /// Writes `config` to `dir/dnsd.toml`, starts `dnsd run` on it and waits until it
     /// serves.
     pub fn start(dir: &Path, config: &str) -> anyhow::Result<Dnsd> {
-        Dnsd::start_binary(&procs::workspace_binary("dnsd")?, dir, config, "info")
+        Dnsd::start_logged(dir, config, "dnsd.log")
+    }
+
+    /// [`Dnsd::start`] with its log in `dir/log` (a dnsd restarted in the same folder
+    /// keeps the log of its previous run).
+    pub fn start_logged(dir: &Path, config: &str, log: &str) -> anyhow::Result<Dnsd> {
+        let binary = procs::workspace_binary("dnsd")?;
+        Dnsd::launch(&binary, dir, config, log, "info")
     }
 
     /// [`Dnsd::start`] with the `dnsd` binary at `binary` (a test's, in its own profile)
-    /// and `log` as its log filter unless `BENCH_DNSD_LOG` sets one.
+    /// and `filter` as its log filter unless `BENCH_DNSD_LOG` sets one.
     pub fn start_binary(
         binary: &Path,
         dir: &Path,
         config: &str,
+        filter: &str,
+    ) -> anyhow::Result<Dnsd> {
+        Dnsd::launch(binary, dir, config, "dnsd.log", filter)
+    }
+
+    fn launch(
+        binary: &Path,
+        dir: &Path,
+        config: &str,
         log: &str,
+        filter: &str,
     ) -> anyhow::Result<Dnsd> {
         let path = dir.join("dnsd.toml");
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-        let dnsd = Launch::new(binary.to_owned(), dir.join("dnsd.log"))
+        let dnsd = Launch::new(binary.to_owned(), dir.join(log))
             // BENCH_DNSD_LOG sets dnsd's log filter (e.g. "debug" to look into a run).
-            .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| log.to_owned()))
+            .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| filter.to_owned()))
             // dnsd reads DNSD_<SECTION>__<KEY> from its environment: none of the caller's
             // may change the configuration under test.
             .scrub_dnsd_env()
@@ -124,6 +141,22 @@ impl Dnsd {
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         self.dnsd.exited()
+    }
+
+    /// Kills it at once with SIGKILL (a crash: no shutdown, no lease handed back); it is
+    /// reaped when dropped.
+    pub fn kill_now(&mut self) {
+        // `exited` reaps a child that has ended: past it, the child is ours and unreaped,
+        // so its PID cannot belong to another process.
+        if self.exited() {
+            return;
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.dnsd.pid()) {
+            // SAFETY: kill(2) on our own child's PID, not reaped yet (see above).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 

@@ -4,11 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+
+use crate::procs;
 
 /// What a server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,5 +104,37 @@ impl Client {
         self.query(server, name, RecordType::A)
             .ok()
             .map(|a| a.addrs)
+    }
+
+    /// Asks every server in `servers` for `name` every `every`, counted from `t0`, until
+    /// each has answered exactly `want` once (or `limit` has passed since `t0`, or a stop
+    /// is requested). Returns, per server, the time of its first such answer in ms since
+    /// `t0`; `None` for one that never gave it.
+    pub fn poll_until(
+        &mut self,
+        servers: &[SocketAddr],
+        name: &str,
+        want: &[IpAddr],
+        t0: Instant,
+        limit: Duration,
+        every: Duration,
+    ) -> anyhow::Result<Vec<Option<f64>>> {
+        let mut found: Vec<Option<f64>> = vec![None; servers.len()];
+        let mut tick = 0u32;
+        while found.iter().any(Option::is_none) && t0.elapsed() < limit {
+            procs::check_stop()?;
+            for (i, &server) in servers.iter().enumerate() {
+                if found[i].is_none() && self.a(server, name).as_deref() == Some(want) {
+                    found[i] = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            tick += 1;
+            let next = t0 + every * tick;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+        Ok(found)
     }
 }

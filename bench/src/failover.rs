@@ -85,7 +85,8 @@ fn dnsd_config(lab: &Lab, dir: &Path, heartbeat: &str) -> String {
          [heartbeat]\n{heartbeat}\
          [control]\nsocket = \"{d}/control.sock\"\n[state]\ndir = \"{d}/state\"\n\
          {nodes}\
-         [[service]]\nname = \"www\"\nnodes = [{m}]\nfailback = \"auto\"\nfailback_after = \"0s\"\n",
+         [[service]]\nname = \"www\"\nnodes = [{m}]\nfailback = \"auto\"\nfailback_after = \"0s\"\n\
+         flap_threshold = 0\n",
         d = dir.display(),
         m = members
     )
@@ -169,24 +170,8 @@ fn poll_until(
     t0: Instant,
     limit: Duration,
 ) -> anyhow::Result<Vec<Option<f64>>> {
-    let want = vec![IpAddr::V4(want)];
-    let mut found: Vec<Option<f64>> = vec![None; servers.len()];
-    let mut tick = 0u32;
-    while found.iter().any(Option::is_none) && t0.elapsed() < limit {
-        procs::check_stop()?;
-        for (i, s) in servers.iter().enumerate() {
-            if found[i].is_none() && client.a(s.addr, NAME).as_ref() == Some(&want) {
-                found[i] = Some(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        tick += 1;
-        let next = t0 + POLL * tick;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
-    }
-    Ok(found)
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    client.poll_until(&addrs, NAME, &[IpAddr::V4(want)], t0, limit, POLL)
 }
 
 /// Waits until dnsd sees every member up with h1 primary and every server names h1.

@@ -35,6 +35,9 @@ enum Bench {
     Secondaries(bench::secondaries::Args),
     /// The controller at scale: CPU, memory and down-detection delay for 10 to 1,000 members.
     Scale(bench::scale::Args),
+    /// Three terminal servers on etcd against standalone dnsd: failover, leader takeover,
+    /// etcd's writes in a steady pool and under churn.
+    Cluster(bench::cluster::Args),
     /// Random faults under a real workload, then a checker of what was lost (see docs/soak.md).
     Soak(bench::soak::Args),
     /// Internal: the steady writer run inside the primary by `mirror` and `dataloss`.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         (out, _) => bench::report::Reporter::new(out.as_deref()),
     };
     let result = reporter.and_then(|out| match &cli.command {
+        Bench::Cluster(args) => bench::cluster::run(args, &out),
         Bench::Dns(args) => bench::dns::run(args, &out),
         Bench::Failover(args) => bench::failover::run(args, &out),
         Bench::Mirror(args) => bench::mirror::run(args, &out),

@@ -200,6 +200,13 @@ impl EtcdServer {
         self.paused.store(false, Ordering::SeqCst);
     }
 
+    /// etcd's Prometheus metrics (`GET /metrics`, the text format), or `None` when etcd
+    /// does not answer: its revision, writes, raft proposals, fsyncs and gRPC calls by
+    /// method (lease keep-alives among them), for the benchmarks.
+    pub fn metrics(&self) -> Option<String> {
+        http_get(self.client, "/metrics")
+    }
+
     /// etcd's log so far (stdout and stderr), for failure messages.
     pub fn log(&self) -> String {
         read_log(&self.log)
@@ -339,17 +346,20 @@ fn wait_healthy(child: &mut Child, client: SocketAddr, log: &Path) -> Result<(),
 
 /// Whether etcd's `/health` endpoint answers that it is healthy (it has a raft leader).
 fn healthy(client: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&client, Duration::from_millis(500)) else {
-        return false;
-    };
+    http_get(client, "/health").is_some_and(|body| body.contains(r#""health":"true""#))
+}
+
+/// The body of etcd's answer to `GET path` on its client URL, when the status is 200.
+/// HTTP/1.0, so that the body comes whole, never chunked, and the connection closes.
+fn http_get(client: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&client, Duration::from_millis(500)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /health HTTP/1.1\r\nhost: etcd\r\nconnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    let request = format!("GET {path} HTTP/1.0\r\nhost: etcd\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") && answer.contains(r#""health":"true""#)
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
 }
 
 /// SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL; always reaps the child.
