@@ -478,7 +478,7 @@ fn answered(
     }
     let mut error = format!("dnsd refused {what}: {}", reply.message);
     if let Some(hint) = leader_hint(&reply, args, connection) {
-        error.push_str("\n");
+        error.push('\n');
         error.push_str(&hint);
     }
     Err(Failure {
