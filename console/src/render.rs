@@ -239,8 +239,8 @@ pub fn seen_down(o: Observers) -> String {
 }
 
 /// What a pass that sorted what it overwrote (the first after a change of primary or a
-/// member's return) did: "3 file(s) with writes the primary lacks (1.0K) kept in DIR; 100
-/// stale file(s) replaced". `None` for a regular pass.
+/// member's return) did: "kept 3 file(s) with writes the primary lacks (1.0K) in DIR;
+/// 100 stale replaced". `None` for a regular pass.
 pub fn sorted_pass(p: &PassReport) -> Option<String> {
     let kept = p.kept_files.filter(|&k| k > 0).map(|k| {
         let bytes = p
@@ -250,18 +250,15 @@ pub fn sorted_pass(p: &PassReport) -> Option<String> {
         let dir = p
             .kept_dir
             .as_ref()
-            .map(|d| format!(" kept in {d}"))
-            .unwrap_or_else(|| " kept".to_owned());
-        format!("{k} file(s) with writes the primary lacks{bytes}{dir}")
+            .map(|d| format!(" in {d}"))
+            .unwrap_or_default();
+        format!("kept {k} file(s) with writes the primary lacks{bytes}{dir}")
     });
-    let replaced = p
-        .replaced_files
-        .map(|r| format!("{r} stale file(s) replaced"));
+    let replaced = p.replaced_files.map(|r| format!("{r} stale replaced"));
     match (kept, replaced) {
         (None, None) => None,
         (Some(k), None) => Some(k),
-        (None, Some(r)) if p.kept_files.is_some() => Some(format!("nothing kept; {r}")),
-        (None, Some(r)) => Some(r),
+        (None, Some(r)) => Some(format!("kept nothing; {r}")),
         (Some(k), Some(r)) => Some(format!("{k}; {r}")),
     }
 }
@@ -377,7 +374,7 @@ mod tests {
             "ts1 (this)      leader   http://127.0.0.1:8053",
             "next: app3 holds the freshest copy (pass #41; app2 #40 only)",
             "⚠ split-brain risk (unfenced):",
-            "last resync: 3 file(s) with writes the primary lacks (1.0K) kept in /srv/data.dnsd-kept/epoch-3-pass-40; 100 stale file(s) replaced",
+            "last resync: kept 3 file(s) with writes the primary lacks (1.0K) in /srv/data.dnsd-kept/epoch-3-pass-40; 100 stale replaced",
         ] {
             assert!(text.contains(needed), "{needed:?} missing in:\n{text}");
         }
