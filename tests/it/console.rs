@@ -184,6 +184,32 @@ fn scriptable_commands_against_a_real_dnsd() {
     assert!(log.contains(" promotion [www app1->app2 epoch 2]"), "{log}");
     assert!(log.contains("operator promotion from console "), "{log}");
 
+    // reload: the unchanged file is taken (exit 0, dnsd's message); a broken one is
+    // refused (exit 3, dnsd's reasons) and dnsd keeps running on what it had.
+    let out = console(&["--socket", &sock, "reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("nothing changed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let file = lb.dir.path().join("dnsd.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("interval = \"200ms\"", "interval = \"soon\""),
+    )
+    .unwrap();
+    let out = console(&["reload", "--socket", &sock]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dnsd refused reload: reload refused, dnsd keeps its configuration"),
+        "{err}"
+    );
+    std::fs::write(&file, good).unwrap();
+    assert_eq!(lb.status().service("www").unwrap().primary, "app2");
+
     // The TCP API with its token, through --url (TLS, with the test CA).
     let tcp = lb.dnsd.ready().control_tcp.unwrap();
     let token = lb.dir.path().join("token");
