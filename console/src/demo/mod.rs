@@ -22,7 +22,7 @@
 //! SIGTERM from the kernel, and the next demo sweeps anything left by PID file.
 //!
 //! With `--cluster`, three terminal servers (`ts1`-`ts3`) run instead of one, on one
-//! etcd ([`etcd`]) started in the demo's folder: each its own dnsd with its own DNS port
+//! etcd (`etcd.rs`) started in the demo's folder: each its own dnsd with its own DNS port
 //! (5380, 5381, 5382), control socket (`<dir>/tsN/control.sock`, and plain HTTP on a
 //! loopback port with the demo's token, so a follower's refusal names the leader's URL)
 //! and state folder, over the same three members. The console talks to them through a
