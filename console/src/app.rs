@@ -4,8 +4,11 @@
 //! the state (see `ui`); tests drive `update` directly.
 //!
 //! A program running the live view may add [`Extras`]: a banner line and keys of its
-//! own that act on the selected member (the demo's kill and revive). The app knows them
-//! only as data; the program runs them when the loop hands it [`Effect::Extra`].
+//! own that act on the selected member or the selected terminal server (the demo's kill
+//! and revive). The app knows them only as data; the program runs them when the loop
+//! hands it [`Effect::Extra`]. In a cluster, `t` moves the terminal-server selection
+//! (when the program has keys for terminal servers), and a follower's `not_leader`
+//! refusal is shown with how to reach the leader.
 //!
 //! Keys are first decoded into an [`Action`] according to what is on screen (a dialog,
 //! the help, the filter prompt or the main view), then applied. Every change marks the
@@ -15,7 +18,9 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use dnsd_api::{Action as Request, ActionReply, Event, MemberStatus, ServiceStatus, Status};
+use dnsd_api::{
+    Action as Request, ActionReply, Event, MemberStatus, RefusalKind, ServiceStatus, Status,
+};
 
 use crate::client::ClientError;
 use crate::plan::{self, Plan};
@@ -32,6 +37,9 @@ pub enum Input {
     Resize,
     /// A fresh status from dnsd.
     Status(Box<Status>),
+    /// The console now talks to another dnsd (a cluster client moved on from one it
+    /// could not reach, or to the leader).
+    Endpoint(String),
     /// dnsd could not be reached (or answered nonsense); the poller retries.
     Unreachable { error: String, attempt: u32 },
     /// An event from the log or the live stream.
@@ -46,7 +54,7 @@ pub enum Input {
     /// An extra key's command finished: what it did, or why it failed.
     ExtraDone {
         key: char,
-        node: String,
+        target: String,
         outcome: anyhow::Result<String>,
     },
 }
@@ -76,10 +84,12 @@ pub enum Action {
     FilterDone,
     FilterCancel,
     ClearFilter,
-    /// An extra key on the selected member.
+    /// Select the next terminal server (for the extras' keys on terminal servers).
+    NextTerminalServer,
+    /// An extra key on the selected member or terminal server.
     Extra {
         key: char,
-        node: String,
+        target: String,
     },
     /// Explain why a key did nothing (no member selected, ...).
     Hint(String),
@@ -90,9 +100,9 @@ pub enum Action {
 pub enum Effect {
     /// Send this action to dnsd; its reply comes back as [`Input::ActionDone`].
     Send(Request),
-    /// Run extra key `key` on member `node`; its result comes back as
-    /// [`Input::ExtraDone`].
-    Extra { key: char, node: String },
+    /// Run extra key `key` on `target` (a member or a terminal server, as the key
+    /// says); its result comes back as [`Input::ExtraDone`].
+    Extra { key: char, target: String },
     /// Leave the TUI.
     Quit,
 }
@@ -140,7 +150,7 @@ pub struct Notice {
 }
 
 /// What a program running the live view adds to it (the demo: its hint line, and keys
-/// that kill and revive a member).
+/// that kill and revive a member or a terminal server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extras {
     /// Who adds them, as the label of the banner line and the prefix of the keys'
@@ -148,11 +158,15 @@ pub struct Extras {
     pub name: String,
     /// One line under the header (the demo: what to try, `dig ...`).
     pub banner: String,
-    /// Keys of its own, each acting on the selected member.
+    /// Keys of its own, each acting on the selected member or terminal server.
     pub keys: Vec<ExtraKey>,
+    /// The terminal servers the program runs, listed even while they are not live (a
+    /// killed one vanishes from dnsd's status when its lease ends, and is revived from
+    /// this list).
+    pub terminal_servers: Vec<String>,
 }
 
-/// A key of the [`Extras`], acting on the selected member.
+/// A key of the [`Extras`], acting on the selected member or terminal server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraKey {
     /// A key the view does not use itself (such a key would never reach the extras).
@@ -161,12 +175,28 @@ pub struct ExtraKey {
     pub verb: String,
     /// What it does, for the help ("demo: kill the selected member ...").
     pub help: String,
+    /// What it acts on.
+    pub target: Target,
+}
+
+/// What an extra key acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The selected member (`↑`/`↓`).
+    Member,
+    /// The selected terminal server (`t`).
+    TerminalServer,
 }
 
 impl Extras {
     /// The extra key `key`, if there is one.
     pub fn key(&self, key: char) -> Option<&ExtraKey> {
         self.keys.iter().find(|k| k.key == key)
+    }
+
+    /// Whether some key acts on terminal servers (then `t` selects one).
+    pub fn on_terminal_servers(&self) -> bool {
+        self.keys.iter().any(|k| k.target == Target::TerminalServer)
     }
 }
 
@@ -181,6 +211,8 @@ pub struct App {
     pub(crate) events: VecDeque<Event>,
     pub(crate) service: Option<String>,
     pub(crate) node: Option<String>,
+    /// The selected terminal server, for the extras' keys on terminal servers.
+    pub(crate) terminal_server: Option<String>,
     pub(crate) focus: Focus,
     /// Event lines scrolled up from the newest (0: follow the newest).
     pub(crate) event_scroll: usize,
@@ -214,6 +246,7 @@ impl App {
             events: VecDeque::new(),
             service: None,
             node: None,
+            terminal_server: None,
             focus: Focus::Members,
             event_scroll: 0,
             member_offset: Cell::new(0),
@@ -276,6 +309,31 @@ impl App {
         self.node.as_deref()
     }
 
+    /// The selected terminal server's name.
+    pub fn selected_terminal_server(&self) -> Option<&str> {
+        self.terminal_server.as_deref()
+    }
+
+    /// The terminal servers to show: the program's own first (in its order, live or
+    /// not), then any other live one dnsd knows, by name.
+    pub fn terminal_servers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .extras
+            .as_ref()
+            .map(|x| x.terminal_servers.clone())
+            .unwrap_or_default();
+        if let Some(cluster) = self.status.as_ref().and_then(|s| s.cluster.as_ref()) {
+            let mut live: Vec<&str> = cluster.servers.iter().map(|s| s.name.as_str()).collect();
+            live.sort_unstable();
+            for name in live {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
     /// The filter on members and events ("" when none).
     pub fn filter(&self) -> &str {
         &self.filter
@@ -301,6 +359,11 @@ impl App {
                 self.fix_selection();
                 None
             }
+            Input::Endpoint(endpoint) => {
+                self.dirty = true;
+                self.endpoint = endpoint;
+                None
+            }
             Input::Unreachable { error, attempt } => {
                 self.dirty = true;
                 self.link = Link::Down { error, attempt };
@@ -322,13 +385,17 @@ impl App {
                 self.action_done(&request, outcome);
                 None
             }
-            Input::ExtraDone { key, node, outcome } => {
+            Input::ExtraDone {
+                key,
+                target,
+                outcome,
+            } => {
                 self.dirty = true;
                 self.notice = Some(match outcome {
                     Ok(text) => Notice { ok: true, text },
                     Err(e) => Notice {
                         ok: false,
-                        text: format!("{} failed: {e:#}", self.extra_title(key, &node)),
+                        text: format!("{} failed: {e:#}", self.extra_title(key, &target)),
                     },
                 });
                 None
@@ -357,13 +424,13 @@ impl App {
     }
 
     /// "demo: kill app1": an extra key's command, for its notices.
-    fn extra_title(&self, key: char, node: &str) -> String {
+    fn extra_title(&self, key: char, target: &str) -> String {
         match &self.extras {
             Some(x) => {
                 let verb = x.key(key).map_or("", |k| k.verb.as_str());
-                format!("{}: {verb} {node}", x.name)
+                format!("{}: {verb} {target}", x.name)
             }
-            None => format!("{key} {node}"),
+            None => format!("{key} {target}"),
         }
     }
 
@@ -380,9 +447,21 @@ impl App {
                     ok: false,
                     text: format!("refused {request}: {}", reply.message),
                 });
+                let mut message = reply.message;
+                if reply.kind == Some(RefusalKind::NotLeader) {
+                    message.push_str(&match crate::render::contact_url(&message) {
+                        Some(url) => format!(
+                            "\n\nThis terminal server follows; the leader takes actions. Open \
+                             the console on it:  console --url {url} --token-file FILE"
+                        ),
+                        None => "\n\nThis terminal server follows; the leader takes actions, and \
+                                 published no control URL: open the console on its host."
+                            .to_owned(),
+                    });
+                }
                 self.overlay = Overlay::Reply {
                     title: format!("dnsd refused: {request}"),
-                    message: reply.message,
+                    message,
                 };
             }
             Err(error) => {
@@ -487,14 +566,32 @@ impl App {
                 }),
                 None => Action::Hint("select a quarantined member first (↑/↓)".into()),
             },
+            KeyCode::Char('t')
+                if self
+                    .extras
+                    .as_ref()
+                    .is_some_and(Extras::on_terminal_servers) =>
+            {
+                Action::NextTerminalServer
+            }
             KeyCode::Char(c) => {
                 let extra = self.extras.as_ref().and_then(|x| x.key(c))?;
-                match &self.node {
-                    Some(node) => Action::Extra {
+                let selected = match extra.target {
+                    Target::Member => &self.node,
+                    Target::TerminalServer => &self.terminal_server,
+                };
+                match (selected, extra.target) {
+                    (Some(target), _) => Action::Extra {
                         key: c,
-                        node: node.clone(),
+                        target: target.clone(),
                     },
-                    None => Action::Hint(format!("select a member to {} first (↑/↓)", extra.verb)),
+                    (None, Target::Member) => {
+                        Action::Hint(format!("select a member to {} first (↑/↓)", extra.verb))
+                    }
+                    (None, Target::TerminalServer) => Action::Hint(format!(
+                        "select a terminal server to {} first (t)",
+                        extra.verb
+                    )),
                 }
             }
             _ => return None,
@@ -568,12 +665,21 @@ impl App {
                 self.filter.clear();
                 self.filter_changed();
             }
-            Action::Extra { key, node } => {
+            Action::NextTerminalServer => {
+                let names = self.terminal_servers();
+                let at = self
+                    .terminal_server
+                    .as_ref()
+                    .and_then(|t| names.iter().position(|n| n == t));
+                let next = at.map_or(0, |i| (i + 1) % names.len().max(1));
+                self.terminal_server = names.get(next).cloned();
+            }
+            Action::Extra { key, target } => {
                 self.notice = Some(Notice {
                     ok: true,
-                    text: format!("{}…", self.extra_title(key, &node)),
+                    text: format!("{}…", self.extra_title(key, &target)),
                 });
-                return Some(Effect::Extra { key, node });
+                return Some(Effect::Extra { key, target });
             }
             Action::Hint(text) => self.notice = Some(Notice { ok: false, text }),
         }
@@ -663,6 +769,20 @@ impl App {
             .is_some_and(|n| visible.iter().any(|m| &m.node == n));
         if !shown {
             self.node = visible.first().map(|m| m.node.clone());
+        }
+        // Keys on terminal servers start on the leader, the one whose loss shows most.
+        if self.terminal_server.is_none()
+            && self
+                .extras
+                .as_ref()
+                .is_some_and(Extras::on_terminal_servers)
+        {
+            let leader = self
+                .status
+                .as_ref()
+                .and_then(|s| s.cluster.as_ref())
+                .and_then(|c| c.leader.clone());
+            self.terminal_server = leader.or_else(|| self.terminal_servers().into_iter().next());
         }
     }
 
@@ -952,26 +1072,117 @@ mod tests {
             key,
             verb: verb.into(),
             help: format!("{verb} the selected member"),
+            target: Target::Member,
         };
         let extras = Extras {
             name: "demo".into(),
             banner: "dig ...".into(),
             keys: vec![key_for('K', "kill"), key_for('R', "revive")],
+            terminal_servers: Vec::new(),
         };
         let mut demo = app_with(fixtures::three_members()).with_extras(extras);
+        assert_eq!(
+            demo.update(key('t')),
+            None,
+            "no terminal-server keys: t is unused"
+        );
         assert_eq!(
             demo.update(key('K')),
             Some(Effect::Extra {
                 key: 'K',
-                node: "app1".into()
+                target: "app1".into()
             })
         );
         assert_eq!(
             demo.update(key('R')),
             Some(Effect::Extra {
                 key: 'R',
-                node: "app1".into()
+                target: "app1".into()
             })
+        );
+    }
+
+    #[test]
+    fn t_moves_among_terminal_servers_dead_ones_included_and_their_keys_act_on_it() {
+        let extras = Extras {
+            name: "demo".into(),
+            banner: String::new(),
+            keys: vec![ExtraKey {
+                key: 'T',
+                verb: "kill".into(),
+                help: "kill the selected terminal server".into(),
+                target: Target::TerminalServer,
+            }],
+            terminal_servers: vec!["ts1".into(), "ts2".into(), "ts3".into(), "ts4".into()],
+        };
+        let mut app = App::new("unix:/tmp/ts1.sock").with_extras(extras);
+        app.set_now(fixtures::NOW);
+        assert_eq!(
+            app.update(key('T')),
+            None,
+            "nothing selected before any status"
+        );
+        assert!(
+            app.notice()
+                .unwrap()
+                .text
+                .contains("select a terminal server")
+        );
+        // ts3 is not live (not in the status): it stays listed, after the live ones
+        // the program does not know of.
+        let mut st = fixtures::cluster_follower_without_etcd();
+        if let Some(c) = &mut st.cluster {
+            c.servers.push(dnsd_api::TerminalServer {
+                name: "ts0".into(),
+                contact: None,
+                leader: false,
+            });
+        }
+        app.update(Input::Status(Box::new(st)));
+        assert_eq!(app.terminal_servers(), ["ts1", "ts2", "ts3", "ts4", "ts0"]);
+        assert_eq!(
+            app.selected_terminal_server(),
+            Some("ts1"),
+            "the leader first"
+        );
+        app.update(key('t'));
+        app.update(key('t'));
+        assert_eq!(app.selected_terminal_server(), Some("ts3"));
+        assert_eq!(
+            app.update(key('T')),
+            Some(Effect::Extra {
+                key: 'T',
+                target: "ts3".into()
+            })
+        );
+        for _ in 0..3 {
+            app.update(key('t'));
+        }
+        assert_eq!(app.selected_terminal_server(), Some("ts1"), "wraps around");
+        assert_eq!(
+            app.selected_node(),
+            Some("app1"),
+            "members keep their selection"
+        );
+    }
+
+    #[test]
+    fn a_not_leader_refusal_says_where_the_leader_takes_actions() {
+        let mut app = app_with(fixtures::cluster_follower_without_etcd());
+        app.update(Input::ActionDone {
+            request: Request::Failover { service: None },
+            outcome: Ok(ActionReply::refused(
+                RefusalKind::NotLeader,
+                "ts2 does not decide: ts1 leads; send the action there (http://127.0.0.1:8053)"
+                    .into(),
+            )),
+        });
+        let Overlay::Reply { message, .. } = app.overlay() else {
+            panic!("{:?}", app.overlay());
+        };
+        assert!(
+            message.ends_with("console --url http://127.0.0.1:8053 --token-file FILE"),
+            "{message}"
         );
     }
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dnsd_api::{Action as Request, Event};
+use dnsd_api::{Action as Request, ActionReply, Event, RefusalKind};
 use futures::StreamExt as _;
 
 use crate::client::{Client, ClientError, Endpoint, TlsClient, Trust};
@@ -124,6 +124,9 @@ pub enum Command {
     Pause(ActionArgs),
     /// Resume automatic decisions (for --service, or for every service)
     Resume(ActionArgs),
+    /// Have dnsd re-read its configuration file and apply it (refused, with the file's
+    /// problems, when it is not usable; the running configuration stays then)
+    Reload,
     /// Start a terminal server on a demo pool of three members on this machine
     Demo(DemoArgs),
 }
@@ -231,52 +234,50 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         return crate::demo::run(args).await.map_err(Failure::from);
     }
     let client = Client::new(connection.endpoint()?).with_operator(operator());
+    let send = |request: Request, yes: bool| act(&client, &connection, request, yes);
     match command {
-        None => crate::tui::run(client, None).await.map_err(Failure::from),
+        None => crate::tui::run(client.clone(), None)
+            .await
+            .map_err(Failure::from),
         Some(Command::Status { json }) => status(&client, json).await,
         Some(Command::Events {
             follow,
             json,
             since,
         }) => events(&client, follow, json, since).await,
-        Some(Command::Failover(a)) => {
-            act(&client, Request::Failover { service: a.service }, a.yes).await
-        }
-        Some(Command::Failback(a)) => {
-            act(&client, Request::Failback { service: a.service }, a.yes).await
-        }
+        Some(Command::Failover(a)) => send(Request::Failover { service: a.service }, a.yes).await,
+        Some(Command::Failback(a)) => send(Request::Failback { service: a.service }, a.yes).await,
         Some(Command::Promote { node, args }) => {
             let request = Request::Promote {
                 service: args.service,
                 node,
             };
-            act(&client, request, args.yes).await
+            send(request, args.yes).await
         }
         Some(Command::Sync { node, args }) => {
             let request = Request::Sync {
                 service: args.service,
                 node,
             };
-            act(&client, request, args.yes).await
+            send(request, args.yes).await
         }
         Some(Command::Unquarantine { node, args }) => {
             let request = Request::Unquarantine {
                 service: args.service,
                 node,
             };
-            act(&client, request, args.yes).await
+            send(request, args.yes).await
         }
         Some(Command::Maintenance { node, state, args }) => {
             let request = Request::Maintenance {
                 node,
                 on: state == OnOff::On,
             };
-            act(&client, request, args.yes).await
+            send(request, args.yes).await
         }
-        Some(Command::Pause(a)) => act(&client, Request::Pause { service: a.service }, a.yes).await,
-        Some(Command::Resume(a)) => {
-            act(&client, Request::Resume { service: a.service }, a.yes).await
-        }
+        Some(Command::Pause(a)) => send(Request::Pause { service: a.service }, a.yes).await,
+        Some(Command::Resume(a)) => send(Request::Resume { service: a.service }, a.yes).await,
+        Some(Command::Reload) => reload(&client, &connection).await,
         Some(Command::Demo(_)) => Ok(()),
     }
 }
@@ -437,7 +438,12 @@ async fn events(client: &Client, follow: bool, json: bool, since: u64) -> Result
     Err(anyhow::anyhow!("dnsd closed the event stream (was it stopped?)").into())
 }
 
-async fn act(client: &Client, request: Request, yes: bool) -> Result<(), Failure> {
+async fn act(
+    client: &Client,
+    connection: &Connection,
+    request: Request,
+    yes: bool,
+) -> Result<(), Failure> {
     if plan::moves_primary(&request) && !yes {
         if !std::io::stdin().is_terminal() {
             return Err(usage(format!(
@@ -450,14 +456,93 @@ async fn act(client: &Client, request: Request, yes: bool) -> Result<(), Failure
         }
     }
     let reply = client.act(&request).await?;
+    let args = command_args(&request, yes);
+    answered(reply, &request.to_string(), &args, connection)
+}
+
+async fn reload(client: &Client, connection: &Connection) -> Result<(), Failure> {
+    let reply = client.reload().await?;
+    answered(reply, "reload", "reload", connection)
+}
+
+/// Prints an accepted action's message; a refusal is exit 3 with dnsd's reason and, when
+/// a follower refused, how to send the command to the leader.
+fn answered(
+    reply: ActionReply,
+    what: &str,
+    args: &str,
+    connection: &Connection,
+) -> Result<(), Failure> {
     if reply.accepted {
-        print_out(&format!("{}\n", reply.message)).map(drop)
-    } else {
-        Err(Failure {
-            exit: Exit::Refused,
-            error: anyhow::anyhow!("dnsd refused {request}: {}", reply.message),
-        })
+        return print_out(&format!("{}\n", reply.message)).map(drop);
     }
+    let mut error = format!("dnsd refused {what}: {}", reply.message);
+    if let Some(hint) = leader_hint(&reply, args, connection) {
+        error.push('\n');
+        error.push_str(&hint);
+    }
+    Err(Failure {
+        exit: Exit::Refused,
+        error: anyhow::anyhow!(error),
+    })
+}
+
+/// For a `not_leader` refusal: how to send the same command to the leader, when the
+/// refusal names the leader's control URL (a leader with `[control] tcp`).
+///
+/// The console does not send it there by itself: the URL comes from the refusing
+/// terminal server, and following it would hand the token to whatever it names.
+pub fn leader_hint(reply: &ActionReply, args: &str, connection: &Connection) -> Option<String> {
+    if reply.kind != Some(RefusalKind::NotLeader) {
+        return None;
+    }
+    let Some(url) = render::contact_url(&reply.message) else {
+        return Some(
+            "the leader published no control URL (it has no [control] tcp): run the command on \
+             its host"
+                .to_owned(),
+        );
+    };
+    let token = connection
+        .token_file
+        .as_ref()
+        .map_or_else(|| "FILE".to_owned(), |f| f.display().to_string());
+    let ca = match &connection.ca_file {
+        Some(ca) if url.starts_with("https://") => format!(" --ca-file {}", ca.display()),
+        _ => String::new(),
+    };
+    Some(format!(
+        "send it to the leader:  console --url {url} --token-file {token}{ca} {args}"
+    ))
+}
+
+/// The subcommand and arguments that send `request` again, for hints.
+fn command_args(request: &Request, yes: bool) -> String {
+    let svc = |s: &Option<String>| s.as_ref().map(|s| format!(" --service {s}"));
+    let mut args = match request {
+        Request::Failover { service } => format!("failover{}", svc(service).unwrap_or_default()),
+        Request::Failback { service } => format!("failback{}", svc(service).unwrap_or_default()),
+        Request::Promote { service, node } => {
+            format!("promote {node}{}", svc(service).unwrap_or_default())
+        }
+        Request::Sync { service, node } => format!(
+            "sync{}{}",
+            node.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
+            svc(service).unwrap_or_default()
+        ),
+        Request::Maintenance { node, on } => {
+            format!("maintenance {node} {}", if *on { "on" } else { "off" })
+        }
+        Request::Pause { service } => format!("pause{}", svc(service).unwrap_or_default()),
+        Request::Resume { service } => format!("resume{}", svc(service).unwrap_or_default()),
+        Request::Unquarantine { service, node } => {
+            format!("unquarantine {node}{}", svc(service).unwrap_or_default())
+        }
+    };
+    if yes && plan::moves_primary(request) {
+        args.push_str(" --yes");
+    }
+    args
 }
 
 /// Shows the plan on stderr and reads `y` from the terminal.
@@ -633,6 +718,86 @@ mod tests {
                 ca.display()
             )
         );
+    }
+
+    #[test]
+    fn a_not_leader_refusal_says_how_to_reach_the_leader() {
+        let refusal =
+            |message: &str| ActionReply::refused(RefusalKind::NotLeader, message.to_owned());
+        let socket = Connection {
+            socket: None,
+            url: None,
+            token_file: None,
+            ca_file: None,
+        };
+        let reply = refusal(
+            "ts2 does not decide: ts1 leads; send the action there (https://10.0.0.31:8053)",
+        );
+        let args = command_args(
+            &Request::Promote {
+                service: Some("www".into()),
+                node: "app2".into(),
+            },
+            true,
+        );
+        assert_eq!(
+            leader_hint(&reply, &args, &socket).as_deref(),
+            Some(
+                "send it to the leader:  console --url https://10.0.0.31:8053 --token-file FILE \
+                 promote app2 --service www --yes"
+            )
+        );
+        // Over TCP already: the same token and CA files.
+        let tcp = Connection {
+            socket: None,
+            url: Some("https://10.0.0.32:8053".into()),
+            token_file: Some("/etc/dnsd/token".into()),
+            ca_file: Some("/etc/dnsd/ca.pem".into()),
+        };
+        assert_eq!(
+            leader_hint(&reply, "reload", &tcp).as_deref(),
+            Some(
+                "send it to the leader:  console --url https://10.0.0.31:8053 --token-file \
+                 /etc/dnsd/token --ca-file /etc/dnsd/ca.pem reload"
+            )
+        );
+        let no_contact = refusal("ts2 does not decide: ts1 leads; send the action there");
+        assert!(
+            leader_hint(&no_contact, "failover", &socket)
+                .unwrap()
+                .contains("no control URL")
+        );
+        let other = ActionReply::refused(RefusalKind::Busy, "busy (http://x:1)".into());
+        assert_eq!(leader_hint(&other, "failover", &socket), None);
+        assert_eq!(
+            command_args(
+                &Request::Sync {
+                    service: None,
+                    node: Some("app3".into())
+                },
+                true
+            ),
+            "sync app3",
+            "--yes only where it is needed"
+        );
+        assert_eq!(
+            command_args(
+                &Request::Maintenance {
+                    node: "app3".into(),
+                    on: false
+                },
+                false
+            ),
+            "maintenance app3 off"
+        );
+    }
+
+    #[test]
+    fn reload_is_a_subcommand() {
+        assert!(matches!(
+            parse(&["console", "reload", "--socket", "/tmp/a.sock"]).command,
+            Some(Command::Reload)
+        ));
     }
 
     #[test]

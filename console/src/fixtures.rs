@@ -1,10 +1,12 @@
 //! Status and event fixtures for the console's tests: a small pool in the states the
-//! screens must show (healthy, a member down, a sync running, failed over, 500 members).
+//! screens must show (healthy, a member down, a sync running, failed over, 500 members,
+//! service checks, a cluster of terminal servers seen from its leader and from a
+//! follower cut from etcd).
 
 use dnsd_api::{
-    CheckSettings, CheckStatus, Event, EventKind, FlapSettings, Health, HeartbeatSettings,
-    HookSettings, MemberStatus, NodeStatus, PassReport, RecoveryStatus, Role, RunningPass,
-    ServiceStatus, Status, SyncStatus,
+    CheckSettings, CheckStatus, ClusterStatus, Event, EventKind, FlapSettings, Health,
+    HeartbeatSettings, HookSettings, MemberStatus, NodeStatus, Observers, PassReport,
+    RecoveryStatus, Role, RunningPass, ServiceStatus, Status, SyncStatus, TerminalServer,
 };
 
 /// The fixed "now" of every fixture, ms since the Unix epoch.
@@ -278,6 +280,83 @@ pub(crate) fn service_checks() -> Status {
     www.members[2].eligible = false;
     www.members[2].skip_reason = Some("is quarantined for flapping (240s left)".into());
     www.members[2].quarantined_until_ms = Some(NOW + 240_000);
+    st
+}
+
+/// The split-brain risk dnsd reports for a mirrored service with neither fence nor demote.
+pub(crate) const UNFENCED: &str = "mirrored with automatic failover and neither fence nor \
+    demote: a partition between the terminal server and a live primary would leave two \
+    primaries taking writes; configure fence (or demote), or say fencing = \"none\" to accept it";
+
+fn terminal_server(name: &str, port: u16, leader: bool) -> TerminalServer {
+    TerminalServer {
+        name: name.into(),
+        contact: Some(format!("http://127.0.0.1:{port}")),
+        leader,
+    }
+}
+
+/// Three terminal servers, seen from ts1, which leads (2.6 s of lease left). Service www
+/// only: unfenced (a split-brain risk), app3 next as the holder of the freshest copy;
+/// one terminal server of three sees app2 down (below the quorum of 2), and app2's last
+/// pass was a resync that kept 3 files and replaced 100.
+pub(crate) fn cluster() -> Status {
+    let mut st = three_members();
+    st.services.truncate(1);
+    st.cluster = Some(ClusterStatus {
+        name: "ts1".into(),
+        leading: true,
+        leader: Some("ts1".into()),
+        leader_contact: Some("http://127.0.0.1:8053".into()),
+        lease_left_ms: Some(2_600),
+        etcd_reachable: true,
+        stale_for_ms: None,
+        down_quorum: 2,
+        servers: vec![
+            terminal_server("ts1", 8053, true),
+            terminal_server("ts2", 8054, false),
+            terminal_server("ts3", 8055, false),
+        ],
+    });
+    let seen = |down| Observers {
+        up: 3 - down,
+        down,
+        unknown: 0,
+    };
+    for (node, down) in st.nodes.iter_mut().zip([0, 1, 0]) {
+        node.observers = Some(seen(down));
+    }
+    let www = &mut st.services[0];
+    www.hooks.demote = false;
+    www.split_brain_risk = Some(UNFENCED.into());
+    www.next = Some("app3".into());
+    www.next_reason = Some("holds the freshest copy (pass #41; app2 #40 only)".into());
+    if let Some(pass) = www.members[1]
+        .sync
+        .as_mut()
+        .and_then(|y| y.last_pass.as_mut())
+    {
+        pass.pass = 40;
+        pass.kept_files = Some(3);
+        pass.kept_bytes = Some(1024);
+        pass.kept_dir = Some("/srv/data.dnsd-kept/epoch-3-pass-40".into());
+        pass.replaced_files = Some(100);
+    }
+    st
+}
+
+/// The same cluster seen from ts2, a follower that lost etcd 12 s ago: it answers its
+/// last known state; ts3's lease expired meanwhile, so only ts1 and ts2 are listed.
+pub(crate) fn cluster_follower_without_etcd() -> Status {
+    let mut st = cluster();
+    if let Some(c) = &mut st.cluster {
+        c.name = "ts2".into();
+        c.leading = false;
+        c.lease_left_ms = None;
+        c.etcd_reachable = false;
+        c.stale_for_ms = Some(12_000);
+        c.servers.truncate(2);
+    }
     st
 }
 

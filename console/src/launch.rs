@@ -11,7 +11,9 @@
 //!
 //! What differs between callers is an option of [`Launch`]: the log filter and extra
 //! environment, scrubbing the caller's `DNSD_*` variables (dnsd reads configuration
-//! overrides from them), the timeouts, a PID file, and whether dnsd dies with its parent.
+//! overrides from them), the timeouts, a PID file, whether dnsd dies with its parent,
+//! and whether a new start appends to the log (a demo's terminal server, revived). A
+//! caller that plays a crash kills dnsd with [`Dnsd::kill`] (SIGKILL, no state saved).
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead as _, BufReader};
@@ -86,6 +88,7 @@ pub struct Launch {
     stop_grace: Duration,
     die_with_parent: bool,
     pid_file: Option<PathBuf>,
+    append_log: bool,
 }
 
 impl Launch {
@@ -102,6 +105,7 @@ impl Launch {
             stop_grace: STOP_GRACE,
             die_with_parent: false,
             pid_file: None,
+            append_log: false,
         }
     }
 
@@ -153,12 +157,25 @@ impl Launch {
         self
     }
 
+    /// Appends each start's log to the log file instead of replacing it (a dnsd killed
+    /// and started again keeps the log of its earlier life).
+    pub fn append_log(mut self) -> Launch {
+        self.append_log = true;
+        self
+    }
+
     /// Starts `dnsd run --config <config>` and waits for its ready line.
     pub fn start(&self, config: &Path) -> Result<Dnsd, LaunchError> {
-        let log_file = std::fs::File::create(&self.log).map_err(|source| LaunchError::Log {
-            path: self.log.clone(),
-            source,
-        })?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.append_log)
+            .truncate(!self.append_log)
+            .open(&self.log)
+            .map_err(|source| LaunchError::Log {
+                path: self.log.clone(),
+                source,
+            })?;
         let mut cmd = Command::new(&self.bin);
         if self.scrub_dnsd_env {
             for key in dnsd_variables(std::env::vars_os()) {
@@ -311,6 +328,12 @@ impl Dnsd {
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.process.stop()
     }
+
+    /// Kills dnsd at once (SIGKILL), as a crash of its machine would: it saves nothing and
+    /// tells no one; in a cluster its lease runs out on its own. Idempotent.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        self.process.kill()
+    }
 }
 
 /// The dnsd process, stopped when dropped, with its PID file.
@@ -327,11 +350,24 @@ impl Process {
     fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         let status = stop_child(&mut child, self.grace);
+        self.forget_pid_file();
+        status
+    }
+
+    fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // Child::kill sends SIGKILL to our own child, not reaped yet (we hold it).
+        let _ = child.kill();
+        let status = child.wait().ok();
+        self.forget_pid_file();
+        status
+    }
+
+    fn forget_pid_file(&mut self) {
         if let Some(path) = self.pid_file.take() {
             // Already gone is fine: the PID file only helps find a dnsd left running.
             let _ = std::fs::remove_file(path);
         }
-        status
     }
 }
 
@@ -491,6 +527,40 @@ mod tests {
             matches!(&err, LaunchError::BadReady { line, .. } if line == "starting"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kill_is_a_sigkill_and_an_appending_restart_keeps_the_earlier_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let ready = Ready {
+            dns: Vec::new(),
+            control: None,
+            control_tcp: None,
+            pid: 1,
+        };
+        let bin = fake_dnsd(
+            dir.path(),
+            &format!(
+                "echo \"life $$\" >&2\necho '{}'\nexec sleep 30",
+                ready.to_line()
+            ),
+        );
+        let pid_file = dir.path().join("dnsd.pid");
+        let launch = Launch::new(&bin, dir.path().join("dnsd.log"))
+            .pid_file(&pid_file)
+            .append_log();
+        let mut first = launch.start(Path::new("dnsd.toml")).unwrap();
+        let status = first.kill().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(!pid_file.exists());
+        assert_eq!(first.kill(), None, "idempotent");
+        let mut second = launch.start(Path::new("dnsd.toml")).unwrap();
+        let log = second.log();
+        assert_eq!(log.matches("life ").count(), 2, "{log}");
+        second.stop();
     }
 
     #[test]

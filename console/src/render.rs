@@ -1,8 +1,9 @@
 //! Text renderings of dnsd's status and events for people reading a terminal or a log:
 //! the table `console status` prints and the lines `console events` prints (the demo's
-//! headless `status` command prints the same table).
+//! headless `status` command prints the same table), and the phrases the live view
+//! shares with them (a restart under way, a terminal server's standing, kept files).
 
-use dnsd_api::{Event, Health, RecoveryStatus, Status};
+use dnsd_api::{ClusterStatus, Event, Health, Observers, PassReport, RecoveryStatus, Status};
 
 use crate::units;
 
@@ -21,6 +22,9 @@ pub fn status_table(st: &Status) -> String {
         hb.rise,
         units::span(st.now_ms.saturating_sub(st.started_ms))
     );
+    if let Some(cluster) = &st.cluster {
+        out.push_str(&cluster_block(cluster));
+    }
     for svc in &st.services {
         let mut state = vec![if svc.paused { "PAUSED" } else { "running" }.to_owned()];
         if svc.stranded {
@@ -48,16 +52,24 @@ pub fn status_table(st: &Status) -> String {
                 .as_deref()
                 .unwrap_or("none (no member can be promoted)")
         ));
-        let mut rows = vec![[
+        if let (Some(next), Some(why)) = (&svc.next, &svc.next_reason) {
+            out.push_str(&format!("  next: {next} {why}\n"));
+        }
+        if let Some(risk) = &svc.split_brain_risk {
+            out.push_str(&format!("  ⚠ split-brain risk (unfenced): {risk}\n"));
+        }
+        let mut rows = vec![vec![
             "NODE".to_owned(),
             "ADDRESS".to_owned(),
             "ROLE".to_owned(),
             "HEALTH".to_owned(),
-            "RTT".to_owned(),
-            "SYNC".to_owned(),
-            "LAG".to_owned(),
-            "NOTES".to_owned(),
         ]];
+        // In a cluster: how many live terminal servers see the member down.
+        let observed = st.cluster.is_some();
+        if observed {
+            rows[0].push("DOWN".to_owned());
+        }
+        rows[0].extend(["RTT", "SYNC", "LAG", "NOTES"].map(str::to_owned));
         for m in &svc.members {
             let node = st.node(&m.node);
             let rtt = node
@@ -103,18 +115,30 @@ pub fn status_table(st: &Status) -> String {
             {
                 notes.push(format!("skipped: {why}"));
             }
-            rows.push([
+            if let Some(sorted) = m
+                .sync
+                .as_ref()
+                .and_then(|y| y.last_pass.as_ref())
+                .and_then(sorted_pass)
+            {
+                notes.push(format!("last resync: {sorted}"));
+            }
+            let mut row = vec![
                 m.node.clone(),
                 node.map(|n| n.address.clone()).unwrap_or_default(),
                 m.role.to_string(),
                 health(node.map(|n| n.health), m.check.as_ref().map(|c| c.health)),
-                rtt,
-                sync,
-                lag,
-                notes.join(", "),
-            ]);
+            ];
+            if observed {
+                row.push(
+                    node.and_then(|n| n.observers)
+                        .map_or_else(|| "-".to_owned(), seen_down),
+                );
+            }
+            row.extend([rtt, sync, lag, notes.join(", ")]);
+            rows.push(row);
         }
-        let mut widths = [0usize; 8];
+        let mut widths = vec![0usize; rows[0].len()];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -122,7 +146,7 @@ pub fn status_table(st: &Status) -> String {
         }
         for row in &rows {
             let mut line = String::from(" ");
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            for (i, (cell, w)) in row.iter().zip(widths.iter().copied()).enumerate() {
                 if i + 1 == row.len() {
                     line.push_str(&format!(" {cell}"));
                 } else {
@@ -134,6 +158,109 @@ pub fn status_table(st: &Status) -> String {
         }
     }
     out
+}
+
+/// The terminal servers, as one of them sees them: a sentence on this one (its role,
+/// its lease, etcd), then one line per live terminal server.
+fn cluster_block(c: &ClusterStatus) -> String {
+    let mut out = format!("cluster: this is {}, {}", c.name, standing(c));
+    out.push_str(&format!(
+        "; a member is down when {} terminal server(s) see it down\n",
+        c.down_quorum
+    ));
+    let mut rows = vec![[
+        "TERMINAL SERVER".to_owned(),
+        "ROLE".to_owned(),
+        "CONTROL".to_owned(),
+    ]];
+    for s in &c.servers {
+        let mut name = s.name.clone();
+        if s.name == c.name {
+            name.push_str(" (this)");
+        }
+        rows.push([
+            name,
+            if s.leader { "leader" } else { "follower" }.to_owned(),
+            s.contact.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    let mut widths = [0usize; 3];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let line = format!(
+            "  {:<w0$} {:<w1$} {}",
+            row[0],
+            row[1],
+            row[2],
+            w0 = widths[0],
+            w1 = widths[1]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// How a terminal server stands, in words: "the leader (lease 2.6s left), etcd
+/// reachable", "a follower (ts1 leads), etcd reachable", or, without etcd, "etcd
+/// UNREACHABLE for 12s: it answers the last state it knew and decides nothing".
+pub fn standing(c: &ClusterStatus) -> String {
+    let role = if c.leading {
+        match c.lease_left_ms {
+            Some(left) => format!("the leader (lease {} left)", units::span(left)),
+            None => "the leader".to_owned(),
+        }
+    } else {
+        match &c.leader {
+            Some(leader) => format!("a follower ({leader} leads)"),
+            None => "a follower (no terminal server leads right now)".to_owned(),
+        }
+    };
+    if c.etcd_reachable {
+        format!("{role}, etcd reachable")
+    } else {
+        let since = c
+            .stale_for_ms
+            .map(|ms| format!(" for {}", units::span(ms)))
+            .unwrap_or_default();
+        format!(
+            "{role}, etcd UNREACHABLE{since}: it answers the last state it knew and decides nothing"
+        )
+    }
+}
+
+/// How many of the live terminal servers see a member down: "2/3".
+pub fn seen_down(o: Observers) -> String {
+    format!("{}/{}", o.down, o.up + o.down + o.unknown)
+}
+
+/// What a pass that sorted what it overwrote (the first after a change of primary or a
+/// member's return) did: "kept 3 file(s) with writes the primary lacks (1.0K) in DIR;
+/// 100 stale replaced". `None` for a regular pass.
+pub fn sorted_pass(p: &PassReport) -> Option<String> {
+    let kept = p.kept_files.filter(|&k| k > 0).map(|k| {
+        let bytes = p
+            .kept_bytes
+            .map(|b| format!(" ({})", units::bytes(b)))
+            .unwrap_or_default();
+        let dir = p
+            .kept_dir
+            .as_ref()
+            .map(|d| format!(" in {d}"))
+            .unwrap_or_default();
+        format!("kept {k} file(s) with writes the primary lacks{bytes}{dir}")
+    });
+    let replaced = p.replaced_files.map(|r| format!("{r} stale replaced"));
+    match (kept, replaced) {
+        (None, None) => None,
+        (Some(k), None) => Some(k),
+        (None, Some(r)) => Some(format!("kept nothing; {r}")),
+        (Some(k), Some(r)) => Some(format!("{k}; {r}")),
+    }
 }
 
 /// A member's health in one service: its host's, and its service check's when the
@@ -169,6 +296,19 @@ pub fn recovery(r: &RecoveryStatus, now: u64) -> String {
         "{doing}: its host answers, its service does not; fails over in {} unless its check passes",
         units::span(r.deadline_ms.saturating_sub(now))
     )
+}
+
+/// The first `http://` or `https://` URL in a message, without the punctuation after it.
+pub fn contact_url(message: &str) -> Option<&str> {
+    let start = ["https://", "http://"]
+        .iter()
+        .filter_map(|scheme| message.find(scheme))
+        .min()?;
+    let rest = &message[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ')' | ',' | ';' | '"'))
+        .unwrap_or(rest.len());
+    Some(rest[..end].trim_end_matches(['.', ':']))
 }
 
 /// One event as a log line.
@@ -223,6 +363,41 @@ mod tests {
         ] {
             assert!(text.contains(needed), "{needed:?} missing in:\n{text}");
         }
+    }
+
+    #[test]
+    fn status_table_shows_the_terminal_servers_and_how_many_see_each_member_down() {
+        let text = status_table(&fixtures::cluster());
+        insta::assert_snapshot!("status_table_cluster", text);
+        for needed in [
+            "cluster: this is ts1, the leader (lease 2.6s left), etcd reachable; a member is down when 2 terminal server(s) see it down",
+            "ts1 (this)      leader   http://127.0.0.1:8053",
+            "next: app3 holds the freshest copy (pass #41; app2 #40 only)",
+            "⚠ split-brain risk (unfenced):",
+            "last resync: kept 3 file(s) with writes the primary lacks (1.0K) in /srv/data.dnsd-kept/epoch-3-pass-40; 100 stale replaced",
+        ] {
+            assert!(text.contains(needed), "{needed:?} missing in:\n{text}");
+        }
+        let follower = status_table(&fixtures::cluster_follower_without_etcd());
+        assert!(
+            follower.contains(
+                "cluster: this is ts2, a follower (ts1 leads), etcd UNREACHABLE for 12s: it answers the last state it knew and decides nothing"
+            ),
+            "{follower}"
+        );
+    }
+
+    #[test]
+    fn contact_urls_are_found_in_refusals() {
+        assert_eq!(
+            contact_url("leads; send the action there (http://127.0.0.1:8053)."),
+            Some("http://127.0.0.1:8053")
+        );
+        assert_eq!(
+            contact_url("ts1 leads (https://[::1]:8053)"),
+            Some("https://[::1]:8053")
+        );
+        assert_eq!(contact_url("nothing here"), None);
     }
 
     #[test]

@@ -12,7 +12,11 @@
 //! - each operator action runs in its own task and reports the daemon's reply.
 //!
 //! A program may add keys of its own through an [`Extension`] (the demo's kill and
-//! revive); the loop runs them in place, since they only start or stop local processes.
+//! revive); the loop runs them in place, since they only start or stop local processes
+//! (the screen is drawn first, so the notice "demo: revive ts1…" shows while it runs).
+//!
+//! When the client moves to another dnsd (a cluster client, in the demo), the poller
+//! says so and the header names the new one; the event follower starts over on its log.
 //!
 //! The terminal is set up through ratatui's `try_init`, whose panic hook restores it
 //! before a panic is printed; a guard restores it on every other way out (quit, Ctrl-C,
@@ -46,9 +50,9 @@ const STREAM_IDLE: Duration = Duration::from_secs(60);
 pub trait Extension {
     /// The banner and the keys, read once when the view starts.
     fn extras(&self) -> Extras;
-    /// Runs extra key `key` (one of [`Extension::extras`]) on member `node`; the text
-    /// says what was done.
-    fn run(&mut self, key: char, node: &str) -> anyhow::Result<String>;
+    /// Runs extra key `key` (one of [`Extension::extras`]) on `target`, the selected
+    /// member or terminal server as the key says; the text says what was done.
+    fn run(&mut self, key: char, target: &str) -> anyhow::Result<String>;
 }
 
 /// Restores the terminal when the loop ends, however it ends.
@@ -122,13 +126,22 @@ pub async fn run(client: Client, mut extension: Option<&mut dyn Extension>) -> a
                     let _ = tx.send(Input::ActionDone { request, outcome }).await;
                 });
             }
-            Some(Effect::Extra { key, node }) => {
+            Some(Effect::Extra { key, target }) => {
+                if app.take_dirty()
+                    && let Err(e) = terminal.draw(|frame| frame.render_widget(&app, frame.area()))
+                {
+                    break Err(e).context("cannot draw on the terminal");
+                }
                 let outcome = match extension.as_mut() {
-                    Some(extension) => extension.run(key, &node),
+                    Some(extension) => extension.run(key, &target),
                     // The app asks only for the keys an extension gave it.
                     None => Err(anyhow::anyhow!("no program handles the key {key}")),
                 };
-                app.update(Input::ExtraDone { key, node, outcome });
+                app.update(Input::ExtraDone {
+                    key,
+                    target,
+                    outcome,
+                });
             }
         }
     };
@@ -141,8 +154,17 @@ pub async fn run(client: Client, mut extension: Option<&mut dyn Extension>) -> a
 /// Polls the status and reports it, or why dnsd could not be reached.
 async fn poll_status(client: Client, tx: mpsc::Sender<Input>) {
     let mut attempt = 0u32;
+    let mut endpoint = client.endpoint().to_string();
     loop {
-        let pause = match client.status().await {
+        let result = client.status().await;
+        let now = client.endpoint().to_string();
+        if now != endpoint {
+            endpoint = now;
+            if tx.send(Input::Endpoint(endpoint.clone())).await.is_err() {
+                return;
+            }
+        }
+        let pause = match result {
             Ok(status) => {
                 attempt = 0;
                 let every =

@@ -1,7 +1,9 @@
 //! The real `console` binary: its scriptable commands against a real `dnsd` on loopback
 //! (exit codes, `--socket` before and after the subcommand, `--url` with TLS and a token), its
 //! TUI driven in tmux against `dnsd` on lab hosts (crash, failover, `b` + `y` for the
-//! failback), and the headless demo (DNS, failover, mirroring, clean stop).
+//! failback), the headless demo (DNS, failover, mirroring, clean stop), and the headless
+//! cluster demo (etcd and three terminal servers: the leader killed, another leads and
+//! decides, every live one answers DNS, everything stopped on quit).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -181,6 +183,32 @@ fn scriptable_commands_against_a_real_dnsd() {
     let log = text(&out.stdout);
     assert!(log.contains(" promotion [www app1->app2 epoch 2]"), "{log}");
     assert!(log.contains("operator promotion from console "), "{log}");
+
+    // reload: the unchanged file is taken (exit 0, dnsd's message); a broken one is
+    // refused (exit 3, dnsd's reasons) and dnsd keeps running on what it had.
+    let out = console(&["--socket", &sock, "reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("nothing changed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let file = lb.dir.path().join("dnsd.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("interval = \"200ms\"", "interval = \"soon\""),
+    )
+    .unwrap();
+    let out = console(&["reload", "--socket", &sock]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dnsd refused reload: reload refused, dnsd keeps its configuration"),
+        "{err}"
+    );
+    std::fs::write(&file, good).unwrap();
+    assert_eq!(lb.status().service("www").unwrap().primary, "app2");
 
     // The TCP API with its token, through --url (TLS, with the test CA).
     let tcp = lb.dnsd.ready().control_tcp.unwrap();
@@ -418,12 +446,13 @@ struct DemoProcess {
 }
 
 impl DemoProcess {
-    fn start(dir: &Path, addrs: &[IpAddr]) -> DemoProcess {
+    fn start(dir: &Path, addrs: &[IpAddr], extra: &[&str]) -> DemoProcess {
         let addresses: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         let mut child = Command::new(binary("console").unwrap())
             .args(["demo", "--no-tui", "--dns", "127.0.0.1:0", "--dir"])
             .arg(dir)
             .args(["--addresses", &addresses.join(",")])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -518,7 +547,7 @@ fn headless_demo_fails_over_mirrors_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let addrs: Vec<IpAddr> = (0..3).map(|_| loopback_addr()).collect();
-    let mut demo = DemoProcess::start(&dir, &addrs);
+    let mut demo = DemoProcess::start(&dir, &addrs, &[]);
     let ready = demo.line("{\"demo_ready\"", Duration::from_secs(60));
     let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
     let dns: SocketAddr = ready["demo_ready"]["dns"]
@@ -627,4 +656,218 @@ fn headless_demo_fails_over_mirrors_and_stops_cleanly() {
             file.display()
         );
     }
+}
+
+/// What the headless cluster demo says about one terminal server in its ready line.
+struct Ts {
+    name: String,
+    dns: SocketAddr,
+    client: console::client::Client,
+}
+
+#[test]
+fn headless_cluster_demo_hands_over_when_the_leader_dies_and_stops_everything() {
+    let test = "headless_cluster_demo_hands_over_when_the_leader_dies_and_stops_everything";
+    if !require_tools(test, &["dig", "rsync", "ssh", "ssh-keygen", "etcd"]) {
+        return;
+    }
+    if !have("sshd") && !Path::new("/usr/sbin/sshd").is_file() {
+        assert!(!integration::lab::in_ci(), "{test}: sshd is missing");
+        eprintln!("SKIPPED {test}: sshd missing (CI=true makes this a failure)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let addrs: Vec<IpAddr> = (0..3).map(|_| loopback_addr()).collect();
+    let mut demo = DemoProcess::start(&dir, &addrs, &["--cluster", "--etcd", "127.0.0.1:0"]);
+    let ready = demo.line("{\"demo_ready\"", Duration::from_secs(90));
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let ready = &ready["demo_ready"];
+    let servers: Vec<Ts> = ready["terminal_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Ts {
+            name: t["name"].as_str().unwrap().to_owned(),
+            dns: t["dns"].as_str().unwrap().parse().unwrap(),
+            client: console::client::Client::new(console::client::Endpoint::Unix(PathBuf::from(
+                t["control"].as_str().unwrap(),
+            ))),
+        })
+        .collect();
+    let names: Vec<&str> = servers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["ts1", "ts2", "ts3"]);
+    assert!(ready["etcd"]["pid"].as_u64().is_some(), "{ready}");
+    let logs = || {
+        let mut text = String::new();
+        for name in ["dnsd-ts1", "dnsd-ts2", "dnsd-ts3", "etcd"] {
+            let log = std::fs::read_to_string(dir.join(format!("logs/{name}.log")));
+            text.push_str(&format!("--- {name}.log\n{}\n", log.unwrap_or_default()));
+        }
+        text
+    };
+    let rt = runtime();
+    let status = |t: &Ts| rt.block_on(t.client.status()).ok();
+    // Who leads, as terminal server `t` sees it.
+    let leader_seen_by = |t: &Ts| status(t)?.cluster?.leader;
+    let answers = |t: &Ts, want: IpAddr| {
+        wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+            (dig_short(t.dns, "www.demo.test.", "A") == vec![want.to_string()]).then_some(())
+        })
+        .is_some()
+    };
+
+    // One leader, the same for all three; every one answers app1.
+    let leader = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        let seen: Vec<Option<String>> = servers.iter().map(leader_seen_by).collect();
+        let first = seen[0].clone()?;
+        seen.iter()
+            .all(|s| s.as_deref() == Some(first.as_str()))
+            .then_some(first)
+    });
+    let Some(leader) = leader else {
+        panic!(
+            "the terminal servers never agreed on a leader; logs:\n{}",
+            logs()
+        );
+    };
+    for t in &servers {
+        assert!(
+            answers(t, addrs[0]),
+            "{} never answered app1; logs:\n{}",
+            t.name,
+            logs()
+        );
+    }
+    // A member must hold a complete copy before a failover can promote it.
+    let eligible = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        let s = servers.iter().find(|t| t.name == leader).and_then(status)?;
+        let www = s.service("www")?;
+        www.members
+            .iter()
+            .any(|m| m.node != www.primary && m.eligible)
+            .then_some(())
+    });
+    assert!(
+        eligible.is_some(),
+        "no secondary ever eligible; logs:\n{}",
+        logs()
+    );
+
+    // The leader's dnsd is killed: another terminal server takes the lead.
+    demo.command(&format!("kill {leader}"));
+    let reply = demo.line(&format!("ok: {leader} killed"), Duration::from_secs(10));
+    assert!(reply.contains("SIGKILL"), "{reply}");
+    let rest: Vec<&Ts> = servers.iter().filter(|t| t.name != leader).collect();
+    let next = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        let s = rest.iter().find_map(|t| {
+            let c = status(t)?.cluster?;
+            c.leading.then_some(c)
+        })?;
+        // Its lease ended: the dead one is no longer listed.
+        (!s.servers.iter().any(|x| x.name == leader)).then_some(s.name)
+    });
+    let Some(next) = next else {
+        panic!(
+            "nobody took the lead after {leader} died; logs:\n{}",
+            logs()
+        );
+    };
+    assert_ne!(next, leader);
+    for t in &rest {
+        assert!(
+            answers(t, addrs[0]),
+            "{} stopped answering after {leader} died; logs:\n{}",
+            t.name,
+            logs()
+        );
+    }
+
+    // The new leader decides: once it has mirrored (no pass runs while nobody leads, and
+    // a copy older than max_lag is not promoted), app1 dies, and every live terminal
+    // server answers its successor.
+    let mirrored = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        let s = rest
+            .iter()
+            .find(|t| t.name == next)
+            .and_then(|t| status(t))?;
+        let www = s.service("www")?;
+        www.members
+            .iter()
+            .any(|m| m.node != www.primary && m.eligible)
+            .then_some(())
+    });
+    assert!(
+        mirrored.is_some(),
+        "{next} never made a secondary eligible; logs:\n{}",
+        logs()
+    );
+    demo.command("kill app1");
+    demo.line("ok: app1 killed", Duration::from_secs(10));
+    let moved = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        let answer = dig_short(rest[0].dns, "www.demo.test.", "A");
+        [1, 2]
+            .into_iter()
+            .find(|&i| answer == vec![addrs[i].to_string()])
+    });
+    let Some(new) = moved else {
+        panic!("www never moved after app1 died; logs:\n{}", logs());
+    };
+    assert!(
+        answers(rest[1], addrs[new]),
+        "{} does not answer the new primary; logs:\n{}",
+        rest[1].name,
+        logs()
+    );
+
+    // Revived, the old leader follows the new one.
+    demo.command(&format!("revive {leader}"));
+    demo.line(&format!("ok: {leader} revived"), Duration::from_secs(60));
+    let revived = servers.iter().find(|t| t.name == leader).unwrap();
+    let follows = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        (leader_seen_by(revived)? == next).then_some(())
+    });
+    assert!(
+        follows.is_some(),
+        "{leader} never followed {next}; logs:\n{}",
+        logs()
+    );
+    assert!(
+        answers(revived, addrs[new]),
+        "{leader} answers an old primary"
+    );
+
+    // Quit stops everything the demo started, by PID: dnsd x3, etcd, the sshds.
+    let pids = pids_in(&dir.join("run"));
+    let count = |prefix: &str| {
+        pids.iter()
+            .filter(|(p, _)| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
+            })
+            .count()
+    };
+    assert_eq!(
+        (count("dnsd-ts"), count("etcd"), count("sshd-") >= 2),
+        (3, 1, true),
+        "{pids:?}"
+    );
+    demo.command("quit");
+    let stopped = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
+        demo.child.try_wait().ok().flatten()
+    });
+    let exit = stopped.expect("the demo did not stop on quit");
+    assert!(exit.success(), "demo exited with {exit}");
+    demo.line("demo stopped", Duration::from_secs(5));
+    for (file, pid) in &pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{} (pid {pid}) is still running after the demo stopped",
+            file.display()
+        );
+    }
+    assert!(
+        dir.join("etcd").is_dir(),
+        "etcd's data stays in the demo's folder"
+    );
 }

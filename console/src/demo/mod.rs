@@ -20,8 +20,18 @@
 //! use. However it ends (q, Ctrl-C, a signal, a panic), dnsd, the sshds and the echo
 //! services are stopped by PID; if the console itself is killed, its children get
 //! SIGTERM from the kernel, and the next demo sweeps anything left by PID file.
+//!
+//! With `--cluster`, three terminal servers (`ts1`-`ts3`) run instead of one, on one
+//! etcd (`etcd.rs`) started in the demo's folder: each its own dnsd with its own DNS port
+//! (5380, 5381, 5382), control socket (`<dir>/tsN/control.sock`, and plain HTTP on a
+//! loopback port with the demo's token, so a follower's refusal names the leader's URL)
+//! and state folder, over the same three members. The console talks to them through a
+//! cluster client: it moves to another when the one it watches dies, and sends actions
+//! to the leader. `T` kills the selected terminal server (SIGKILL, as a crash would) and
+//! `Y` revives it; `t` selects one. etcd is stopped by PID with everything else.
 
 mod echo;
+mod etcd;
 mod procs;
 
 use std::fmt::Write as _;
@@ -40,7 +50,7 @@ use tokio::io::AsyncBufReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::app::{ExtraKey, Extras};
+use crate::app::{ExtraKey, Extras, Target};
 use crate::client::{Client, Endpoint};
 use crate::launch::{self, Launch};
 use crate::operator::{operator, user_name};
@@ -73,12 +83,22 @@ pub struct DemoArgs {
     /// sshd port of every member
     #[arg(long, default_value_t = 2222)]
     pub ssh_port: u16,
+    /// Three terminal servers on one etcd instead of one dnsd (needs etcd: Debian's
+    /// etcd-server); their DNS answers on --dns's port and the two after it
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: etcd's client address (its peer port is the next one; port 0
+    /// lets the kernel choose both)
+    #[arg(long, default_value = "127.0.0.1:2479", value_name = "ADDR")]
+    pub etcd: SocketAddr,
 }
 
-/// The demo's own commands on a member: keys in the live view, words on stdin without it.
+/// The demo's own commands on a member or a terminal server: keys in the live view,
+/// words on stdin without it (`kill app1`, `revive ts2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DemoCommand {
-    /// Stop the member's echo service and sshd, as if the machine crashed.
+    /// A member: stop its echo service and sshd, as if the machine crashed. A terminal
+    /// server: SIGKILL its dnsd.
     Kill,
     /// Start them again.
     Revive,
@@ -87,11 +107,13 @@ enum DemoCommand {
 impl DemoCommand {
     const ALL: [DemoCommand; 2] = [DemoCommand::Kill, DemoCommand::Revive];
 
-    /// Its key in the live view.
-    fn key(self) -> char {
-        match self {
-            DemoCommand::Kill => 'K',
-            DemoCommand::Revive => 'R',
+    /// Its key in the live view, on the selected member or terminal server.
+    fn key(self, target: Target) -> char {
+        match (self, target) {
+            (DemoCommand::Kill, Target::Member) => 'K',
+            (DemoCommand::Revive, Target::Member) => 'R',
+            (DemoCommand::Kill, Target::TerminalServer) => 'T',
+            (DemoCommand::Revive, Target::TerminalServer) => 'Y',
         }
     }
 
@@ -103,15 +125,27 @@ impl DemoCommand {
         }
     }
 
-    fn help(self) -> &'static str {
-        match self {
-            DemoCommand::Kill => "demo: kill the selected member (echo and sshd stop)",
-            DemoCommand::Revive => "demo: revive the selected member",
+    fn help(self, target: Target) -> &'static str {
+        match (self, target) {
+            (DemoCommand::Kill, Target::Member) => {
+                "demo: kill the selected member (echo and sshd stop)"
+            }
+            (DemoCommand::Revive, Target::Member) => "demo: revive the selected member",
+            (DemoCommand::Kill, Target::TerminalServer) => {
+                "demo: kill the selected terminal server (SIGKILL)"
+            }
+            (DemoCommand::Revive, Target::TerminalServer) => {
+                "demo: revive the selected terminal server"
+            }
         }
     }
 
     fn from_key(key: char) -> Option<DemoCommand> {
-        DemoCommand::ALL.into_iter().find(|c| c.key() == key)
+        DemoCommand::ALL.into_iter().find(|c| {
+            [Target::Member, Target::TerminalServer]
+                .into_iter()
+                .any(|t| c.key(t) == key)
+        })
     }
 
     fn from_word(word: &str) -> Option<DemoCommand> {
@@ -119,19 +153,27 @@ impl DemoCommand {
     }
 }
 
-/// What the demo adds to the live view: `banner` under the header, and its keys.
-fn extras(banner: String) -> Extras {
+/// What the demo adds to the live view: `banner` under the header, its keys on members,
+/// and, for a cluster, its terminal servers and the keys on them.
+fn extras(banner: String, terminal_servers: Vec<String>) -> Extras {
+    let mut targets = vec![Target::Member];
+    if !terminal_servers.is_empty() {
+        targets.push(Target::TerminalServer);
+    }
     Extras {
         name: "demo".to_owned(),
         banner,
-        keys: DemoCommand::ALL
+        keys: targets
             .into_iter()
-            .map(|c| ExtraKey {
-                key: c.key(),
+            .flat_map(|t| DemoCommand::ALL.map(|c| (c, t)))
+            .map(|(c, target)| ExtraKey {
+                key: c.key(target),
                 verb: c.word().to_owned(),
-                help: c.help().to_owned(),
+                help: c.help(target).to_owned(),
+                target,
             })
             .collect(),
+        terminal_servers,
     }
 }
 
@@ -173,18 +215,36 @@ fn rooted(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
+/// One terminal server of the demo: the standalone dnsd, or one of a cluster's.
+#[derive(Debug)]
+struct TermServer {
+    /// `dnsd` standalone, `ts1`-`ts3` in a cluster (its `[cluster] name`).
+    name: String,
+    /// Where its files are: its configuration, and in a cluster its state and socket.
+    config: PathBuf,
+    launch: Launch,
+    /// Where its DNS answers, as configured (port 0: as the ready line says, once up).
+    dns: SocketAddr,
+    /// Its control socket (from the ready line, once up).
+    control: PathBuf,
+    /// Its TCP control API, in a cluster (plain HTTP on loopback, the demo's token).
+    control_tcp: Option<SocketAddr>,
+    /// `None` while killed (or before it started).
+    dnsd: Option<launch::Dnsd>,
+}
+
 /// A running demo. Dropping it stops everything it started.
 #[derive(Debug)]
 struct Demo {
     dir: PathBuf,
     args: DemoArgs,
     sshd_bin: PathBuf,
+    /// The etcd binary, for a cluster.
+    etcd_bin: Option<PathBuf>,
     members: Vec<Member>,
-    dnsd: Option<launch::Dnsd>,
+    servers: Vec<TermServer>,
+    etcd: Option<etcd::Etcd>,
     writer: Option<JoinHandle<()>>,
-    /// DNS address and control socket, from dnsd's ready line.
-    dns: Option<SocketAddr>,
-    control: PathBuf,
 }
 
 /// Runs the demo until the operator quits (or, with `--no-tui`, until `quit` on stdin
@@ -196,7 +256,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut demo = Demo::new(args)?;
     let outcome = async {
         demo.start().await?;
-        let client = Client::new(Endpoint::Unix(demo.control.clone())).with_operator(operator());
+        let client = demo.client().with_operator(operator());
         demo.writer = Some(tokio::spawn(writer(
             client.clone(),
             demo.dir.join("run"),
@@ -245,7 +305,24 @@ impl Demo {
                 missing.join(", ")
             );
         };
+        let etcd_bin = if args.cluster {
+            let Some(bin) = find_program(&["/usr/bin/etcd"], "etcd") else {
+                bail!(
+                    "the cluster demo needs etcd (missing); install it with `scripts/deps demo --cluster` or: apt-get install etcd-server"
+                );
+            };
+            if !args.etcd.ip().is_loopback() {
+                bail!(
+                    "--etcd: {} is not a loopback address; the demo stays on this machine",
+                    args.etcd
+                );
+            }
+            Some(bin)
+        } else {
+            None
+        };
         let dir = absolute(&args.dir)?;
+        let servers = terminal_servers(&dir, &args)?;
         let members = args
             .addresses
             .iter()
@@ -264,19 +341,44 @@ impl Demo {
             })
             .collect();
         Ok(Demo {
-            control: dir.join("control.sock"),
             dir,
             args,
             sshd_bin,
+            etcd_bin,
             members,
-            dnsd: None,
+            servers,
+            etcd: None,
             writer: None,
-            dns: None,
         })
+    }
+
+    /// A client of the demo's dnsd; in a cluster, of every terminal server, moving to a
+    /// live one and sending actions to the leader.
+    fn client(&self) -> Client {
+        match self.servers.as_slice() {
+            [only] => Client::new(Endpoint::Unix(only.control.clone())),
+            all => Client::cluster(
+                all.iter()
+                    .map(|t| (t.name.clone(), Endpoint::Unix(t.control.clone())))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn cluster(&self) -> bool {
+        self.etcd_bin.is_some()
     }
 
     /// Prepares the directory, keys and configuration, and starts every process.
     async fn start(&mut self) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("cannot find the console's own binary")?;
+        let bin = exe.with_file_name("dnsd");
+        if !bin.is_file() {
+            bail!(
+                "dnsd not found at {} (it is looked for next to console): build both with `cargo build --release --bins`",
+                bin.display()
+            );
+        }
         self.prepare_dir()?;
         self.make_keys()?;
         for i in 0..self.members.len() {
@@ -287,11 +389,48 @@ impl Demo {
             wait_for_sshd(m, self.args.ssh_port)?;
         }
         self.seed()?;
-        let config = self.dir.join("dnsd.toml");
-        std::fs::write(&config, self.dnsd_config()?)
-            .with_context(|| format!("cannot write {}", config.display()))?;
-        self.start_dnsd(&config)?;
+        if let Some(bin) = &self.etcd_bin {
+            let etcd = etcd::Etcd::start(bin, &self.dir, self.args.etcd, START_TIMEOUT)?;
+            self.etcd = Some(etcd);
+            write_private(&self.token_file(), "dnsd-demo-token-0123456789\n")?;
+        }
+        for i in 0..self.servers.len() {
+            // A port free now, written in the configuration so that it stays the same
+            // when the terminal server is revived, and named by its refusals: dnsd names
+            // its configured address, so port 0 would not do.
+            if let Some(addr) = self.servers[i].control_tcp.as_mut() {
+                *addr = std::net::TcpListener::bind(*addr)
+                    .and_then(|l| l.local_addr())
+                    .context("cannot find a free port for a terminal server's control API")?;
+            }
+            let t = &self.servers[i];
+            if let Some(own) = t.config.parent().filter(|_| self.cluster()) {
+                let state = own.join("state");
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&state)
+                    .with_context(|| format!("cannot create {}", state.display()))?;
+            }
+            let etcd = self.etcd.as_ref().map(etcd::Etcd::endpoint);
+            std::fs::write(&t.config, self.dnsd_config(t, etcd.as_deref())?)
+                .with_context(|| format!("cannot write {}", t.config.display()))?;
+            let any_port = t.dns.port() == 0;
+            self.start_dnsd(i)?;
+            if any_port {
+                // Pinned to the port the kernel chose, so that a revived terminal server
+                // answers where it did (and where the demo said it does).
+                let t = &self.servers[i];
+                std::fs::write(&t.config, self.dnsd_config(t, etcd.as_deref())?)
+                    .with_context(|| format!("cannot write {}", t.config.display()))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The bearer token of the terminal servers' TCP control API, in a cluster.
+    fn token_file(&self) -> PathBuf {
+        self.dir.join("control.token")
     }
 
     fn prepare_dir(&self) -> anyhow::Result<()> {
@@ -478,7 +617,8 @@ impl Demo {
         Ok(())
     }
 
-    fn dnsd_config(&self) -> anyhow::Result<String> {
+    /// Terminal server `t`'s configuration; in a cluster, on the etcd at `etcd`.
+    fn dnsd_config(&self, t: &TermServer, etcd: Option<&str>) -> anyhow::Result<String> {
         let ssh = self.ssh_dir();
         let key = ssh.join("id_ed25519");
         let known = ssh.join("known_hosts");
@@ -499,8 +639,34 @@ impl Demo {
             .iter()
             .map(|m| format!("\"{}\"", m.name))
             .collect();
+        let cluster = match etcd {
+            Some(endpoint) => format!(
+                r#"
+# One of the demo's three terminal servers, on the demo's etcd.
+[cluster]
+name = "{name}"
+etcd = ["{endpoint}"]
+lease = "3s"
+"#,
+                name = t.name,
+            ),
+            None => String::new(),
+        };
+        let control_tcp = match t.control_tcp {
+            // Named in a follower's refusals as the leader's address.
+            Some(addr) => format!(
+                "tcp = \"{addr}\"\nallow_plain_tcp_on_loopback = true\ntoken_file = {}\n",
+                toml_str(&self.token_file())
+            ),
+            None => String::new(),
+        };
+        let state = match t.config.parent() {
+            Some(own) if self.cluster() => own.join("state"),
+            _ => self.dir.join("state"),
+        };
         Ok(format!(
             r#"# dnsd configuration written by `console demo` (see console/README.md).
+{cluster}
 [dns]
 listen = ["{dns}"]
 zone = "{ZONE}"
@@ -517,7 +683,7 @@ rise = 3
 
 [control]
 socket = {control}
-
+{control_tcp}
 [state]
 dir = {state}
 
@@ -546,10 +712,10 @@ failback_after = "15s"
 demote = ["touch", {demoted}]
 promote = ["rm", "-f", {demoted}]
 "#,
-            dns = self.args.dns,
+            dns = t.dns,
             echo = self.args.echo_port,
-            control = toml_str(&self.control),
-            state = toml_str(&self.dir.join("state")),
+            control = toml_str(&t.control),
+            state = toml_str(&state),
             user = toml_str(Path::new(&user)),
             ssh_port = self.args.ssh_port,
             key = toml_str(&key),
@@ -559,45 +725,51 @@ promote = ["rm", "-f", {demoted}]
         ))
     }
 
-    /// Starts dnsd (the binary next to this one) and waits for its ready line.
-    fn start_dnsd(&mut self, config: &Path) -> anyhow::Result<()> {
-        let exe = std::env::current_exe().context("cannot find the console's own binary")?;
-        let bin = exe.with_file_name("dnsd");
-        if !bin.is_file() {
-            bail!(
-                "dnsd not found at {} (it is looked for next to console): build both with `cargo build --release --bins`",
-                bin.display()
-            );
-        }
-        let dnsd = Launch::new(bin, self.dir.join("logs").join("dnsd.log"))
-            .log_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .ready_timeout(START_TIMEOUT)
-            // The demo runs on this thread until it stops dnsd, and a killed console must
-            // not leave dnsd behind; the PID file lets the next demo sweep it otherwise.
-            .die_with_parent()
-            .pid_file(self.dir.join("run").join("dnsd.pid"))
-            .start(config)
-            .context("dnsd did not start")?;
+    /// Starts terminal server `i`'s dnsd and waits for its ready line.
+    fn start_dnsd(&mut self, i: usize) -> anyhow::Result<()> {
+        let t = &mut self.servers[i];
+        let dnsd = t
+            .launch
+            .start(&t.config)
+            .with_context(|| format!("{} did not start", t.name))?;
         let ready = dnsd.ready();
-        self.dns = ready.dns.first().copied();
-        if let Some(control) = &ready.control {
-            self.control = control.clone();
+        if let Some(dns) = ready.dns.first() {
+            t.dns = *dns;
         }
-        self.dnsd = Some(dnsd);
+        if let Some(control) = &ready.control {
+            t.control = control.clone();
+        }
+        t.dnsd = Some(dnsd);
         Ok(())
     }
 
     fn dig_line(&self) -> String {
-        let dns = self.dns.unwrap_or(self.args.dns);
-        format!(
+        let dns = self.servers.first().map_or(self.args.dns, |t| t.dns);
+        let mut line = format!(
             "dig @{} -p {} {SERVICE}.{} +short",
             dns.ip(),
             dns.port(),
             ZONE.trim_end_matches('.')
-        )
+        );
+        if let [first, others @ ..] = self.servers.as_slice()
+            && !others.is_empty()
+        {
+            let others: Vec<String> = others
+                .iter()
+                .map(|t| format!("{} -p {}", t.name, t.dns.port()))
+                .collect();
+            line.push_str(&format!(" ({}; {})", first.name, others.join(", ")));
+        }
+        line
     }
 
     fn banner(&self) -> String {
+        if self.cluster() {
+            return format!(
+                "{} · t selects a terminal server, T kills it, Y revives it",
+                self.dig_line()
+            );
+        }
         format!(
             "{} · data in {}/members/*{DATA}",
             self.dig_line(),
@@ -607,27 +779,39 @@ promote = ["rm", "-f", {demoted}]
 
     /// Without the TUI: say where things are, then obey commands on stdin.
     async fn headless(&mut self, client: &Client) -> anyhow::Result<()> {
+        let first = &self.servers[0];
         let ready = serde_json::json!({
             "demo_ready": {
                 "dir": self.dir,
-                "dns": self.dns.map(|d| d.to_string()),
-                "control": self.control,
-                "dnsd_pid": self.dnsd.as_ref().map(launch::Dnsd::pid),
+                "dns": first.dns.to_string(),
+                "control": first.control,
+                "dnsd_pid": first.dnsd.as_ref().map(launch::Dnsd::pid),
                 "members": self.members.iter().map(|m| serde_json::json!({
                     "name": m.name, "address": m.addr.to_string(), "data": m.data(),
                 })).collect::<Vec<_>>(),
+                "terminal_servers": self.servers.iter().map(|t| serde_json::json!({
+                    "name": t.name,
+                    "dns": t.dns.to_string(),
+                    "control": t.control,
+                    "control_tcp": t.control_tcp.map(|a| a.to_string()),
+                    "pid": t.dnsd.as_ref().map(launch::Dnsd::pid),
+                })).collect::<Vec<_>>(),
+                "etcd": self.etcd.as_ref().map(|e| serde_json::json!({
+                    "endpoint": e.endpoint(), "pid": e.pid(),
+                })),
             }
         });
         println!("{ready}");
         println!(
             "demo running: DNS on {}, control socket {}; try:  {}",
-            self.dns.map_or_else(|| "?".into(), |d| d.to_string()),
-            self.control.display(),
+            first.dns,
+            first.control.display(),
             self.dig_line()
         );
+        let names = if self.cluster() { "NODE|TS" } else { "NODE" };
         println!(
-            "commands on stdin: kill NODE, revive NODE, status, quit   (watch it live: console --socket {})",
-            self.control.display()
+            "commands on stdin: kill {names}, revive {names}, status, quit   (watch it live: console --socket {})",
+            first.control.display()
         );
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -649,7 +833,7 @@ promote = ["rm", "-f", {demoted}]
                             [word, node] if let Some(command) = DemoCommand::from_word(word) => {
                                 report(self.obey(command, node));
                             }
-                            _ => println!("error: unknown command {line:?}; use kill NODE, revive NODE, status or quit"),
+                            _ => println!("error: unknown command {line:?}; use kill NAME, revive NAME, status or quit"),
                         }
                     }
                     // No more commands: keep running until a signal.
@@ -662,17 +846,29 @@ promote = ["rm", "-f", {demoted}]
         }
     }
 
-    /// Runs one of the demo's commands on member `node`; the text says what was done.
-    fn obey(&mut self, command: DemoCommand, node: &str) -> anyhow::Result<String> {
+    /// Runs one of the demo's commands on the member or terminal server `name`; the text
+    /// says what was done.
+    fn obey(&mut self, command: DemoCommand, name: &str) -> anyhow::Result<String> {
+        if let Some(i) = self.servers.iter().position(|t| t.name == name)
+            && self.cluster()
+        {
+            return match command {
+                DemoCommand::Kill => self.kill_server(i),
+                DemoCommand::Revive => self.revive_server(i),
+            };
+        }
         match command {
-            DemoCommand::Kill => self.kill(node),
-            DemoCommand::Revive => self.revive(node),
+            DemoCommand::Kill => self.kill(name),
+            DemoCommand::Revive => self.revive(name),
         }
     }
 
     fn member_index(&self, name: &str) -> anyhow::Result<usize> {
         let Some(i) = self.members.iter().position(|m| m.name == name) else {
-            let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+            let mut names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+            if self.cluster() {
+                names.extend(self.servers.iter().map(|t| t.name.as_str()));
+            }
             bail!("no member {name:?} in the demo ({})", names.join(", "));
         };
         Ok(i)
@@ -708,15 +904,45 @@ promote = ["rm", "-f", {demoted}]
         ))
     }
 
+    /// Kills a terminal server's dnsd with SIGKILL, as a crash of its machine would.
+    fn kill_server(&mut self, i: usize) -> anyhow::Result<String> {
+        let t = &mut self.servers[i];
+        let Some(mut dnsd) = t.dnsd.take() else {
+            bail!("{} is already killed (Y revives it)", t.name);
+        };
+        dnsd.kill();
+        Ok(format!(
+            "{} killed (SIGKILL): its lease runs out within 3s; if it led, another terminal server takes the lead",
+            t.name
+        ))
+    }
+
+    fn revive_server(&mut self, i: usize) -> anyhow::Result<String> {
+        if self.servers[i].dnsd.is_some() {
+            bail!("{} is running (T kills it)", self.servers[i].name);
+        }
+        self.start_dnsd(i)?;
+        Ok(format!(
+            "{} revived: it follows the leader's state in etcd (and leads if no one does)",
+            self.servers[i].name
+        ))
+    }
+
     /// Stops everything, by PID: the writer, dnsd (SIGTERM, so it saves its state), the
     /// sshds with their sessions, the echo services. Idempotent.
     fn stop(&mut self) {
         if let Some(w) = self.writer.take() {
             w.abort();
         }
-        if let Some(mut dnsd) = self.dnsd.take() {
-            // SIGTERM first, so dnsd saves its state; it removes its PID file.
-            dnsd.stop();
+        for t in &mut self.servers {
+            if let Some(mut dnsd) = t.dnsd.take() {
+                // SIGTERM first, so dnsd saves its state; it removes its PID file.
+                dnsd.stop();
+            }
+        }
+        // After the terminal servers, which would otherwise go on looking for it.
+        if let Some(mut etcd) = self.etcd.take() {
+            etcd.stop();
         }
         for m in &mut self.members {
             m.alive.store(false, Ordering::SeqCst);
@@ -730,6 +956,12 @@ promote = ["rm", "-f", {demoted}]
     }
 
     fn farewell(&self) -> String {
+        if self.cluster() {
+            return format!(
+                "demo stopped. Its files stay in {dir}: ts1..ts3/ (each terminal server's dnsd.toml and state), etcd/ (etcd's data), logs/ (dnsd-ts*.log, etcd.log, sshd-*.log), members/*{DATA} (each member's data).",
+                dir = self.dir.display()
+            );
+        }
         format!(
             "demo stopped. Its files stay in {dir}: dnsd.toml, logs/ (dnsd.log, sshd-*.log), members/*{DATA} (each member's data).",
             dir = self.dir.display()
@@ -739,15 +971,75 @@ promote = ["rm", "-f", {demoted}]
 
 impl Extension for Demo {
     fn extras(&self) -> Extras {
-        extras(self.banner())
+        let names = match self.cluster() {
+            true => self.servers.iter().map(|t| t.name.clone()).collect(),
+            false => Vec::new(),
+        };
+        extras(self.banner(), names)
     }
 
-    fn run(&mut self, key: char, node: &str) -> anyhow::Result<String> {
+    fn run(&mut self, key: char, target: &str) -> anyhow::Result<String> {
         let Some(command) = DemoCommand::from_key(key) else {
             bail!("the demo has no key {key}");
         };
-        self.obey(command, node)
+        self.obey(command, target)
     }
+}
+
+/// The demo's terminal servers, not started: the standalone dnsd (its files where the
+/// demo always kept them), or `ts1`-`ts3`, each in `<dir>/tsN/` with DNS on `--dns`'s
+/// port plus N-1 and its TCP control API on a loopback port (chosen at start).
+fn terminal_servers(dir: &Path, args: &DemoArgs) -> anyhow::Result<Vec<TermServer>> {
+    let exe = std::env::current_exe().context("cannot find the console's own binary")?;
+    // Whether it is there is checked when the demo starts.
+    let bin = exe.with_file_name("dnsd");
+    let launch = |log: PathBuf, pid: PathBuf| {
+        Launch::new(&bin, log)
+            .log_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .ready_timeout(START_TIMEOUT)
+            // The demo runs on this thread until it stops dnsd, and a killed console
+            // must not leave dnsd behind; the PID file lets the next demo sweep it
+            // otherwise. A revived terminal server's log goes on after its first life's.
+            .die_with_parent()
+            .pid_file(pid)
+            .append_log()
+    };
+    if !args.cluster {
+        return Ok(vec![TermServer {
+            name: "dnsd".into(),
+            config: dir.join("dnsd.toml"),
+            launch: launch(dir.join("logs/dnsd.log"), dir.join("run/dnsd.pid")),
+            dns: args.dns,
+            control: dir.join("control.sock"),
+            control_tcp: None,
+            dnsd: None,
+        }]);
+    }
+    (1..=3u16)
+        .map(|n| {
+            let name = format!("ts{n}");
+            let own = dir.join(&name);
+            let port = match args.dns.port() {
+                0 => 0,
+                p => p.checked_add(n - 1).with_context(|| {
+                    format!("--dns {}: ts{n} needs the port {n} after it", args.dns)
+                })?,
+            };
+            Ok(TermServer {
+                config: own.join("dnsd.toml"),
+                launch: launch(
+                    dir.join("logs").join(format!("dnsd-{name}.log")),
+                    dir.join("run").join(format!("dnsd-{name}.pid")),
+                ),
+                dns: SocketAddr::new(args.dns.ip(), port),
+                control: own.join("control.sock"),
+                // Its port is chosen when the demo starts.
+                control_tcp: Some(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))),
+                dnsd: None,
+                name,
+            })
+        })
+        .collect()
 }
 
 impl Drop for Demo {
@@ -914,6 +1206,8 @@ mod tests {
             ],
             echo_port: 7007,
             ssh_port: 2222,
+            cluster: false,
+            etcd: "127.0.0.1:2479".parse().unwrap(),
         }
     }
 
@@ -924,7 +1218,8 @@ mod tests {
             eprintln!("SKIPPED demo config test: sshd, ssh, ssh-keygen or rsync missing");
             return;
         };
-        let text = demo.dnsd_config().unwrap();
+        let text = demo.dnsd_config(&demo.servers[0], None).unwrap();
+        assert!(!text.contains("[cluster]"), "{text}");
         let root = dir.path().join("members/app2");
         assert!(
             text.contains(&format!("root = \"{}\"", root.display())),
@@ -943,6 +1238,57 @@ mod tests {
         assert_eq!(
             demo.members[2].data(),
             dir.path().join("members/app3/srv/data")
+        );
+    }
+
+    #[test]
+    fn a_cluster_has_three_terminal_servers_each_with_its_own_ports_socket_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path());
+        a.cluster = true;
+        let Ok(demo) = Demo::new(a) else {
+            eprintln!(
+                "SKIPPED demo cluster config test: sshd, ssh, ssh-keygen, rsync or etcd missing"
+            );
+            return;
+        };
+        let names: Vec<&str> = demo.servers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ts1", "ts2", "ts3"]);
+        let ts2 = &demo.servers[1];
+        assert_eq!(ts2.dns.port(), 5381);
+        assert_eq!(ts2.control, dir.path().join("ts2/control.sock"));
+        let text = demo
+            .dnsd_config(ts2, Some("http://127.0.0.1:2479"))
+            .unwrap();
+        for needed in [
+            "[cluster]\nname = \"ts2\"\netcd = [\"http://127.0.0.1:2479\"]\nlease = \"3s\"",
+            "listen = [\"127.0.0.1:5381\"]",
+            "allow_plain_tcp_on_loopback = true",
+            &format!("dir = \"{}\"", dir.path().join("ts2/state").display()),
+            &format!(
+                "socket = \"{}\"",
+                dir.path().join("ts2/control.sock").display()
+            ),
+        ] {
+            assert!(text.contains(needed), "{needed:?} missing:\n{text}");
+        }
+        assert_eq!(
+            demo.dig_line(),
+            "dig @127.0.0.1 -p 5380 www.demo.test +short (ts1; ts2 -p 5381, ts3 -p 5382)"
+        );
+        let x = extras(
+            demo.banner(),
+            vec!["ts1".into(), "ts2".into(), "ts3".into()],
+        );
+        let keys: Vec<(char, Target)> = x.keys.iter().map(|k| (k.key, k.target)).collect();
+        assert_eq!(
+            keys,
+            [
+                ('K', Target::Member),
+                ('R', Target::Member),
+                ('T', Target::TerminalServer),
+                ('Y', Target::TerminalServer)
+            ]
         );
     }
 
@@ -970,6 +1316,7 @@ mod tests {
         let mut app = app(fixtures::three_members()).with_extras(extras(
             "dig @127.0.0.1 -p 5380 www.demo.test +short · K kills, R revives the selected member"
                 .into(),
+            Vec::new(),
         ));
         app.update(Input::Key(KeyEvent::new(
             KeyCode::Char('?'),
@@ -980,10 +1327,62 @@ mod tests {
         assert!(s.contains("demo: kill the selected member"), "{s}");
     }
 
+    /// The cluster demo's view after `T` on ts3: ts3's lease ran out, so dnsd lists ts1
+    /// and ts2 only; the demo still lists ts3, gone and selected, for `Y`.
+    #[test]
+    fn cluster_demo_with_a_terminal_server_killed() {
+        let key = |app: &mut crate::app::App, c: char| {
+            app.update(Input::Key(KeyEvent::new(
+                KeyCode::Char(c),
+                KeyModifiers::NONE,
+            )))
+        };
+        let banner = "dig @127.0.0.1 -p 5380 www.demo.test +short (ts1; ts2 -p 5381, ts3 -p 5382) · t selects a terminal server, T kills it, Y revives it";
+        let names = vec!["ts1".to_owned(), "ts2".to_owned(), "ts3".to_owned()];
+        let mut st = fixtures::cluster();
+        if let Some(c) = &mut st.cluster {
+            c.servers.truncate(2);
+        }
+        let mut app = app(st).with_extras(extras(banner.into(), names));
+        key(&mut app, 't');
+        key(&mut app, 't');
+        key(&mut app, 't');
+        assert_eq!(app.selected_terminal_server(), Some("ts3"));
+        let effect = key(&mut app, 'Y');
+        assert_eq!(
+            effect,
+            Some(crate::app::Effect::Extra {
+                key: 'Y',
+                target: "ts3".into()
+            })
+        );
+        let s = screen(&app, 80, 24);
+        insta::assert_snapshot!("cluster_demo_ts3_killed_80x24", s);
+        assert!(
+            s.contains("cluster  ts1 leads, lease 2.6s · ts2 follows · ts3 gone · on ts1: etcd ok"),
+            "{s}"
+        );
+        let wide = screen(&app, 120, 32);
+        insta::assert_snapshot!("cluster_demo_ts3_killed_120x32", wide);
+        assert!(
+            wide.contains("T kill ts") && wide.contains("Y revive ts"),
+            "{wide}"
+        );
+        key(&mut app, '?');
+        let help = screen(&app, 80, 24);
+        insta::assert_snapshot!("help_cluster_demo_80x24", help);
+        assert!(
+            help.contains("kill the selected terminal server (SIGKILL)"),
+            "{help}"
+        );
+    }
+
     #[test]
     fn keys_and_words_name_the_same_commands() {
         for c in DemoCommand::ALL {
-            assert_eq!(DemoCommand::from_key(c.key()), Some(c));
+            for t in [Target::Member, Target::TerminalServer] {
+                assert_eq!(DemoCommand::from_key(c.key(t)), Some(c));
+            }
             assert_eq!(DemoCommand::from_word(c.word()), Some(c));
         }
         assert_eq!(DemoCommand::from_word("status"), None);

@@ -161,6 +161,9 @@ impl Widget for Help<'_> {
             ("/", "filter members and events; Esc clears"),
             ("q  Ctrl-C", "quit"),
         ];
+        if self.extras.is_some_and(Extras::on_terminal_servers) {
+            keys.push(("t", "select the next terminal server (for the keys below)"));
+        }
         keys.extend(extra_keys.iter().map(|(k, help)| (k.as_str(), *help)));
         let mut lines: Vec<Line<'static>> = keys
             .iter()

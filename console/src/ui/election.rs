@@ -1,12 +1,15 @@
-//! The election panel: who a failover of the selected service would promote now, and
-//! why each other member would be skipped (the daemon's own reasons), plus a switchover
-//! under way, a primary being restarted before any failover, or a stranded service. With many members, members skipped for the same
-//! reason are grouped so the panel stays a few lines high.
+//! The election panel: who a failover of the selected service would promote now and why
+//! it wins ("holds the freshest copy (pass #12; app2 #11 only)"), and why each other
+//! member would be skipped (the daemon's own reasons), plus a switchover under way, a
+//! primary being restarted before any failover, a stranded service, or the split-brain
+//! risk of an unfenced one (last: it is long, and shown as a badge in the header too).
+//! With many members, members skipped for the same reason are grouped so the panel
+//! stays a few lines high.
 
 use dnsd_api::ServiceStatus;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
@@ -84,17 +87,24 @@ fn explain(svc: &ServiceStatus, now: u64) -> Vec<Line<'static>> {
         String::new()
     };
     match &svc.next {
-        Some(next) => lines.push(Line::from(vec![
-            Span::raw(" next: "),
-            Span::styled(
-                next.clone(),
-                palette::ok().add_modifier(ratatui::style::Modifier::BOLD),
-            ),
-            Span::styled(
-                format!(" — first eligible after {}{order}", svc.primary),
-                palette::dim(),
-            ),
-        ])),
+        Some(next) => {
+            // dnsd's reason when it gives one (round-robin order spelled out), else ours.
+            let why = match &svc.next_reason {
+                Some(why) if why.ends_with("round-robin order") && !order.is_empty() => {
+                    format!(" — {why}:{}", order.trim_start_matches(" in the order"))
+                }
+                Some(why) => format!(" — {why}"),
+                None => format!(" — first eligible after {}{order}", svc.primary),
+            };
+            lines.push(Line::from(vec![
+                Span::raw(" next: "),
+                Span::styled(
+                    next.clone(),
+                    palette::ok().add_modifier(ratatui::style::Modifier::BOLD),
+                ),
+                Span::styled(why, palette::dim()),
+            ]));
+        }
         None => lines.push(Line::styled(
             format!(
                 " next: nobody — no member of {} can be promoted now",
@@ -125,6 +135,7 @@ fn explain(svc: &ServiceStatus, now: u64) -> Vec<Line<'static>> {
         if n > 1 {
             lines.push(Line::styled(" skipped: none", palette::dim()));
         }
+        lines.extend(risk(svc));
         return lines;
     }
     let mut spans = vec![Span::raw(" skipped: ")];
@@ -166,7 +177,20 @@ fn explain(svc: &ServiceStatus, now: u64) -> Vec<Line<'static>> {
         }
     }
     lines.push(Line::from(spans));
+    lines.extend(risk(svc));
     lines
+}
+
+/// The split-brain risk of an unfenced service, in dnsd's words.
+fn risk(svc: &ServiceStatus) -> Option<Line<'static>> {
+    let risk = svc.split_brain_risk.as_ref()?;
+    Some(Line::from(vec![
+        Span::styled(
+            " ⚠ split-brain risk: ",
+            palette::warn().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(risk.clone(), palette::warn()),
+    ]))
 }
 
 impl Widget for Election<'_> {

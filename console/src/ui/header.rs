@@ -1,8 +1,10 @@
-//! The header: what the console is connected to (or a banner saying it is not), then
+//! The header: what the console is connected to (or a banner saying it is not); in a
+//! cluster, one line on the terminal servers (who leads and its lease, who follows, who
+//! is gone, whether the one the console talks to reaches etcd, the down quorum); then
 //! one line per service with its primary, epoch, TTL and whether it is paused,
-//! stranded or in the middle of a switchover.
+//! stranded, unfenced (a split-brain risk) or in the middle of a switchover.
 
-use dnsd_api::{ServiceStatus, Status};
+use dnsd_api::{ClusterStatus, ServiceStatus, Status};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -30,6 +32,21 @@ impl<'a> Header<'a> {
         }
     }
 
+    /// One line on the terminal servers, in a cluster (or when the program runs some).
+    fn cluster_lines(&self) -> u16 {
+        let cluster = self
+            .app
+            .status
+            .as_ref()
+            .is_some_and(|s| s.cluster.is_some());
+        let program = self
+            .app
+            .extras
+            .as_ref()
+            .is_some_and(|x| !x.terminal_servers.is_empty());
+        u16::from(cluster || program)
+    }
+
     fn service_count(&self) -> usize {
         self.app.status.as_ref().map_or(0, |s| s.services.len())
     }
@@ -42,7 +59,7 @@ impl<'a> Header<'a> {
     }
 
     pub(super) fn height(&self, screen_height: u16) -> u16 {
-        self.banner_lines() + self.service_lines(screen_height)
+        self.banner_lines() + self.cluster_lines() + self.service_lines(screen_height)
     }
 }
 
@@ -80,6 +97,10 @@ impl Widget for Header<'_> {
                 palette::warn(),
             )),
             Link::Up => lines.push(title_line(app)),
+        }
+        if self.cluster_lines() > 0 {
+            let cluster = app.status.as_ref().and_then(|s| s.cluster.as_ref());
+            lines.push(cluster_line(app, cluster));
         }
         if let Some(status) = &app.status {
             let shown = self.service_lines(buf.area.height) as usize;
@@ -135,6 +156,102 @@ fn title_line(app: &App) -> Line<'static> {
     ])
 }
 
+/// The terminal servers in one line: " cluster  ts1 leads, lease 2.6s · ts2, ts3 follow
+/// · on ts1: etcd ok · quorum 2/3". The one selected for the program's keys is shown
+/// reversed; one the program runs that is not live is "gone".
+fn cluster_line(app: &App, cluster: Option<&ClusterStatus>) -> Line<'static> {
+    let selected = app.selected_terminal_server();
+    let name = |n: &str, style: Style| {
+        let style = if selected == Some(n) {
+            style.add_modifier(Modifier::REVERSED)
+        } else {
+            style
+        };
+        Span::styled(n.to_owned(), style)
+    };
+    let sep = || Span::styled(" · ", palette::dim());
+    let mut spans = vec![
+        Span::styled(
+            " cluster ",
+            Style::new().bg(Color::Magenta).fg(Color::Black),
+        ),
+        Span::raw(" "),
+    ];
+    let live = |n: &str| cluster.is_some_and(|c| c.servers.iter().any(|s| s.name == n));
+    let leader = cluster.and_then(|c| c.leader.as_deref());
+    match (leader, cluster) {
+        (Some(leader), Some(c)) => {
+            spans.push(name(leader, palette::title()));
+            spans.push(Span::styled(" leads", palette::ok()));
+            if let (true, Some(left)) = (c.leading, c.lease_left_ms) {
+                spans.push(Span::raw(format!(", lease {}", units::span(left))));
+            }
+        }
+        (None, Some(_)) => spans.push(Span::styled("no leader", palette::alert())),
+        (_, None) => spans.push(Span::styled("no status", palette::dim())),
+    }
+    let names = app.terminal_servers();
+    let followers: Vec<&String> = names
+        .iter()
+        .filter(|n| live(n) && Some(n.as_str()) != leader)
+        .collect();
+    if !followers.is_empty() {
+        spans.push(sep());
+        for (i, n) in followers.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw(", "));
+            }
+            spans.push(name(n, Style::new()));
+        }
+        spans.push(Span::raw(if followers.len() == 1 {
+            " follows"
+        } else {
+            " follow"
+        }));
+    }
+    let gone: Vec<&String> = names
+        .iter()
+        .filter(|n| !live(n) && Some(n.as_str()) != leader)
+        .collect();
+    if !gone.is_empty() {
+        spans.push(sep());
+        for (i, n) in gone.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw(", "));
+            }
+            spans.push(name(n, palette::alert()));
+        }
+        spans.push(Span::styled(" gone", palette::alert()));
+    }
+    if let Some(c) = cluster {
+        spans.push(sep());
+        spans.push(Span::raw(format!("on {}: ", c.name)));
+        if c.etcd_reachable {
+            spans.push(Span::styled("etcd ok", palette::ok()));
+        } else {
+            let age = c
+                .stale_for_ms
+                .map(|ms| format!(", answers {} old", units::span(ms)))
+                .unwrap_or_default();
+            spans.push(Span::styled(
+                format!("etcd UNREACHABLE{age}"),
+                palette::alert(),
+            ));
+        }
+        spans.push(Span::styled(
+            format!(" · quorum {}/{}", c.down_quorum, c.servers.len()),
+            palette::dim(),
+        ));
+    }
+    let base = stale_style(app);
+    if base != Style::new() {
+        for s in &mut spans {
+            s.style = s.style.patch(base);
+        }
+    }
+    Line::from(spans)
+}
+
 fn service_line(
     app: &App,
     status: &Status,
@@ -173,6 +290,13 @@ fn service_line(
         ));
     } else {
         spans.push(Span::styled("running", palette::ok()));
+    }
+    if svc.split_brain_risk.is_some() {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(
+            " ⚠ unfenced ",
+            Style::new().bg(Color::Yellow).fg(Color::Black),
+        ));
     }
     if svc.stranded {
         spans.push(Span::raw(" "));

@@ -1,9 +1,11 @@
-//! The member table of the selected service: name, address, role, health with RTT and
-//! a sparkline of recent probes (for a service with a check, "svc down" when the host
+//! The member table of the selected service: name, address, role, health (in a cluster,
+//! with how many terminal servers see the member down: DOWN "1/3") with RTT and a
+//! sparkline of recent probes (for a service with a check, "svc down" when the host
 //! answers but the service does not), mirroring state (a progress bar while a pass runs),
-//! lag, what the last pass moved, and flags (a quarantine with its time left). Columns that do not fit are dropped, least
-//! important first; only the visible rows are built, so 500 members cost no more than
-//! a screenful. Under the rows, one line of detail on the selected member.
+//! lag, what the last pass moved, and flags (a quarantine with its time left, files a
+//! resync kept). Columns that do not fit are dropped or narrowed, least important first;
+//! only the visible rows are built, so 500 members cost no more than a screenful. Under
+//! the rows, one line of detail on the selected member.
 
 use dnsd_api::{Health, MemberStatus, NodeStatus, Role, ServiceStatus, Status, SyncStatus};
 use ratatui::buffer::Buffer;
@@ -15,7 +17,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 use super::frame::{panel, stale, stale_style};
 use super::palette;
 use crate::app::{App, Focus};
-use crate::units;
+use crate::{render, units};
 
 pub(super) struct Members<'a> {
     app: &'a App,
@@ -24,6 +26,22 @@ pub(super) struct Members<'a> {
 impl<'a> Members<'a> {
     pub(super) fn new(app: &'a App) -> Members<'a> {
         Members { app }
+    }
+
+    /// Lines under the rows about the selected member: one, and a second on what its last
+    /// resync kept and replaced, when it did (too long to share the first).
+    pub(super) fn detail_lines(&self) -> u16 {
+        1 + u16::from(self.resync_line().is_some())
+    }
+
+    fn resync_line(&self) -> Option<String> {
+        let svc = self.app.current_service()?;
+        let m = svc.member(self.app.node.as_ref()?)?;
+        m.sync
+            .as_ref()?
+            .last_pass
+            .as_ref()
+            .and_then(render::sorted_pass)
     }
 }
 
@@ -59,12 +77,20 @@ impl Columns {
                 probes: 10,
                 sync: 20,
             }
-        } else {
+        } else if width >= 76 {
             Columns {
                 address: false,
                 last_pass: false,
                 probes: 8,
                 sync: 18,
+            }
+        } else {
+            // Reached at 80 columns only with the DOWN column of a cluster beside.
+            Columns {
+                address: false,
+                last_pass: false,
+                probes: 6,
+                sync: 16,
             }
         }
     }
@@ -75,7 +101,10 @@ impl Widget for Members<'_> {
         let app = self.app;
         let visible = app.visible_members();
         let total = app.current_service().map_or(0, |s| s.members.len());
-        let rows_fit = area.height.saturating_sub(3) as usize;
+        // The resync line only where at least one row is left beside it.
+        let resync = self.resync_line().filter(|_| area.height >= 5);
+        let details_h = 1 + u16::from(resync.is_some());
+        let rows_fit = area.height.saturating_sub(2 + details_h) as usize;
         app.member_page.set(rows_fit.max(1));
 
         // Keep the selection in view, moving the window as little as possible.
@@ -139,7 +168,22 @@ impl Widget for Members<'_> {
             return;
         };
 
-        let cols = Columns::for_width(inner.width.saturating_sub(1));
+        // In a cluster: how many terminal servers see each member down.
+        let down_w = status.cluster.as_ref().map(|_| {
+            visible
+                .iter()
+                .filter_map(|m| status.node(&m.node)?.observers)
+                .map(|o| render::seen_down(o).chars().count())
+                .max()
+                .unwrap_or(0)
+                .clamp(4, 7) as u16
+        });
+        let cols = Columns::for_width(
+            inner
+                .width
+                .saturating_sub(1)
+                .saturating_sub(down_w.map_or(0, |w| w + 1)),
+        );
         let name_w = visible
             .iter()
             .map(|m| m.node.chars().count())
@@ -154,15 +198,19 @@ impl Widget for Members<'_> {
         }
         // "svc down" needs one more cell than the host's words.
         let health_w = if svc.check.is_some() { 8 } else { 7 };
+        widths.extend([Constraint::Length(9), Constraint::Length(health_w)]);
+        header.extend(["ROLE", "HEALTH"]);
+        if let Some(w) = down_w {
+            widths.push(Constraint::Length(w));
+            header.push("DOWN");
+        }
         widths.extend([
-            Constraint::Length(9),
-            Constraint::Length(health_w),
             Constraint::Length(7),
             Constraint::Length(cols.probes),
             Constraint::Length(cols.sync),
             Constraint::Length(6),
         ]);
-        header.extend(["ROLE", "HEALTH", "RTT", "PROBES", "SYNC", "LAG"]);
+        header.extend(["RTT", "PROBES", "SYNC", "LAG"]);
         if cols.last_pass {
             widths.push(Constraint::Length(11));
             header.push("LIT/MATCH");
@@ -176,7 +224,7 @@ impl Widget for Members<'_> {
             .skip(offset)
             .take(rows_fit)
             .map(|m| {
-                let row = member_row(status, svc, m, cols);
+                let row = member_row(status, svc, m, cols, down_w.is_some());
                 let style = if Some(&m.node) == app.node.as_ref() {
                     Style::new().add_modifier(Modifier::REVERSED)
                 } else {
@@ -189,7 +237,7 @@ impl Widget for Members<'_> {
         let table_area = Rect {
             x: inner.x + 1,
             width: inner.width.saturating_sub(1),
-            height: inner.height.saturating_sub(1),
+            height: inner.height.saturating_sub(details_h),
             ..inner
         };
         Table::new(rows, widths)
@@ -199,12 +247,28 @@ impl Widget for Members<'_> {
 
         // The selected member in one line: what the columns could not say.
         let detail_area = Rect {
-            y: inner.bottom().saturating_sub(1),
+            y: inner.bottom().saturating_sub(details_h),
             height: 1,
             ..inner
         };
         if let Some(m) = app.node.as_ref().and_then(|n| svc.member(n)) {
             detail_line(status, svc, m).render(detail_area, buf);
+            if let Some(text) = resync {
+                let style = if kept_files(m).is_some() {
+                    palette::warn()
+                } else {
+                    palette::dim()
+                };
+                let line = Line::from(vec![
+                    Span::raw("   "),
+                    Span::styled(format!("resync {text}"), style),
+                ]);
+                let area = Rect {
+                    y: detail_area.y + 1,
+                    ..detail_area
+                };
+                Paragraph::new(line).render(area, buf);
+            }
         } else if visible.is_empty() {
             Paragraph::new(Line::styled(
                 " no member matches the filter",
@@ -220,6 +284,7 @@ fn member_row<'a>(
     svc: &ServiceStatus,
     m: &'a MemberStatus,
     cols: Columns,
+    observed: bool,
 ) -> Row<'a> {
     let node = status.node(&m.node);
     let mut cells: Vec<Cell<'a>> = vec![Cell::from(m.node.as_str())];
@@ -245,6 +310,9 @@ fn member_row<'a>(
         _ => ("unknown", palette::warn()),
     };
     cells.push(Cell::from(Span::styled(health, health_style)));
+    if observed {
+        cells.push(Cell::from(down_cell(status, node)));
+    }
     let rtt = match node {
         Some(n) if n.health != Health::Down => n.rtt_us.map(units::rtt).unwrap_or_default(),
         _ => "—".to_owned(),
@@ -275,6 +343,21 @@ fn member_row<'a>(
     }
     cells.push(Cell::from(flags(status, svc, m)));
     Row::new(cells)
+}
+
+/// "1/3": how many live terminal servers see the member down; yellow while fewer than
+/// the quorum do, red from the quorum on.
+fn down_cell(status: &Status, node: Option<&NodeStatus>) -> Line<'static> {
+    let Some(o) = node.and_then(|n| n.observers) else {
+        return Line::styled("—", palette::dim());
+    };
+    let quorum = status.cluster.as_ref().map_or(1, |c| c.down_quorum.max(1));
+    let style = match o.down {
+        0 => palette::dim(),
+        d if d < quorum => palette::warn(),
+        _ => palette::alert(),
+    };
+    Line::styled(render::seen_down(o), style)
 }
 
 /// Recent probes as bars scaled to the slowest answer shown; `×` for a miss.
@@ -404,7 +487,20 @@ fn flags(status: &Status, svc: &ServiceStatus, m: &MemberStatus) -> Line<'static
             palette::alert(),
         );
     }
+    if let Some(kept) = kept_files(m) {
+        push(&format!("kept {kept}"), palette::warn());
+    }
     Line::from(spans)
+}
+
+/// Files the member's last pass kept aside because they hold writes the primary lacks.
+fn kept_files(m: &MemberStatus) -> Option<u64> {
+    m.sync
+        .as_ref()?
+        .last_pass
+        .as_ref()?
+        .kept_files
+        .filter(|&k| k > 0)
 }
 
 /// How long member `m` stays quarantined, by the status's clock.
@@ -431,6 +527,23 @@ fn detail_line(status: &Status, svc: &ServiceStatus, m: &MemberStatus) -> Paragr
         parts.push(("eligible for promotion".into(), palette::ok()));
     } else if let Some(why) = &m.skip_reason {
         parts.push((format!("not promotable: {why}"), palette::warn()));
+    }
+    if let (Some(o), Some(c)) = (node.and_then(|n| n.observers), &status.cluster)
+        && o.down > 0
+    {
+        parts.push((
+            format!(
+                "seen down by {} of {} terminal servers ({} make it down)",
+                o.down,
+                o.up + o.down + o.unknown,
+                c.down_quorum
+            ),
+            if o.down >= c.down_quorum {
+                palette::alert()
+            } else {
+                palette::warn()
+            },
+        ));
     }
     if let Some(e) = node.and_then(|n| n.last_error.as_ref()) {
         parts.push((format!("last probe: {e}"), palette::alert()));

@@ -27,7 +27,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::app::{App, Overlay};
+use crate::app::{App, Extras, Overlay, Target};
 
 /// The smallest screen the full view is drawn on; smaller ones get a short message.
 const MIN_WIDTH: u16 = 40;
@@ -50,9 +50,10 @@ impl Widget for &App {
         let fixed = header_h + banner_h + election_h + 2;
         let avail = area.height.saturating_sub(fixed);
         let member_rows = self.visible_members().len() as u16;
-        // Members (title, column header, rows, detail line) get up to 60% of what is
+        // Members (title, column header, rows, detail lines) get up to 60% of what is
         // left, the event log the rest.
-        let members_want = member_rows.saturating_add(3);
+        let members = members::Members::new(self);
+        let members_want = member_rows.saturating_add(2 + members.detail_lines());
         let members_h = members_want
             .min((avail * 3 / 5).max(5))
             .max(avail.min(5))
@@ -77,7 +78,7 @@ impl Widget for &App {
             ]);
             Paragraph::new(line).render(take(banner_h), buf);
         }
-        members::Members::new(self).render(take(members_h), buf);
+        members.render(take(members_h), buf);
         election.render(take(election_h), buf);
         events::Events::new(self).render(take(events_h), buf);
         notice_line(self).render(take(1), buf);
@@ -140,8 +141,14 @@ fn notice_line(app: &App) -> Paragraph<'static> {
 fn help_line(app: &App, width: u16) -> Paragraph<'static> {
     // (key, label, priority: lower shows first when space is short)
     let extras = app.extras.iter().flat_map(|x| &x.keys);
-    let extra_keys: Vec<(String, &str)> = extras
-        .map(|k| (k.key.to_string(), k.verb.as_str()))
+    // Keys on terminal servers say so ("kill ts"), beside the same verbs on members.
+    // When the program has keys on terminal servers (the cluster demo), those are what it
+    // is about: they come before its keys on members when space is short.
+    let extra_keys: Vec<(String, String, u8)> = extras
+        .map(|k| match k.target {
+            Target::Member => (k.key.to_string(), k.verb.clone(), 1),
+            Target::TerminalServer => (k.key.to_string(), format!("{} ts", k.verb), 0),
+        })
         .collect();
     let mut keys: Vec<(&str, &str, u8)> = vec![
         ("↑↓", "member", 5),
@@ -154,12 +161,15 @@ fn help_line(app: &App, width: u16) -> Paragraph<'static> {
         ("P", "pause", 3),
         ("/", "filter", 4),
         ("Tab", "log", 7),
-        ("q", "quit", 1),
+        ("q", "quit", 0),
         ("?", "help", 0),
     ];
     // The program's own keys come after the movement keys, before dnsd's actions.
-    for (i, (key, verb)) in extra_keys.iter().enumerate() {
-        keys.insert(2 + i, (key.as_str(), verb, 1));
+    for (i, (key, label, priority)) in extra_keys.iter().enumerate() {
+        keys.insert(2 + i, (key.as_str(), label.as_str(), *priority));
+    }
+    if app.extras.as_ref().is_some_and(Extras::on_terminal_servers) {
+        keys.insert(2, ("t", "ts", 3));
     }
     let cost = |k: &str, l: &str| k.chars().count() + l.chars().count() + 3;
     let mut budget = (width as usize).saturating_sub(1);

@@ -292,3 +292,85 @@ fn u_asks_to_lift_the_selected_members_quarantine() {
         "sent once confirmed"
     );
 }
+
+#[test]
+fn cluster_seen_from_its_leader() {
+    let mut app = app(fixtures::cluster());
+    code(&mut app, KeyCode::Down);
+    let buf = draw(&app, 120, 32);
+    let s = text(&buf);
+    insta::assert_snapshot!("cluster_leader_120x32", s);
+    for needed in [
+        "cluster  ts1 leads, lease 2.6s · ts2, ts3 follow · on ts1: etcd ok · quorum 2/3",
+        "⚠ unfenced",
+        "DOWN",
+        "next: app3 — holds the freshest copy (pass #41; app2 #40 only)",
+        "⚠ split-brain risk: mirrored with automatic failover and neither fence nor demote",
+        "kept 3",
+        "seen down by 1 of 3 terminal servers (2 make it down)",
+        "resync kept 3 file(s) with writes the primary lacks (1.0K) in /srv/data.dnsd-kept/epoch-3-pass-40; 100 stale replaced",
+    ] {
+        assert!(s.contains(needed), "{needed:?} missing:\n{s}");
+    }
+    // One of three sees app2 down, below the quorum of 2: yellow, not red.
+    let (x, y) = find(&buf, "1/3").expect("app2's observers");
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+    let small = screen(&app, 80, 24);
+    insta::assert_snapshot!("cluster_leader_80x24", small);
+    for needed in [
+        "ts1 leads, lease 2.6s · ts2, ts3 follow · on ts1: etcd ok",
+        "DOWN",
+        "1/3",
+        "next: app3 — holds the freshest copy",
+        "⚠ unfenced",
+        "preferred",
+        "? help",
+    ] {
+        assert!(
+            small.contains(needed),
+            "{needed:?} missing at 80x24:\n{small}"
+        );
+    }
+}
+
+#[test]
+fn cluster_seen_from_a_follower_without_etcd() {
+    let app = app(fixtures::cluster_follower_without_etcd());
+    let buf = draw(&app, 100, 30);
+    let s = text(&buf);
+    insta::assert_snapshot!("cluster_follower_no_etcd_100x30", s);
+    assert!(
+        s.contains("cluster  ts1 leads · ts2 follows · on ts2: etcd UNREACHABLE, answers 12s old · quorum 2/2"),
+        "{s}"
+    );
+    let (x, y) = find(&buf, "etcd UNREACHABLE").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn the_next_members_reason_falls_back_to_round_robin_words_and_an_unfenced_service_is_flagged() {
+    let mut st = fixtures::three_members();
+    st.services[0].next_reason = Some("is the next eligible member in round-robin order".into());
+    st.services[0].split_brain_risk = Some(fixtures::UNFENCED.into());
+    let s = screen(&app(st), 100, 30);
+    assert!(
+        s.contains(
+            "next: app2 — is the next eligible member in round-robin order: app1 → app2 → app3"
+        ),
+        "{s}"
+    );
+    assert!(s.contains("running  ⚠ unfenced"), "{s}");
+    assert!(!s.contains("cluster"), "no cluster line standalone:\n{s}");
+}
+
+#[test]
+fn a_cluster_at_zero_and_tiny_sizes_does_not_panic() {
+    let mut st = fixtures::cluster();
+    st.nodes.extend(fixtures::many_members(300).nodes);
+    let app = app(st);
+    for (w, h) in [(0, 0), (0, 24), (80, 0), (1, 1), (40, 12), (39, 11)] {
+        let _ = draw(&app, w, h);
+    }
+    let zero = draw(&app, 0, 0);
+    assert_eq!(zero.area.area(), 0);
+}
