@@ -282,10 +282,19 @@ mod tests {
 
         let mut doubled = base.clone();
         doubled.get_mut("app1").unwrap().rtt_us = Some(500);
-        assert!(is_news(p, &doubled), "a doubled round-trip time is");
-        let mut halved = base.clone();
-        halved.get_mut("app2").unwrap().rtt_us = Some(150);
-        assert!(is_news(p, &halved), "a halved one too");
+        assert!(
+            !is_news(p, &doubled),
+            "a doubled one under a millisecond is jitter too"
+        );
+        doubled.get_mut("app1").unwrap().rtt_us = Some(1_250);
+        assert!(
+            is_news(p, &doubled),
+            "a round-trip time up by 1 ms and more is"
+        );
+        let slow = pool(&[("app1", view(Health::Up, 1000, Some(4_000)))]);
+        let mut halved = slow.clone();
+        halved.get_mut("app1").unwrap().rtt_us = Some(2_000);
+        assert!(is_news(Some(&slow), &halved), "a halved one too");
 
         let mut down = base.clone();
         *down.get_mut("app1").unwrap() = view(Health::Down, 5000, None);
