@@ -230,6 +230,11 @@ impl Driver {
         if effects.contains(&Effect::Publish) {
             self.publish();
         }
+        // Before any pass starts: passes of an older epoch still waiting must not.
+        for s in self.controller.service_ids() {
+            let name = &self.config.service(s).name;
+            self.executor.epochs().set(name, self.controller.epoch(s));
+        }
         // In a cluster, nothing reaches a member unless this terminal server leads with a
         // lease that surely holds: a pass or hook of a deposed leader is never started.
         let may_act = self

@@ -72,6 +72,7 @@ pub struct PassProgress {
 #[derive(Clone)]
 pub struct Executor {
     config: Arc<Config>,
+    epochs: Epochs,
     /// Present when the configuration has a `[mirror]` section.
     connector: Option<Arc<Connector>>,
     passes: Arc<Semaphore>,
@@ -90,6 +91,7 @@ impl Executor {
         };
         Executor {
             config,
+            epochs: Epochs::default(),
             connector,
             passes: Arc::new(Semaphore::new(concurrency.max(1))),
             reports,
@@ -105,11 +107,18 @@ impl Executor {
         let same_mirror = self.config.mirror == config.mirror;
         let mut next = Executor::new(config, self.reports.clone());
         next.tasks = self.tasks.clone();
+        next.epochs = self.epochs.clone();
         if same_mirror {
             next.connector = self.connector.clone();
             next.passes = self.passes.clone();
         }
         next
+    }
+
+    /// Each service's current epoch, which the driver keeps up to date and every pass
+    /// checks just before rsync starts.
+    pub fn epochs(&self) -> &Epochs {
+        &self.epochs
     }
 
     /// Starts no more work, and waits up to `grace` for the passes and hooks under way.
@@ -244,9 +253,10 @@ impl Executor {
         let source = connector
             .get(&from.address.to_string())
             .map_err(connect_error(from))?;
-        // The pass carries its epoch: a member that knows a newer one refuses it.
+        // The pass carries its epoch: a member that knows a newer one refuses it. The
+        // destination, the side that must refuse, is asked last, closest to rsync.
         if let Some(guard) = &service.hooks.epoch_guard {
-            for (node, session) in [(to, &dest), (from, &source)] {
+            for (node, session) in [(from, &source), (to, &dest)] {
                 let argv = hook_argv(guard, &service.name, node, order.epoch);
                 remote(session, &argv, "epoch guard", &node.name)?;
             }
@@ -294,6 +304,9 @@ impl Executor {
                     });
                 }
             };
+            // The guards and the sessions may have taken seconds (a member cut off): a pass
+            // the primary's change overtook in the meantime must not start.
+            self.epochs.check(&service.name, order.epoch)?;
             let outcome = Self::with_session(connector, from, connect_error(from), |source| {
                 run_pass(source, &spec, &mut on_progress).map_err(|e| {
                     let session_failed = matches!(e, rsync_sync::rsync::PassError::Ssh { .. });
@@ -408,6 +421,31 @@ impl Executor {
                 .map_err(|e| (e.before_command(), ssh_error(e)))
         })?;
         command_outcome(&node.name, &out, timeout)
+    }
+}
+
+/// Each service's current epoch (by name, which a reload keeps), shared by the driver,
+/// which sets it after every step of the controller, and the passes, which check it.
+#[derive(Debug, Clone, Default)]
+pub struct Epochs(Arc<std::sync::RwLock<std::collections::HashMap<String, u64>>>);
+
+impl Epochs {
+    /// Records `epoch` as service `name`'s current one.
+    pub fn set(&self, name: &str, epoch: u64) {
+        // A poisoned lock only means a writer panicked mid-insert: the map is still whole.
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.get(name) != Some(&epoch) {
+            map.insert(name.to_owned(), epoch);
+        }
+    }
+
+    /// Whether a pass of `epoch` for service `name` may still start.
+    pub fn check(&self, name: &str, epoch: u64) -> Result<(), PassError> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(name) {
+            Some(&current) if current > epoch => Err(PassError::Superseded { epoch, current }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -684,6 +722,21 @@ mod tests {
         );
         assert_eq!(substitute("{service}-{epoch}", &values), "www-7");
         assert_eq!(substitute("plain", &values), "plain");
+    }
+
+    #[test]
+    fn a_pass_of_an_older_epoch_does_not_start() {
+        let epochs = Epochs::default();
+        assert!(epochs.check("www", 5).is_ok(), "nothing known yet");
+        epochs.set("www", 5);
+        assert!(epochs.check("www", 5).is_ok());
+        assert!(epochs.check("www", 6).is_ok());
+        assert!(epochs.check("db", 1).is_ok(), "another service");
+        epochs.set("www", 7);
+        assert_eq!(
+            epochs.check("www", 5).unwrap_err().to_string(),
+            "not started: ordered in epoch 5, and the service is at epoch 7 now"
+        );
     }
 
     #[test]

@@ -257,6 +257,11 @@ pub enum PassError {
         #[source]
         source: Box<PassError>,
     },
+    /// The service's epoch moved on (a change of primary) before rsync started: a pass of
+    /// an older epoch never runs, since its `--delete` could remove what the new primary
+    /// accepted.
+    #[error("not started: ordered in epoch {epoch}, and the service is at epoch {current} now")]
+    Superseded { epoch: u64, current: u64 },
     /// The task running the pass died.
     #[error("pass task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -251,6 +251,38 @@ fn what_a_pass_overtaken_by_a_failover_kept_is_reported() {
 }
 
 #[test]
+fn a_pass_superseded_before_it_started_is_not_a_failure() {
+    let mut c = synced(policy(Election::RoundRobin));
+    let to3 = passes(&c.tick(1_000 + INTERVAL))
+        .into_iter()
+        .find(|o| o.to == APP3)
+        .unwrap();
+    c.health_changed(APP1, Health::Down, 2_500);
+    assert_eq!(c.primary(S), APP2);
+    let fx = c.sync_finished(
+        to3.id,
+        Err(PassError::Superseded {
+            epoch: to3.epoch,
+            current: c.epoch(S),
+        }),
+        2_600,
+    );
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::Event(_))),
+        "nothing to report: {fx:?}"
+    );
+    let view = c.sync_view(S, APP3).unwrap();
+    assert_eq!((view.failures, view.last_error), (0, None));
+    let next = passes(&fx)
+        .into_iter()
+        .chain(passes(&c.tick(2_600)))
+        .find(|o| o.to == APP3)
+        .expect("the new primary's pass goes at once");
+    assert_eq!((next.from, next.epoch), (APP2, c.epoch(S)));
+    assert!(next.keep.is_some());
+}
+
+#[test]
 fn kept_folders_are_named_for_distinct_passes() {
     let mut c = synced(policy(Election::Freshest));
     let mut seen = Vec::new();

@@ -262,6 +262,14 @@ impl Controller {
                     self.final_sync_done(s, fx);
                 }
             }
+            // A pass the change of primary overtook before it started: it did nothing,
+            // and the new primary's first pass to this member may go at once.
+            Err(PassError::Superseded { .. }) if !current => {
+                self.services[s.0].sync_mut(i).next_due = now;
+                if in_final {
+                    self.roll_back(s, format!("final sync to {name} was overtaken"), fx);
+                }
+            }
             Err(error) => {
                 let error = describe(&error);
                 let ms = self.services[s.0].sync_mut(i);
