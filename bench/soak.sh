@@ -20,9 +20,13 @@
 # moves go to the leader, and a partition cuts every terminal server from the primary.
 # The checker also samples every terminal server's answer every 250 ms: servers in touch
 # with etcd naming different primaries for longer than the lease plus one watch (1 s) is
-# a violation (one held cut from etcd answers its last known state, as documented: that
-# is counted, not judged), and so is a terminal server that exits or panics unless the
-# soak killed it.
+# a violation, and so is a terminal server that exits or panics unless the soak killed
+# it. "In touch" is: not held cut from etcd by the soak, and saying in its status that it
+# has an etcd session; one without answers its last known state, as documented: those
+# samples are counted (stale_answers_while_away), not judged, and how long a terminal
+# server takes to get a session back once its etcd partition is healed is reported
+# (etcd_rejoin_ms). The run's folder keeps every sample (samples.jsonl) and every
+# terminal server's logs (tsN/dnsd.log, then dnsd-2.log... after each restart).
 #
 # Needs root (network namespaces, tmpfs). Does not wait for a quiet machine: the checker
 # judges data, not time. 500 faults take about 45 minutes. Each run is appended to

@@ -26,9 +26,10 @@
 //! settle (members up, resynced, synced after the last write), and [`check`] judges what the
 //! clients were told against what the final primary holds and what kept folders dnsd
 //! reported. In cluster mode it also samples every terminal server's DNS answer all
-//! along: two terminal servers in touch with etcd naming different primaries for longer
-//! than the lease plus one watch is a violation, and so is a terminal server that exits or
-//! panics unless the soak killed it. See `docs/soak.md`.
+//! along: two terminal servers in touch with etcd (not held cut from it, and saying they
+//! have a session) naming different primaries for longer than the lease plus one watch is
+//! a violation, and so is a terminal server that exits or panics unless the soak killed
+//! it. See `docs/soak.md`.
 
 pub mod check;
 pub mod client;
