@@ -803,7 +803,7 @@ impl Bench<'_> {
         let wall = machine::now_ms();
         let t0 = Instant::now();
         if let Some(dnsd) = self.ts[old].dnsd.as_mut() {
-            dnsd.kill_now();
+            let _ = dnsd.kill();
         }
         self.pool.crash(0);
         let kill_ms = Args::ms(t0.elapsed());
@@ -874,7 +874,7 @@ impl Bench<'_> {
 
         // Back to three terminal servers and m1 primary.
         if let Some(mut dnsd) = self.ts[old].dnsd.take() {
-            dnsd.kill_now();
+            let _ = dnsd.kill();
         }
         self.ts[old].start()?;
         self.pool.revive(0)?;

@@ -41,7 +41,7 @@ impl Dnsd {
     /// keeps the log of its previous run).
     pub fn start_logged(dir: &Path, config: &str, log: &str) -> anyhow::Result<Dnsd> {
         let binary = procs::workspace_binary("dnsd")?;
-        Dnsd::launch(&binary, dir, config, log, "info")
+        Dnsd::launch(&binary, dir, config, &dir.join(log), "info")
     }
 
     /// [`Dnsd::start`] with the `dnsd` binary at `binary` (a test's, in its own profile)
@@ -52,19 +52,44 @@ impl Dnsd {
         config: &str,
         filter: &str,
     ) -> anyhow::Result<Dnsd> {
-        Dnsd::launch(binary, dir, config, "dnsd.log", filter)
+        Dnsd::launch(binary, dir, config, &dir.join("dnsd.log"), filter)
+    }
+
+    /// [`Dnsd::start_binary`] inside network namespace `netns` (a lab host's: dnsd listens
+    /// and probes from the host's address, and the host's network faults apply to it),
+    /// logging to `log_file`. dnsd runs through a launcher script in `dir` that execs
+    /// `nsenter --net=... dnsd`, so the process started, signalled and waited for is dnsd.
+    pub fn start_in_netns(
+        binary: &Path,
+        netns: &str,
+        dir: &Path,
+        config: &str,
+        filter: &str,
+        log_file: &Path,
+    ) -> anyhow::Result<Dnsd> {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("dnsd-in-netns");
+        let text = format!(
+            "#!/bin/sh\n# dnsd in network namespace {netns}; exec keeps its PID.\n\
+             exec nsenter --net=/run/netns/{netns} -- {} \"$@\"\n",
+            crate::mirror::shell_quote(&binary.display().to_string()),
+        );
+        std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", script.display()))?;
+        Dnsd::launch(&script, dir, config, log_file, filter)
     }
 
     fn launch(
         binary: &Path,
         dir: &Path,
         config: &str,
-        log: &str,
+        log_file: &Path,
         filter: &str,
     ) -> anyhow::Result<Dnsd> {
         let path = dir.join("dnsd.toml");
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-        let dnsd = Launch::new(binary.to_owned(), dir.join(log))
+        let dnsd = Launch::new(binary.to_owned(), log_file.to_owned())
             // BENCH_DNSD_LOG sets dnsd's log filter (e.g. "debug" to look into a run).
             .log_filter(std::env::var("BENCH_DNSD_LOG").unwrap_or_else(|_| filter.to_owned()))
             // dnsd reads DNSD_<SECTION>__<KEY> from its environment: none of the caller's
@@ -143,20 +168,20 @@ impl Dnsd {
         self.dnsd.exited()
     }
 
-    /// Kills it at once with SIGKILL (a crash: no shutdown, no lease handed back); it is
-    /// reaped when dropped.
-    pub fn kill_now(&mut self) {
-        // `exited` reaps a child that has ended: past it, the child is ours and unreaped,
-        // so its PID cannot belong to another process.
-        if self.exited() {
-            return;
-        }
-        if let Ok(pid) = libc::pid_t::try_from(self.dnsd.pid()) {
-            // SAFETY: kill(2) on our own child's PID, not reaped yet (see above).
+    /// Kills it with SIGKILL, by its PID (as a crash would: no shutdown, a cluster lease
+    /// left to expire), and reaps it. Returns how it ended.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        if !self.dnsd.exited()
+            && let Ok(pid) = libc::pid_t::try_from(self.dnsd.pid())
+        {
+            // SAFETY: kill(2) on the PID of our own child, which `exited` just found not
+            // reaped, so the PID cannot have been reused.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+        // Reaps it; a process already dead is not signalled again.
+        self.dnsd.stop()
     }
 }
 

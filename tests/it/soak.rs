@@ -51,3 +51,74 @@ fn a_short_seeded_soak_loses_no_acknowledged_write() {
         );
     }
 }
+
+/// The cluster soak: the same workload and checker against three terminal servers on one
+/// real etcd (each dnsd in a lab host of its own, the clients resolving through any of
+/// them), with about twenty faults drawn from a fixed seed that include kill -9 of a
+/// terminal server (restarted on its folder when the fault ends) and a terminal server cut
+/// from etcd. Besides the data, the checker asserts that terminal servers in touch with
+/// etcd never named different primaries for longer than the lease plus one watch, and
+/// that none exited or panicked but those the soak killed.
+///
+/// Ignored until dnsd keeps what an interrupted pass set aside: a leader killed while its
+/// pass to a former primary runs (rsync --backup-dir) leaves that member's writes in
+/// `<path>.dnsd-kept/.staging-epoch-E-pass-N`, which no terminal server ever reports, and
+/// this soak kills the leader right after failovers; it fails on it in most runs. Run it
+/// with `cargo test -p integration --test it soak -- --include-ignored`.
+#[test]
+#[ignore = "dnsd defect: a pass interrupted by its leader's death leaves its staging folder unreported"]
+fn a_short_seeded_cluster_soak_loses_no_acknowledged_write() {
+    let test = "a_short_seeded_cluster_soak_loses_no_acknowledged_write";
+    let cluster = soak::ClusterOptions::new();
+    let options = Options {
+        duration: Duration::from_secs(150),
+        settle_timeout: Duration::from_secs(150),
+        mix: soak::plan::Mix::cluster(),
+        cluster: Some(cluster),
+        ..Options::new(
+            CLUSTER_SEED,
+            20,
+            binary("dnsd").unwrap(),
+            binary("dnsd-bench").unwrap(),
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
+        )
+    };
+    if !integration::harness::require_tools(test, &["etcd"]) {
+        return;
+    }
+    let Some(lab) = Lab::require(test, soak::lab_options(&options)) else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("dnsd-csoak-it-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let record = dir.path().join("soak.jsonl");
+    let out = Reporter::file_only(&record).unwrap();
+    let verdict = soak::run(&lab, &options, dir.path(), &out).unwrap();
+    // The faults that only a cluster has were injected (the seed's plan has them early).
+    let text = std::fs::read_to_string(&record).unwrap();
+    let applied = |kind: &str| {
+        text.lines()
+            .filter(|l| l.contains(r#""type":"fault""#) && l.contains(r#""result":"applied""#))
+            .any(|l| l.contains(&format!(r#""kind":"{kind}""#)))
+    };
+    let broken = verdict.violations();
+    if !broken.is_empty() || !applied("kill_ts") || !applied("etcd_partition") {
+        let kept = dir.keep();
+        let broken: Vec<String> = broken.iter().map(ToString::to_string).collect();
+        panic!(
+            "the cluster soak (seed {}) broke:\n- {}\nkill_ts applied: {}, etcd_partition applied: {}\nits record, the terminal servers' logs and the acknowledgements are in {}",
+            options.seed,
+            broken.join("\n- "),
+            applied("kill_ts"),
+            applied("etcd_partition"),
+            kept.display()
+        );
+    }
+    assert!(verdict.acknowledged > 0, "no write was acknowledged");
+}
+
+/// The cluster soak's seed: its plan kills a terminal server and cuts one from etcd among
+/// its first twenty faults.
+const CLUSTER_SEED: u64 = 16;

@@ -50,8 +50,9 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub id: u64,
-    /// The terminal server's DNS this client asks.
-    pub dns: SocketAddr,
+    /// The terminal servers' DNS addresses this client asks: the first until it fails to
+    /// answer, then the next (a cluster's terminal servers all answer; one may be down).
+    pub dns: Vec<SocketAddr>,
     /// The service's name, fully qualified.
     pub name: String,
     /// The address to send DNS queries from (the client host's).
@@ -230,6 +231,8 @@ pub fn run(cfg: &ClientConfig, shared: &Shared) -> ClientReport {
     };
     let mut cached: Option<Cached> = None;
     let mut session: Option<Session> = None;
+    // Which of `cfg.dns` is asked; moves on to the next after a failure.
+    let mut server = 0usize;
     if procs::sleep(cfg.start_delay).is_err() {
         return report;
     }
@@ -247,7 +250,12 @@ pub fn run(cfg: &ClientConfig, shared: &Shared) -> ClientReport {
         // The address, from the cache while its TTL lasts, else from DNS.
         if cached.as_ref().is_none_or(|c| Instant::now() >= c.until) {
             report.dns_queries += 1;
-            match resolver.query(cfg.dns, &cfg.name, hickory_proto::rr::RecordType::A) {
+            let Some(&dns) = cfg.dns.get(server % cfg.dns.len().max(1)) else {
+                report.dns_failures += 1;
+                std::thread::sleep(BACKOFF);
+                continue;
+            };
+            match resolver.query(dns, &cfg.name, hickory_proto::rr::RecordType::A) {
                 Ok(answer) => {
                     let addr = answer.addrs.first().copied();
                     if report.answers.last().map(|(_, a)| *a) != Some(addr) {
@@ -262,6 +270,7 @@ pub fn run(cfg: &ClientConfig, shared: &Shared) -> ClientReport {
                 Err(_) => {
                     report.dns_failures += 1;
                     cached = None;
+                    server = server.wrapping_add(1);
                     std::thread::sleep(BACKOFF);
                     continue;
                 }

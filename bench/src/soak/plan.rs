@@ -167,6 +167,16 @@ impl Mix {
         ])
     }
 
+    /// The cluster default: the standalone mix, plus kills of a terminal server and
+    /// partitions of one from etcd, each as often as a partition.
+    pub fn cluster() -> Mix {
+        let mut mix = Mix::standalone();
+        mix.0.push((FaultKind::KillTs, 2));
+        mix.0.push((FaultKind::EtcdPartition, 2));
+        mix.0.sort();
+        mix
+    }
+
     /// Reads `crash=3,partition=2,...`; kinds left out weigh 0.
     pub fn parse(text: &str) -> Result<Mix, MixError> {
         let mut weights = Vec::new();
@@ -339,6 +349,23 @@ mod tests {
         let p = plan(1, &Mix::standalone(), 100);
         let overlapping = p.windows(2).filter(|w| w[0].hold > w[1].after).count();
         assert!(overlapping > 10, "{overlapping} overlaps");
+    }
+
+    #[test]
+    fn the_cluster_mix_adds_the_terminal_server_faults() {
+        let mix = Mix::cluster();
+        assert_eq!(
+            mix.to_string(),
+            "crash=3,partition=2,cut=2,slow=1,lossy=1,failover=1,switchover=1,kill_ts=2,etcd_partition=2"
+        );
+        assert_eq!(Mix::parse(&mix.to_string()).unwrap(), mix);
+        let p = plan(15, &mix, 200);
+        assert!(p.iter().any(|f| f.kind == FaultKind::KillTs));
+        assert!(
+            p.iter()
+                .filter(|f| f.kind.needs_cluster())
+                .all(|f| f.target == Target::TerminalServer)
+        );
     }
 
     #[test]
