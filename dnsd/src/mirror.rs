@@ -13,7 +13,10 @@
 //!    B with every argument quoted;
 //! 3. when the controller asks to keep what B alone had, rsync runs with `--backup
 //!    --backup-dir=<path>.dnsd-kept/epoch-<N>`, and the files that folder gained are
-//!    counted on B (`find`) and reported.
+//!    counted on B (`find`) and reported; what an interrupted pass left in its staging
+//!    folder is renamed `...-interrupted` and reported by the next pass to B;
+//! 4. a pass whose epoch the service has left (a change of primary committed while it
+//!    waited for its sessions or guards) stops before rsync.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -279,6 +282,12 @@ impl Executor {
         for (k, path) in service.paths.iter().enumerate() {
             let src_dir = rooted(from.root.as_deref(), path);
             let dest_dir = rooted(to.root.as_deref(), path);
+            // What an interrupted pass set aside (dnsd, or its leader, died before the
+            // sort) is reported now, before anything else lands beside it.
+            let left = leftovers(&dest, &dest_dir, &to.name)?;
+            if left.files > 0 {
+                add_kept(&mut summary, left);
+            }
             let mut spec = mirror.pass(src_dir, &to_addr, dest_dir.clone());
             let sorting = order.keep.as_ref().map(|keep| {
                 let (staging, kept) = keep_dirs(&dest_dir, order.epoch, order.number);
@@ -329,21 +338,7 @@ impl Executor {
                 None => None,
             };
             if let Some(sorted) = sorted {
-                let total = summary.kept.get_or_insert(Kept {
-                    files: 0,
-                    bytes: 0,
-                    dir: String::new(),
-                    replaced: 0,
-                });
-                total.files += sorted.files;
-                total.bytes += sorted.bytes;
-                total.replaced += sorted.replaced;
-                if !sorted.dir.is_empty() {
-                    if !total.dir.is_empty() {
-                        total.dir.push_str(", ");
-                    }
-                    total.dir.push_str(&sorted.dir);
-                }
+                add_kept(&mut summary, sorted);
             }
             let stats = outcome.map_err(|e| match e {
                 PassError::Rsync {
@@ -543,6 +538,79 @@ fn sort_aside(
     Ok(sorted)
 }
 
+/// Adds what one path kept to the pass's total.
+fn add_kept(summary: &mut PassSummary, more: Kept) {
+    let total = summary.kept.get_or_insert(Kept {
+        files: 0,
+        bytes: 0,
+        dir: String::new(),
+        replaced: 0,
+    });
+    total.files += more.files;
+    total.bytes += more.bytes;
+    total.replaced += more.replaced;
+    if !more.dir.is_empty() {
+        if !total.dir.is_empty() {
+            total.dir.push_str(", ");
+        }
+        total.dir.push_str(&more.dir);
+    }
+}
+
+/// Staging folders an interrupted pass left under `$1` (a member's `<path>.dnsd-kept`):
+/// each holding files is renamed `<name>-interrupted` (no longer a staging folder, so
+/// reported once) and listed with its files' sizes; empty ones are removed.
+const LEFTOVERS: &str = r#"set -eu
+base=$1
+[ -d "$base" ] || exit 0
+for staging in "$base"/.staging-*; do
+  [ -d "$staging" ] || continue
+  if [ -n "$(find "$staging" -type f -print -quit)" ]; then
+    name=${staging##*/.staging-}
+    kept="$base/$name-interrupted"
+    mv "$staging" "$kept"
+    echo "dir $kept"
+    find "$kept" -type f -printf 'kept %s
+'
+  else
+    rm -rf "$staging"
+  fi
+done
+"#;
+
+/// What interrupted passes left aside under `dest_dir` on the destination, now kept.
+fn leftovers(session: &Session, dest_dir: &Path, node: &str) -> Result<Kept, PassError> {
+    let base = format!("{}.dnsd-kept", dest_dir.display());
+    let out = remote(
+        session,
+        &["sh", "-c", LEFTOVERS, "sh", &base],
+        "looking for what interrupted passes set aside",
+        node,
+    )?;
+    let mut left = Kept {
+        files: 0,
+        bytes: 0,
+        dir: String::new(),
+        replaced: 0,
+    };
+    for line in out.lines() {
+        match line.split_once(' ') {
+            Some(("dir", dir)) => {
+                if !left.dir.is_empty() {
+                    left.dir.push_str(", ");
+                }
+                left.dir.push_str(dir);
+            }
+            Some(("kept", size)) => {
+                left.files += 1;
+                left.bytes += size.trim().parse::<u64>().unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    Ok(left)
+}
+
 /// A sort that failed leaves the staging folder on the member with everything the pass
 /// overwrote in it: the error names it, beside what earlier paths of the pass kept.
 fn unsorted(error: PassError, node: &str, earlier: Option<&Kept>, staging: &Path) -> PassError {
@@ -722,6 +790,36 @@ mod tests {
         );
         assert_eq!(substitute("{service}-{epoch}", &values), "www-7");
         assert_eq!(substitute("plain", &values), "plain");
+    }
+
+    #[test]
+    fn what_an_interrupted_pass_set_aside_is_renamed_and_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("data.dnsd-kept");
+        let run = || {
+            let out = Command::new("sh")
+                .args(["-c", LEFTOVERS, "sh"])
+                .arg(&base)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run(), "", "no kept folder yet");
+        let left = base.join(".staging-epoch-3-pass-9/w");
+        std::fs::create_dir_all(&left).unwrap();
+        std::fs::write(left.join("196"), "x".repeat(59)).unwrap();
+        std::fs::create_dir_all(base.join(".staging-epoch-3-pass-8/empty")).unwrap();
+        std::fs::create_dir_all(base.join("epoch-2-pass-4")).unwrap();
+        let kept = base.join("epoch-3-pass-9-interrupted");
+        assert_eq!(run(), format!("dir {}\nkept 59\n", kept.display()));
+        assert!(kept.join("w/196").is_file());
+        assert!(
+            !base.join(".staging-epoch-3-pass-8").exists(),
+            "empty: removed"
+        );
+        assert!(base.join("epoch-2-pass-4").is_dir(), "sorted folders stay");
+        assert_eq!(run(), "", "reported once");
     }
 
     #[test]

@@ -59,14 +59,7 @@ fn a_short_seeded_soak_loses_no_acknowledged_write() {
 /// from etcd. Besides the data, the checker asserts that terminal servers in touch with
 /// etcd never named different primaries for longer than the lease plus one watch, and
 /// that none exited or panicked but those the soak killed.
-///
-/// Ignored until dnsd keeps what an interrupted pass set aside: a leader killed while its
-/// pass to a former primary runs (rsync --backup-dir) leaves that member's writes in
-/// `<path>.dnsd-kept/.staging-epoch-E-pass-N`, which no terminal server ever reports, and
-/// this soak kills the leader right after failovers; it fails on it in most runs. Run it
-/// with `cargo test -p integration --test it soak -- --include-ignored`.
 #[test]
-#[ignore = "dnsd defect: a pass interrupted by its leader's death leaves its staging folder unreported"]
 fn a_short_seeded_cluster_soak_loses_no_acknowledged_write() {
     let test = "a_short_seeded_cluster_soak_loses_no_acknowledged_write";
     let cluster = soak::ClusterOptions::new();
