@@ -583,6 +583,60 @@ fn automatic_failback_after_failback_after_and_not_before() {
 }
 
 #[test]
+fn a_failed_automatic_failback_waits_failback_after_again() {
+    let policy = Policy {
+        failback: Failback::Auto { after: 3_000 },
+        ..mirrored()
+    };
+    let mut c = synced(3, policy, 0);
+    c.health_changed(NodeId(0), Health::Down, 100);
+    let o = passes(&c.health_changed(NodeId(0), Health::Up, 1_000))
+        .into_iter()
+        .find(|o| o.to == NodeId(0))
+        .unwrap();
+    c.sync_finished(o.id, ok(), 1_100);
+    c.tick(1_200);
+    let fx = c.tick(4_200);
+    event_of(&fx, EventKind::SwitchoverStarted);
+    let f = passes(&fx)
+        .into_iter()
+        .find(|o| o.kind == PassKind::Final)
+        .unwrap();
+    let fx = c.sync_finished(f.id, Err(PassError::Simulated("connection refused")), 4_300);
+    event_of(&fx, EventKind::SwitchoverFailed);
+    assert!(
+        !events(&fx)
+            .iter()
+            .any(|e| e.kind == EventKind::SwitchoverStarted),
+        "not retried in the same input"
+    );
+    assert_eq!(c.primary(ServiceId(0)), NodeId(1));
+    let mut t = 4_300;
+    let mut started = None;
+    while t <= 4_300 + 3_000 && started.is_none() {
+        let fx = c.tick(t);
+        if events(&fx)
+            .iter()
+            .any(|e| e.kind == EventKind::SwitchoverStarted)
+        {
+            started = Some(t);
+        }
+        for o in passes(&fx)
+            .into_iter()
+            .filter(|o| o.kind != PassKind::Final)
+        {
+            c.sync_finished(o.id, ok(), t);
+        }
+        t += 100;
+    }
+    assert_eq!(
+        started,
+        Some(4_300 + 3_000),
+        "retried only after failback_after"
+    );
+}
+
+#[test]
 fn manual_failback_waits_for_the_operator() {
     let mut c = synced(2, mirrored(), 0);
     c.health_changed(NodeId(0), Health::Down, 100);

@@ -463,6 +463,9 @@ impl Controller {
             .preferred_ready_since
             .get_or_insert(self.now);
         if self.now.saturating_sub(since) >= after {
+            // Should this one fail, the next waits for `after` of readiness again: a
+            // failback retried on every input hammers a primary that cannot answer.
+            self.services[s.0].preferred_ready_since = None;
             let reason = format!(
                 "automatic failback: {} has been up and in sync for {}",
                 self.node_name(preferred),
