@@ -516,22 +516,7 @@ fn sort_aside(
         "sorting what the pass set aside",
         node,
     )?;
-    let mut sorted = Kept {
-        files: 0,
-        bytes: 0,
-        dir: String::new(),
-        replaced: 0,
-    };
-    for line in out.lines() {
-        match line.split_once(' ') {
-            Some(("kept", size)) => {
-                sorted.files += 1;
-                sorted.bytes += size.trim().parse::<u64>().unwrap_or(0);
-            }
-            Some(("replaced", _)) => sorted.replaced += 1,
-            _ => {}
-        }
-    }
+    let mut sorted = read_listing(&out);
     if sorted.files > 0 {
         sorted.dir = kept;
     }
@@ -587,7 +572,13 @@ fn leftovers(session: &Session, dest_dir: &Path, node: &str) -> Result<Kept, Pas
         "looking for what interrupted passes set aside",
         node,
     )?;
-    let mut left = Kept {
+    Ok(read_listing(&out))
+}
+
+/// What the sorting scripts print, added up: `dir PATH` (a folder now holding kept
+/// files), `kept SIZE` (a file kept), `replaced SIZE` (a stale file deleted).
+fn read_listing(out: &str) -> Kept {
+    let mut listed = Kept {
         files: 0,
         bytes: 0,
         dir: String::new(),
@@ -596,19 +587,20 @@ fn leftovers(session: &Session, dest_dir: &Path, node: &str) -> Result<Kept, Pas
     for line in out.lines() {
         match line.split_once(' ') {
             Some(("dir", dir)) => {
-                if !left.dir.is_empty() {
-                    left.dir.push_str(", ");
+                if !listed.dir.is_empty() {
+                    listed.dir.push_str(", ");
                 }
-                left.dir.push_str(dir);
+                listed.dir.push_str(dir);
             }
             Some(("kept", size)) => {
-                left.files += 1;
-                left.bytes += size.trim().parse::<u64>().unwrap_or(0);
+                listed.files += 1;
+                listed.bytes += size.trim().parse::<u64>().unwrap_or(0);
             }
+            Some(("replaced", _)) => listed.replaced += 1,
             _ => {}
         }
     }
-    Ok(left)
+    listed
 }
 
 /// A sort that failed leaves the staging folder on the member with everything the pass
@@ -812,7 +804,17 @@ mod tests {
         std::fs::create_dir_all(base.join(".staging-epoch-3-pass-8/empty")).unwrap();
         std::fs::create_dir_all(base.join("epoch-2-pass-4")).unwrap();
         let kept = base.join("epoch-3-pass-9-interrupted");
-        assert_eq!(run(), format!("dir {}\nkept 59\n", kept.display()));
+        let out = run();
+        assert_eq!(out, format!("dir {}\nkept 59\n", kept.display()));
+        assert_eq!(
+            read_listing(&out),
+            Kept {
+                files: 1,
+                bytes: 59,
+                dir: kept.display().to_string(),
+                replaced: 0
+            }
+        );
         assert!(kept.join("w/196").is_file());
         assert!(
             !base.join(".staging-epoch-3-pass-8").exists(),
