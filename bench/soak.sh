@@ -9,6 +9,7 @@
 #                 [--mix crash=3,partition=2,cut=2,slow=1,lossy=1,failover=1,switchover=1]
 #                 [--unsafe no-fence|no-guard|no-receive-gate]   # deliberately broken
 #                 [--cluster [--terminal-servers 3] [--lease 2s]]
+#                 [--flap-threshold 0]   # dnsd's flap damping off: more failovers
 #
 # --cluster runs it against a cluster: a real etcd (Debian's etcd-server) and N terminal
 # servers (default 3), each in a lab host of its own (ts1..tsN, etcd), every dnsd with a

@@ -119,6 +119,11 @@ pub struct Args {
     /// Longest wait for dnsd to settle after the last fault.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub settle_timeout: Duration,
+    /// The service's `flap_threshold` (default: dnsd's). Faults a few seconds apart make
+    /// every member flap, and quarantined members are never promoted: 0 turns the damping
+    /// off, so that the soak's faults lead to failovers.
+    #[arg(long)]
+    pub flap_threshold: Option<u32>,
 }
 
 /// Everything a soak run needs besides its lab.
@@ -132,6 +137,8 @@ pub struct Options {
     pub rate: u32,
     pub unsafe_mode: Option<Unsafe>,
     pub settle_timeout: Duration,
+    /// The service's `flap_threshold`, when not dnsd's default.
+    pub flap_threshold: Option<u32>,
     /// Cluster mode (several terminal servers on etcd); `None`: one terminal server.
     pub cluster: Option<ClusterOptions>,
     /// The `dnsd` binary.
@@ -155,6 +162,7 @@ impl Options {
             rate: 5,
             unsafe_mode: None,
             settle_timeout: Duration::from_secs(180),
+            flap_threshold: None,
             cluster: None,
             dnsd,
             tool,
@@ -181,6 +189,7 @@ impl Options {
             rate: args.rate,
             unsafe_mode: args.unsafe_mode,
             settle_timeout: args.settle_timeout,
+            flap_threshold: args.flap_threshold,
             ..Options::new(
                 seed,
                 args.faults,
@@ -649,6 +658,7 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
         "bench": "soak", "type": "plan", "seed": options.seed, "faults": options.faults,
         "mix": options.mix.to_string(), "clients": options.clients, "rate": options.rate,
         "unsafe": options.unsafe_mode, "duration_s": options.duration.as_secs(),
+        "flap_threshold": options.flap_threshold,
         "kinds": count_kinds(&plan),
     }));
     say(format!(
@@ -686,6 +696,10 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
         }
         None => None,
     };
+    let flap = options
+        .flap_threshold
+        .map(|n| format!("flap_threshold = {n}\n"))
+        .unwrap_or_default();
     let mut servers = Vec::new();
     let names = options
         .cluster
@@ -715,6 +729,7 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
                     &listen,
                     &nameservers,
                 );
+                config.push_str(&flap);
                 config.push_str(&format!(
                     "[cluster]\nname = \"{name}\"\netcd = [\"{}\"]\nlease = \"{}ms\"\n",
                     etcd.endpoint(),
@@ -733,7 +748,7 @@ pub fn run(lab: &Lab, options: &Options, dir: &Path, out: &Reporter) -> anyhow::
                     &format!("{ts}:0"),
                     &[("ts1".to_owned(), ts.into())],
                 );
-                (None, config)
+                (None, config + &flap)
             }
         };
         let mut ts = TerminalServer {
