@@ -3,6 +3,7 @@
 //! the primary's health, and a change of primary withdrawn because the state file could
 //! not take it. Time is simulated.
 
+pub(super) use super::mirror_tests::{event_of as event, hooks, passes};
 use super::*;
 
 const INTERVAL: Millis = 1_000;
@@ -32,33 +33,6 @@ pub(super) fn three(policy: Policy) -> Topology {
             policy,
         }],
     }
-}
-
-fn passes(fx: &[Effect]) -> Vec<SyncOrder> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::StartSync(o) => Some(o.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(super) fn hooks(fx: &[Effect]) -> Vec<HookOrder> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::RunHook(o) => Some(o.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(super) fn event(fx: &[Effect], kind: EventKind) -> Event {
-    fx.iter()
-        .find_map(|e| match e {
-            Effect::Event(e) if e.kind == kind => Some(e.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no {kind:?} event in {fx:#?}"))
 }
 
 /// A pass that started when the source's clock said `secs`.
