@@ -284,7 +284,7 @@ impl Executor {
             let dest_dir = rooted(to.root.as_deref(), path);
             // What an interrupted pass set aside (dnsd, or its leader, died before the
             // sort) is reported now, before anything else lands beside it.
-            let left = leftovers(&dest, &dest_dir, &to.name)?;
+            let left = leftovers(&dest, &dest_dir, &to.name).map_err(|e| with_kept(e, &summary))?;
             if left.files > 0 {
                 add_kept(&mut summary, left);
             }
@@ -315,7 +315,9 @@ impl Executor {
             };
             // The guards and the sessions may have taken seconds (a member cut off): a pass
             // the primary's change overtook in the meantime must not start.
-            self.epochs.check(&service.name, order.epoch)?;
+            self.epochs
+                .check(&service.name, order.epoch)
+                .map_err(|e| with_kept(e, &summary))?;
             let outcome = Self::with_session(connector, from, connect_error(from), |source| {
                 run_pass(source, &spec, &mut on_progress).map_err(|e| {
                     let session_failed = matches!(e, rsync_sync::rsync::PassError::Ssh { .. });
@@ -353,7 +355,7 @@ impl Executor {
                         .map(|k| k.dir.clone()),
                     source,
                 },
-                other => other,
+                other => with_kept(other, &summary),
             })?;
             summary.files_transferred += stats.files_transferred;
             summary.literal_bytes += stats.literal_bytes;
@@ -521,6 +523,20 @@ fn sort_aside(
         sorted.dir = kept;
     }
     Ok(sorted)
+}
+
+/// A pass that fails after it kept files (an earlier path's, what an interrupted pass
+/// left, or this path's own before the failure) says where they are.
+fn with_kept(error: PassError, summary: &PassSummary) -> PassError {
+    match summary.kept.as_ref().filter(|k| k.files > 0) {
+        Some(k) if !matches!(error, PassError::Rsync { .. } | PassError::Unsorted { .. }) => {
+            PassError::KeptThenFailed {
+                kept: k.dir.clone(),
+                source: Box::new(error),
+            }
+        }
+        _ => error,
+    }
 }
 
 /// Adds what one path kept to the pass's total.
@@ -822,6 +838,34 @@ mod tests {
         );
         assert!(base.join("epoch-2-pass-4").is_dir(), "sorted folders stay");
         assert_eq!(run(), "", "reported once");
+    }
+
+    #[test]
+    fn a_pass_that_fails_after_keeping_files_says_where_they_are() {
+        let refused = || PassError::RemoteFailed {
+            what: "reading the clock",
+            node: "app3".into(),
+            detail: "connection refused".into(),
+        };
+        let mut summary = PassSummary::default();
+        assert_eq!(
+            with_kept(refused(), &summary).to_string(),
+            refused().to_string()
+        );
+        add_kept(
+            &mut summary,
+            Kept {
+                files: 2,
+                bytes: 118,
+                dir: "/srv/data.dnsd-kept/epoch-24-pass-91".into(),
+                replaced: 0,
+            },
+        );
+        assert_eq!(
+            crate::controller::describe(&with_kept(refused(), &summary)),
+            "reading the clock on app3 failed: connection refused (what the pass overwrote \
+             with writes the primary lacks is kept in /srv/data.dnsd-kept/epoch-24-pass-91)"
+        );
     }
 
     #[test]

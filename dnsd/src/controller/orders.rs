@@ -257,6 +257,14 @@ pub enum PassError {
         #[source]
         source: Box<PassError>,
     },
+    /// The pass failed after it had kept files with writes the primary lacks: `kept`
+    /// says where they are.
+    #[error("{source} (what the pass overwrote with writes the primary lacks is kept in {kept})")]
+    KeptThenFailed {
+        kept: String,
+        #[source]
+        source: Box<PassError>,
+    },
     /// The service's epoch moved on (a change of primary) before rsync started: a pass of
     /// an older epoch never runs, since its `--delete` could remove what the new primary
     /// accepted.
