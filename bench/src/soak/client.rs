@@ -109,6 +109,24 @@ struct Cached {
     until: Instant,
 }
 
+/// Why no writer session could be opened on a member.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("opening {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("starting ssh: {0}")]
+    Spawn(std::io::Error),
+    #[error("ssh without pipes")]
+    NoPipes,
+    #[error("the writer said {0:?}")]
+    Said(String),
+    #[error("no READY from {addr} (see {log})")]
+    NoReady { addr: IpAddr, log: String },
+}
+
 /// An SSH session running the writer on one member.
 struct Session {
     addr: IpAddr,
@@ -118,12 +136,15 @@ struct Session {
 }
 
 impl Session {
-    fn open(cfg: &ClientConfig, addr: IpAddr) -> Result<Session, String> {
+    fn open(cfg: &ClientConfig, addr: IpAddr) -> Result<Session, SessionError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&cfg.ssh_log)
-            .map_err(|e| format!("opening {}: {e}", cfg.ssh_log.display()))?;
+            .map_err(|source| SessionError::Log {
+                path: cfg.ssh_log.display().to_string(),
+                source,
+            })?;
         // Our timeouts first: ssh keeps the first value it is given for an option.
         let mut child = Command::new("ssh")
             .args(["-o", "ConnectTimeout=3", "-o", "ServerAliveInterval=1"])
@@ -135,11 +156,11 @@ impl Session {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("starting ssh: {e}"))?;
+            .map_err(SessionError::Spawn)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err("ssh without pipes".into());
+            return Err(SessionError::NoPipes);
         };
         let (tx, lines) = mpsc::channel();
         // Ends at the end of ssh's output (when the session ends or is killed).
@@ -159,11 +180,11 @@ impl Session {
         };
         match session.lines.recv_timeout(READY_TIMEOUT) {
             Ok(line) if line.starts_with("READY ") => Ok(session),
-            Ok(line) => Err(format!("the writer said {line:?}")),
-            Err(_) => Err(format!(
-                "no READY from {addr} (see {})",
-                cfg.ssh_log.display()
-            )),
+            Ok(line) => Err(SessionError::Said(line)),
+            Err(_) => Err(SessionError::NoReady {
+                addr,
+                log: cfg.ssh_log.display().to_string(),
+            }),
         }
     }
 
@@ -289,7 +310,10 @@ pub fn run(cfg: &ClientConfig, shared: &Shared) -> ClientReport {
                 Ok(s) => session = Some(s),
                 Err(why) => {
                     report.session_failures += 1;
-                    *report.refusals.entry(first_words(&why)).or_default() += 1;
+                    *report
+                        .refusals
+                        .entry(first_words(&why.to_string()))
+                        .or_default() += 1;
                     std::thread::sleep(BACKOFF);
                     continue;
                 }

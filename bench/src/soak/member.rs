@@ -165,6 +165,17 @@ pub fn record_path(records: &Path, seq: u64) -> PathBuf {
         .join(format!("{seq:010}"))
 }
 
+/// Why the gate refused a write (the writer's `NO` answer says it in these words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refused {
+    #[error("the gate is locked (a hook is running)")]
+    Locked,
+    #[error("closed")]
+    Closed,
+    #[error("open in epoch {open} but {newest} was seen")]
+    Stale { open: u64, newest: u64 },
+}
+
 /// Writes record `seq` if the gate is open: `Ok(Ok((epoch, ns)))` once it is on disk,
 /// `Ok(Err(why))` when the gate refuses.
 fn write_record(
@@ -172,15 +183,15 @@ fn write_record(
     node: &str,
     seq: u64,
     client: u64,
-) -> anyhow::Result<Result<(u64, u64), String>> {
+) -> anyhow::Result<Result<(u64, u64), Refused>> {
     let Some(_lock) = Locked::take(&args.gate.join("epoch.lock"))? else {
-        return Ok(Err("the gate is locked (a hook is running)".into()));
+        return Ok(Err(Refused::Locked));
     };
     let newest = read_epoch(&args.gate.join("epoch"))?.unwrap_or(0);
     let epoch = match read_epoch(&args.gate.join("open"))? {
-        None => return Ok(Err("closed".into())),
+        None => return Ok(Err(Refused::Closed)),
         Some(open) if open < newest && !args.ignore_epoch => {
-            return Ok(Err(format!("open in epoch {open} but {newest} was seen")));
+            return Ok(Err(Refused::Stale { open, newest }));
         }
         Some(open) => open,
     };
@@ -469,7 +480,7 @@ mod tests {
         fs::create_dir_all(&args.gate).unwrap();
         assert_eq!(
             write_record(&args, "h1", 1, 0).unwrap(),
-            Err("closed".into())
+            Err(Refused::Closed)
         );
         fs::write(args.gate.join("open"), "3\n").unwrap();
         fs::write(args.gate.join("epoch"), "3\n").unwrap();

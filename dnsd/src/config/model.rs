@@ -90,6 +90,21 @@ pub struct SoaTimers {
     pub expire: u32,
 }
 
+/// Why a `dns.allow_transfer` entry is not an address or a CIDR prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("{0:?} is not an address or address/prefix-length")]
+    NotAnAddress(String),
+    #[error("{text:?}: the prefix length must be 0 to {max}")]
+    Length { text: String, max: u8 },
+    #[error("{text:?} has bits set after the prefix length (write {network}/{len})")]
+    HostBits {
+        text: String,
+        network: IpAddr,
+        len: u8,
+    },
+}
+
 /// An address or a CIDR prefix, as `dns.allow_transfer` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPrefix {
@@ -100,28 +115,34 @@ pub struct AddrPrefix {
 impl AddrPrefix {
     /// Parses "192.0.2.1", "192.0.2.0/24", "2001:db8::/32"; the bits after the prefix
     /// must be zero, so that what is written is what matches.
-    pub fn parse(text: &str) -> Result<AddrPrefix, String> {
+    pub fn parse(text: &str) -> Result<AddrPrefix, PrefixError> {
         let (addr, len) = match text.split_once('/') {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("{text:?} is not an address or address/prefix-length"))?;
+            .map_err(|_| PrefixError::NotAnAddress(text.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max => n,
-                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+                _ => {
+                    return Err(PrefixError::Length {
+                        text: text.to_owned(),
+                        max,
+                    });
+                }
             },
         };
         let prefix = AddrPrefix { addr, len };
         if prefix.masked(addr) != addr {
-            return Err(format!(
-                "{text:?} has bits set after the prefix length (write {}/{len})",
-                prefix.masked(addr)
-            ));
+            return Err(PrefixError::HostBits {
+                text: text.to_owned(),
+                network: prefix.masked(addr),
+                len,
+            });
         }
         Ok(prefix)
     }

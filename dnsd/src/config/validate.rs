@@ -263,7 +263,10 @@ impl RawDns {
         for (i, a) in self.allow_transfer.iter().enumerate() {
             match AddrPrefix::parse(a) {
                 Ok(prefix) => allow_transfer.push(prefix),
-                Err(why) => p.push(Problem::new(format!("dns.allow_transfer[{i}]"), why)),
+                Err(why) => p.push(Problem::new(
+                    format!("dns.allow_transfer[{i}]"),
+                    why.to_string(),
+                )),
             }
         }
 
