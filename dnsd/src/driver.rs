@@ -77,6 +77,21 @@ pub(crate) enum Reloaded {
     Applied(String),
 }
 
+/// Why a reload was refused; dnsd keeps its configuration.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    #[error("dnsd was started without a configuration file: nothing to re-read")]
+    NoFile,
+    #[error(transparent)]
+    Invalid(#[from] crate::config::ConfigError),
+    #[error("the configuration reader failed: {0}")]
+    Reader(#[from] tokio::task::JoinError),
+    #[error("{} cannot change while dnsd runs; nothing was changed (restart dnsd to apply them)", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    #[error("{0}; nothing was changed")]
+    Refused(#[from] crate::controller::ReconfigureRefusal),
+}
+
 /// What the driver keeps of the cluster: whether this terminal server leads, what etcd
 /// says, and the objective health of every member.
 struct ClusterSide {
@@ -726,14 +741,12 @@ impl Driver {
     /// configuration changed.
     async fn reload_file(&mut self, origin: &str) -> (ActionReply, bool) {
         let outcome = match self.source.clone() {
-            None => {
-                Err("dnsd was started without a configuration file: nothing to re-read".to_owned())
-            }
+            None => Err(ReloadError::NoFile),
             Some(path) => {
                 match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
                     Ok(Ok(new)) => self.reload(new, origin).await,
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(format!("the configuration reader failed: {e}")),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(e.into()),
                 }
             }
         };
@@ -769,14 +782,15 @@ impl Driver {
     /// removes a primary), then to the executor; what the driver keeps per node and
     /// service follows the names. Nothing changes unless everything can. The heartbeat and
     /// the service checks are the daemon's to restart ([`Reloaded::Applied`]).
-    pub(crate) async fn reload(&mut self, new: Config, origin: &str) -> Result<Reloaded, String> {
+    pub(crate) async fn reload(
+        &mut self,
+        new: Config,
+        origin: &str,
+    ) -> Result<Reloaded, ReloadError> {
         let now = now_ms();
         let restart = reload::needs_restart(&self.config, &new);
         if !restart.is_empty() {
-            return Err(format!(
-                "{} cannot change while dnsd runs; nothing was changed (restart dnsd to apply them)",
-                restart.join(", ")
-            ));
+            return Err(ReloadError::NeedsRestart(restart));
         }
         for warning in new.warnings() {
             warn!(key = %warning.path, "{}", warning.message);
@@ -796,9 +810,7 @@ impl Driver {
                 readdressed: &readdressed,
                 rechecked: &rechecked,
             };
-            self.controller
-                .reconfigure(&r, now)
-                .map_err(|refusal| format!("{refusal}; nothing was changed"))?
+            self.controller.reconfigure(&r, now)?
         } else {
             // A follower shows the leader's state in the new pool; the leader's next state
             // replaces it.
