@@ -77,6 +77,17 @@ pub(crate) enum Reloaded {
     Applied(String),
 }
 
+/// Why the state could not be written (etcd in a cluster, else the state file).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PersistError {
+    #[error("{}", describe(.0))]
+    Cluster(crate::coordinator::WriteError),
+    #[error("{0}")]
+    File(crate::state::StateError),
+    #[error("state writer task failed: {0}")]
+    Task(tokio::task::JoinError),
+}
+
 /// Why a reload was refused; dnsd keeps its configuration.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReloadError {
@@ -235,6 +246,7 @@ impl Driver {
             match self.persist().await {
                 Ok(()) => self.controller.persisted_ok(),
                 Err(problem) => {
+                    let problem = problem.to_string();
                     let (more, withdrawn) = self.controller.persist_failed(&problem, now_ms());
                     effects.retain(|e| !withdrawn_effect(e, &withdrawn));
                     // The state file is failing: the next input tries it again.
@@ -303,7 +315,7 @@ impl Driver {
 
     /// Writes the controller's state (the state file, or etcd in a cluster); a failure
     /// is logged, recorded as an event and counted, and returned in words.
-    pub(crate) async fn persist(&mut self) -> Result<(), String> {
+    pub(crate) async fn persist(&mut self) -> Result<(), PersistError> {
         let state = self.controller.persisted();
         let problem = match &self.cluster {
             Some(cluster) => {
@@ -326,7 +338,7 @@ impl Driver {
                         self.keep_locally(state).await;
                         return Ok(());
                     }
-                    Err(e) => describe(&e),
+                    Err(e) => PersistError::Cluster(e),
                 }
             }
             None => {
@@ -334,14 +346,14 @@ impl Driver {
                 let result = tokio::task::spawn_blocking(move || store.save(&state)).await;
                 match result {
                     Ok(Ok(())) => return Ok(()),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => format!("state writer task failed: {e}"),
+                    Ok(Err(e)) => PersistError::File(e),
+                    Err(e) => PersistError::Task(e),
                 }
             }
         };
         self.persist_failures += 1;
         error!(error = %problem, "cannot persist state; roles will not survive a restart until this is fixed");
-        self.record(Event::new(now_ms(), EventKind::State, problem.clone()));
+        self.record(Event::new(now_ms(), EventKind::State, problem.to_string()));
         Err(problem)
     }
 
