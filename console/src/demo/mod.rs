@@ -30,7 +30,7 @@
 //! to the leader. `T` kills the selected terminal server (SIGKILL, as a crash would) and
 //! `Y` revives it; `t` selects one. etcd is stopped by PID with everything else.
 
-mod echo;
+pub mod echo;
 mod etcd;
 mod procs;
 
