@@ -67,16 +67,14 @@ impl Dnsd {
         filter: &str,
         log_file: &Path,
     ) -> anyhow::Result<Dnsd> {
-        use std::os::unix::fs::PermissionsExt;
         let script = dir.join("dnsd-in-netns");
         let text = format!(
             "#!/bin/sh\n# dnsd in network namespace {netns}; exec keeps its PID.\n\
              exec nsenter --net=/run/netns/{netns} -- {} \"$@\"\n",
             crate::mirror::shell_quote(&binary.display().to_string()),
         );
-        std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("making {} executable", script.display()))?;
+        launch::write_executable(&script, text.as_bytes())
+            .with_context(|| format!("writing {}", script.display()))?;
         Dnsd::launch(&script, dir, config, log_file, filter)
     }
 

@@ -418,6 +418,43 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Writes `contents` to `path` as an executable (mode 0755), for a launcher script or a
+/// hook that is run right after, without this process ever holding the file open for
+/// writing. A process forked meanwhile by another thread inherits every open descriptor
+/// until it execs, and while any process holds the file open for writing, running it fails
+/// with "text file busy" (ETXTBSY). So `tee`, a child that forks nothing, writes the file.
+pub fn write_executable(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut tee = Command::new("tee")
+        .arg("--")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run tee to write {}: {e}", path.display()),
+            )
+        })?;
+    if let Some(mut stdin) = tee.stdin.take() {
+        // On a write error tee has exited; its status and message say why.
+        let _ = stdin.write_all(contents);
+    }
+    let output = tee.wait_with_output()?;
+    if !output.status.success() {
+        return Err(io::Error::other(format!(
+            "tee could not write {} ({}): {}",
+            path.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
 /// The last `lines` lines of a (log) file; empty when it cannot be read.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -432,11 +469,27 @@ mod tests {
     /// A stand-in for dnsd: a shell script that prints `stdout` and then sleeps, so the
     /// launcher's reading, timeouts and stopping are tested without building dnsd.
     fn fake_dnsd(dir: &Path, script: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
         let bin = dir.join("fake-dnsd");
-        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&bin, format!("#!/bin/sh\n{script}\n").as_bytes()).unwrap();
         bin
+    }
+
+    #[test]
+    fn write_executable_writes_a_script_that_runs_and_names_a_path_it_cannot_write() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello");
+        write_executable(&path, b"#!/bin/sh\necho \"hello $1\"\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let out = Command::new(&path).arg("there").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello there\n");
+
+        let missing = dir.path().join("no-such-folder/hello");
+        let e = write_executable(&missing, b"#!/bin/sh\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no-such-folder/hello"), "{e}");
     }
 
     #[test]

@@ -611,8 +611,15 @@ fn lab_tests_skip_loudly_outside_ci_and_fail_inside() {
     let scratch = tempfile::tempdir().unwrap();
     fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let binary = scratch.path().join("it");
-    fs::copy(std::env::current_exe().unwrap(), &binary).unwrap();
-    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    // `install` copies it, not this process: a process forked by another test would inherit
+    // a descriptor open for writing, and running the copy would fail with "text file busy".
+    let copied = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(std::env::current_exe().unwrap())
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "install: {copied}");
     let test = "lab_smoke::echo_answers_on_tcp_and_udp_on_every_host";
     let as_nobody = |ci: Option<&str>| -> io::Result<Output> {
         let mut command = Command::new(&binary);
@@ -626,18 +633,7 @@ fn lab_tests_skip_loudly_outside_ci_and_fail_inside() {
         if let Some(ci) = ci {
             command.env("CI", ci);
         }
-        // Until every process forked by other tests while the copy was open for writing has
-        // exec'd, running the copy fails with "text file busy"; that lasts moments.
-        let mut tries = 0;
-        loop {
-            match command.output() {
-                Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && tries < 100 => {
-                    tries += 1;
-                    thread::sleep(Duration::from_millis(20));
-                }
-                result => return result,
-            }
-        }
+        command.output()
     };
 
     let skipped = as_nobody(None).unwrap();

@@ -8,7 +8,6 @@
 use std::error::Error as _;
 use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -184,9 +183,8 @@ impl Dnsd {
             dnsd = binary("dnsd")?.display(),
         );
         let io = |what: String| move |error| HarnessError::Io { what, error };
-        std::fs::write(&script, text).map_err(io(format!("write {}", script.display())))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(format!("make {} executable", script.display())))?;
+        launch::write_executable(&script, text.as_bytes())
+            .map_err(io(format!("write {}", script.display())))?;
         Self::launch(script, &path, env)
     }
 

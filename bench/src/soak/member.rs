@@ -37,11 +37,12 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+
+use console::launch::write_executable;
 
 use crate::mirror::shell_quote;
 
@@ -359,9 +360,8 @@ impl Hooks {
             ("fence", fence),
         ] {
             let path = dir.join(name);
-            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                .with_context(|| format!("making {} executable", path.display()))?;
+            write_executable(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(Hooks {
             dir: dir.to_owned(),
@@ -412,9 +412,8 @@ pub fn epoch_guard(repo: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         return Ok(shipped);
     }
     let path = dir.join("dnsd-epoch-guard");
-    fs::write(&path, STAND_IN_GUARD).with_context(|| format!("writing {}", path.display()))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("making {} executable", path.display()))?;
+    write_executable(&path, STAND_IN_GUARD.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
