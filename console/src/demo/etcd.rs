@@ -130,14 +130,14 @@ impl Drop for Etcd {
 /// free ports for port 0.
 fn ports(client: SocketAddr) -> anyhow::Result<(SocketAddr, SocketAddr)> {
     if client.port() == 0 {
-        let free = || -> anyhow::Result<SocketAddr> {
-            let l = TcpListener::bind(SocketAddr::new(client.ip(), 0))
-                .with_context(|| format!("cannot find a free port on {}", client.ip()))?;
-            l.local_addr().context("cannot read a bound address")
+        let bind = || {
+            TcpListener::bind(SocketAddr::new(client.ip(), 0))
+                .with_context(|| format!("cannot find a free port on {}", client.ip()))
         };
-        // Both bound at once, so they differ.
-        let (a, b) = (free()?, free()?);
-        return Ok((a, b));
+        // Both held at once, so they differ; closed here, for etcd to bind.
+        let (a, b) = (bind()?, bind()?);
+        let addr = |l: &TcpListener| l.local_addr().context("cannot read a bound address");
+        return Ok((addr(&a)?, addr(&b)?));
     }
     let Some(peer) = client.port().checked_add(1) else {
         bail!("--etcd {client}: the port after it (etcd's peer port) does not exist");
