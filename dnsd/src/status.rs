@@ -156,27 +156,25 @@ impl View<'_> {
                     members: c
                         .members(s)
                         .iter()
-                        .map(|&n| {
-                            let verdict = c.eligibility(s, n);
-                            MemberStatus {
-                                node: c.node_name(n).to_owned(),
-                                role: c.role(s, n),
-                                eligible: verdict.is_ok(),
-                                skip_reason: verdict.err().map(|skip| skip.to_string()),
-                                sync: self.sync_status(s, n),
-                                check: c.check(s, n).map(|health| {
-                                    let last = self.checks.get(&(s, n));
-                                    CheckStatus {
-                                        health: api_health(health),
-                                        rtt_us: last.and_then(|l| l.rtt_us),
-                                        last_at_ms: last.map(|l| l.last_at_ms),
-                                        last_error: last.and_then(|l| l.last_error.clone()),
-                                    }
-                                }),
-                                quarantined_until_ms: c.quarantined_until(s, n),
-                                health_changes: u32::try_from(c.health_changes(s, n))
-                                    .unwrap_or(u32::MAX),
-                            }
+                        .zip(c.verdicts(s))
+                        .map(|(&n, verdict)| MemberStatus {
+                            node: c.node_name(n).to_owned(),
+                            role: c.role(s, n),
+                            eligible: verdict.is_ok(),
+                            skip_reason: verdict.err().map(|skip| skip.to_string()),
+                            sync: self.sync_status(s, n),
+                            check: c.check(s, n).map(|health| {
+                                let last = self.checks.get(&(s, n));
+                                CheckStatus {
+                                    health: api_health(health),
+                                    rtt_us: last.and_then(|l| l.rtt_us),
+                                    last_at_ms: last.map(|l| l.last_at_ms),
+                                    last_error: last.and_then(|l| l.last_error.clone()),
+                                }
+                            }),
+                            quarantined_until_ms: c.quarantined_until(s, n),
+                            health_changes: u32::try_from(c.health_changes(s, n))
+                                .unwrap_or(u32::MAX),
                         })
                         .collect(),
                 }

@@ -37,6 +37,10 @@ pub enum Skip {
     CheckUnknown,
     /// Its health changed too often lately: quarantined until `until` (`left` from now).
     Quarantined { until: Millis, left: Millis },
+    /// Eligible, but under `election = "freshest"` a member whose health (or service
+    /// check) has no verdict yet holds a later complete copy, pass `fresher`, than this
+    /// one's `own`: a failover waits for that verdict rather than promote an older copy.
+    AwaitsFresher { fresher: u64, own: u64 },
 }
 
 impl fmt::Display for Skip {
@@ -62,6 +66,10 @@ impl fmt::Display for Skip {
                 "is quarantined for flapping ({} left)",
                 seconds(left.div_ceil(1000) * 1000)
             ),
+            Skip::AwaitsFresher { fresher, own } => write!(
+                f,
+                "waits: a member with no verdict yet holds pass #{fresher}, this one #{own}"
+            ),
         }
     }
 }
@@ -74,8 +82,20 @@ pub struct Candidate {
 }
 
 impl Controller {
-    /// Whether `n` could be promoted in service `s` now, and if not, why.
+    /// Whether `n` could be promoted in service `s` now, and if not, why: its own
+    /// standing, whoever else there is (see [`Controller::verdicts`] for the election's).
     pub fn eligibility(&self, s: ServiceId, n: NodeId) -> Result<(), Skip> {
+        self.eligibility_given(s, n, self.nodes[n.0].health, self.check(s, n))
+    }
+
+    /// [`Controller::eligibility`] with this host health and service check verdict.
+    fn eligibility_given(
+        &self,
+        s: ServiceId,
+        n: NodeId,
+        health: Health,
+        check: Option<Health>,
+    ) -> Result<(), Skip> {
         let svc = &self.services[s.0];
         let node = &self.nodes[n.0];
         if svc.primary == n {
@@ -84,12 +104,12 @@ impl Controller {
         if node.maintenance {
             return Err(Skip::Maintenance);
         }
-        match node.health {
+        match health {
             Health::Up => {}
             Health::Down => return Err(Skip::Down),
             Health::Unknown => return Err(Skip::HealthUnknown),
         }
-        match self.check(s, n) {
+        match check {
             None | Some(Health::Up) => {}
             Some(Health::Down) => return Err(Skip::CheckFailing),
             Some(Health::Unknown) => return Err(Skip::CheckUnknown),
@@ -124,17 +144,80 @@ impl Controller {
         Ok(())
     }
 
+    /// The election's verdict on every member of service `s`, in member order: each one's
+    /// [`Controller::eligibility`], except that under `election = "freshest"` the eligible
+    /// members [`Skip::AwaitsFresher`] while a member with no verdict yet holds a later copy
+    /// than all of them (see [`Controller::unknown_fresher`]).
+    pub fn verdicts(&self, s: ServiceId) -> Vec<Result<(), Skip>> {
+        let svc = &self.services[s.0];
+        let mut verdicts: Vec<_> = svc
+            .members
+            .iter()
+            .map(|&n| self.eligibility(s, n))
+            .collect();
+        if svc.policy.election == Election::Freshest && svc.policy.mirrored {
+            let best = (svc.members.iter().zip(&verdicts))
+                .filter(|(_, v)| v.is_ok())
+                .map(|(&n, _)| self.pass_of(s, n))
+                .max();
+            if let Some(best) = best
+                && let Some(fresher) = self.unknown_fresher(s, best, |v| v.is_ok())
+            {
+                for (&n, v) in svc.members.iter().zip(&mut verdicts) {
+                    if v.is_ok() {
+                        let own = self.pass_of(s, n);
+                        *v = Err(Skip::AwaitsFresher { fresher, own });
+                    }
+                }
+            }
+        }
+        verdicts
+    }
+
+    /// The latest complete pass held by a member of service `s` whose host health or
+    /// service check has no verdict yet, when it is later than `than` and that member,
+    /// once it answers, would pass `admits`. Such a member exists only at start (a
+    /// restarted terminal server, a new leader) or when one was just added, and only
+    /// until the heartbeat or check decides, within `rise` or `fall` probes.
+    fn unknown_fresher(
+        &self,
+        s: ServiceId,
+        than: u64,
+        admits: impl Fn(&Result<(), Skip>) -> bool,
+    ) -> Option<u64> {
+        let svc = &self.services[s.0];
+        svc.members
+            .iter()
+            .filter(|&&n| n != svc.primary && self.serves(s, n) == Health::Unknown)
+            .filter(|&&n| {
+                let check = self.check(s, n).map(|_| Health::Up);
+                admits(&self.eligibility_given(s, n, Health::Up, check))
+            })
+            .map(|&n| self.pass_of(s, n))
+            .filter(|&pass| pass > than)
+            .max()
+    }
+
+    /// The number of the last complete pass to member `n` of service `s` (0: none).
+    fn pass_of(&self, s: ServiceId, n: NodeId) -> u64 {
+        self.services[s.0]
+            .sync_of(n)
+            .and_then(|ms| ms.watermark.as_ref())
+            .map_or(0, |w| w.pass)
+    }
+
     /// The members other than the primary, in the order a failover would try them
     /// (round-robin from the primary's position), each with its verdict.
     pub fn election(&self, s: ServiceId) -> Vec<Candidate> {
         let svc = &self.services[s.0];
+        let verdicts = self.verdicts(s);
         let len = svc.members.len();
         let pos = svc.slot(svc.primary).map_or(0, |i| i.0);
         (1..len)
-            .map(|k| svc.members[(pos + k) % len])
-            .map(|node| Candidate {
-                node,
-                verdict: self.eligibility(s, node),
+            .map(|k| (pos + k) % len)
+            .map(|i| Candidate {
+                node: svc.members[i],
+                verdict: verdicts[i],
             })
             .collect()
     }
@@ -160,11 +243,7 @@ impl Controller {
         if svc.policy.election == Election::RoundRobin || !svc.policy.mirrored {
             return Some((first, round_robin));
         }
-        let pass = |n: NodeId| {
-            svc.sync_of(n)
-                .and_then(|ms| ms.watermark.as_ref())
-                .map_or(0, |w| w.pass)
-        };
+        let pass = |n: NodeId| self.pass_of(s, n);
         // max_by_key keeps the last of equals: walk the order backwards so the first wins.
         let best = eligible.iter().rev().copied().max_by_key(|&n| pass(n))?;
         let others: Vec<String> = eligible
@@ -259,8 +338,15 @@ impl Controller {
         }
         let skips = self.explain_skips(s);
         let policy = self.services[s.0].policy.on_no_candidate;
+        // The fallback too waits for a member with no verdict yet that holds a later copy
+        // and could be promoted by it (eligible once up, or only lagging).
+        let fallback = self.freshest(s).filter(|&target| {
+            let admits = |v: &Result<(), Skip>| matches!(v, Ok(()) | Err(Skip::Lagging { .. }));
+            self.unknown_fresher(s, self.pass_of(s, target), admits)
+                .is_none()
+        });
         if policy == NoCandidate::Freshest
-            && let Some(target) = self.freshest(s)
+            && let Some(target) = fallback
         {
             let age = self.services[s.0]
                 .sync_of(target)
@@ -287,6 +373,9 @@ impl Controller {
         if self.become_stranded(s) {
             let policy_word = match policy {
                 NoCandidate::Wait => "on_no_candidate = \"wait\"",
+                NoCandidate::Freshest if self.freshest(s).is_some() => {
+                    "on_no_candidate = \"freshest\", for a member with no verdict yet that holds a later copy"
+                }
                 NoCandidate::Freshest => {
                     "on_no_candidate = \"freshest\" but no live member has ever synced"
                 }

@@ -112,6 +112,118 @@ fn freshest_breaks_ties_in_round_robin_order() {
     assert_eq!(c.primary(S), APP2);
 }
 
+/// The terminal server restarts with app1 dead; app3 holds a later copy than app2 and
+/// its health is reported last. Returns the restarted controller, app2 reported up and
+/// app1 down, with what that did, and the two passes (app2's, app3's).
+fn restarted_with_app3_unheard(
+    election: Election,
+    on_no_candidate: NoCandidate,
+) -> (Controller, Fx, u64, u64) {
+    let policy = Policy {
+        on_no_candidate,
+        ..policy(election)
+    };
+    let mut c = synced(policy.clone());
+    round(&mut c, 10 + INTERVAL, false);
+    let pass = |c: &Controller, n| c.sync_view(S, n).unwrap().watermark.unwrap().pass;
+    let (p2, p3) = (pass(&c, APP2), pass(&c, APP3));
+    assert!(p3 > p2);
+    let (mut r, _) = Controller::new(&three(policy), Some(&c.persisted()), 2_000);
+    let mut fx = r.health_changed(APP2, Health::Up, 2_000);
+    fx.extend(r.health_changed(APP1, Health::Down, 2_000));
+    (r, fx, p2, p3)
+}
+
+#[test]
+fn after_a_restart_freshest_waits_for_the_verdict_on_a_member_holding_a_later_copy() {
+    for verdict in [Health::Up, Health::Down] {
+        let (mut c, fx, p2, p3) =
+            restarted_with_app3_unheard(Election::Freshest, NoCandidate::Wait);
+        assert_eq!(
+            c.primary(S),
+            APP1,
+            "app2 holds an older copy than unheard app3"
+        );
+        assert!(c.stranded(S));
+        let waits = format!("waits: a member with no verdict yet holds pass #{p3}, this one #{p2}");
+        assert_eq!(c.eligibility(S, APP2), Ok(()), "app2 itself is fine");
+        assert_eq!(
+            c.verdicts(S)[1],
+            Err(Skip::AwaitsFresher {
+                fresher: p3,
+                own: p2
+            })
+        );
+        assert_eq!(c.choice(S), None);
+        let e = event(&fx, EventKind::Stranded);
+        assert!(e.reason.contains(&format!("app2 {waits}")), "{}", e.reason);
+        assert!(
+            e.reason
+                .contains("app3 has not answered enough heartbeats yet"),
+            "{}",
+            e.reason
+        );
+        // An operator's failover is refused with the same reason; promoting app2 by name
+        // is the operator's call.
+        let (refused, _) = c.act(&Action::Failover { service: None }, "op", 2_000);
+        let refused = refused.unwrap_err().to_string();
+        assert!(refused.contains(&waits), "{refused}");
+
+        // The verdict on app3 decides.
+        let fx = c.health_changed(APP3, verdict, 2_100);
+        let e = event(&fx, EventKind::Failover);
+        if verdict == Health::Up {
+            assert_eq!(c.primary(S), APP3);
+            let why = format!("app3 holds the freshest copy (pass #{p3}; app2 #{p2} only)");
+            assert!(e.reason.contains(&why), "{}", e.reason);
+        } else {
+            assert_eq!(
+                c.primary(S),
+                APP2,
+                "app3 is down: app2's copy is the best there is"
+            );
+        }
+    }
+}
+
+#[test]
+fn round_robin_and_a_member_with_an_older_copy_do_not_wait() {
+    // Round-robin does not look at copies: app2 at once.
+    let (c, fx, _, _) = restarted_with_app3_unheard(Election::RoundRobin, NoCandidate::Wait);
+    assert_eq!(c.primary(S), APP2);
+    event(&fx, EventKind::Failover);
+    // Under freshest, an unheard member holding an older copy is not waited for.
+    let mut c = synced(policy(Election::Freshest));
+    round(&mut c, 10 + INTERVAL, false);
+    let (mut r, _) = Controller::new(
+        &three(policy(Election::Freshest)),
+        Some(&c.persisted()),
+        2_000,
+    );
+    r.health_changed(APP1, Health::Down, 2_000);
+    r.health_changed(APP3, Health::Up, 2_000);
+    assert_eq!(r.primary(S), APP3, "app2, unheard, holds an older copy");
+}
+
+#[test]
+fn the_freshest_fallback_waits_too_for_a_member_holding_a_later_copy() {
+    // Both copies lag beyond max_lag: only on_no_candidate = "freshest" promotes, and it
+    // waits for app3's verdict too.
+    let (mut c, _, _, _) = restarted_with_app3_unheard(Election::Freshest, NoCandidate::Freshest);
+    let late = 10 + INTERVAL + MAX_LAG + 1;
+    let fx = c.tick(late);
+    assert_eq!(c.primary(S), APP1, "{fx:#?}");
+    assert!(matches!(c.eligibility(S, APP2), Err(Skip::Lagging { .. })));
+    let fx = c.health_changed(APP3, Health::Up, late);
+    assert_eq!(c.primary(S), APP3);
+    let e = event(&fx, EventKind::Failover);
+    assert!(
+        e.reason.contains("promoting the freshest, app3"),
+        "{}",
+        e.reason
+    );
+}
+
 #[test]
 fn a_returning_ex_primary_keeps_only_what_changed_after_the_new_primarys_copy() {
     let mut c = synced(policy(Election::RoundRobin));
