@@ -147,7 +147,7 @@ impl Controller {
     /// The election's verdict on every member of service `s`, in member order: each one's
     /// [`Controller::eligibility`], except that under `election = "freshest"` the eligible
     /// members [`Skip::AwaitsFresher`] while a member with no verdict yet holds a later copy
-    /// than all of them (see [`Controller::unknown_fresher`]).
+    /// than all of them: until its verdict, within its `rise` or `fall` probes.
     pub fn verdicts(&self, s: ServiceId) -> Vec<Result<(), Skip>> {
         let svc = &self.services[s.0];
         let mut verdicts: Vec<_> = svc
