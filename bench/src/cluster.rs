@@ -881,6 +881,27 @@ impl Bench<'_> {
         Ok(record)
     }
 
+    /// An etcd window from a settled pool in which member `member` crashes and revives in
+    /// turn every `every`; it is up again after.
+    fn crash_revive_window(
+        &mut self,
+        name: &str,
+        every: Duration,
+        member: usize,
+    ) -> anyhow::Result<Value> {
+        self.wait_settled(0, &format!("before the {name} window"))?;
+        let record = self.window(name, Some(every), |pool| {
+            if pool.up(member) {
+                pool.crash(member);
+                Ok(())
+            } else {
+                pool.revive(member)
+            }
+        })?;
+        self.pool.revive(member)?;
+        Ok(record)
+    }
+
     /// One etcd window: counters, revision and history over `self.args.window` while
     /// `churn` runs every `every` (if any); returns the window's record.
     fn window(
@@ -1110,37 +1131,16 @@ fn phases(bench: &mut Bench<'_>, started: Instant) -> anyhow::Result<()> {
                 }
                 summarize_takeover(&takeover_trials, args, out);
             }
-            Phase::Flap => {
-                if over("the flap window") {
+            // A secondary flapping; the primary failing over and back.
+            Phase::Flap | Phase::Failovers => {
+                let (name, every, member) = match phase {
+                    Phase::Flap => ("flap", args.flap_every, 2),
+                    _ => ("failovers", args.failover_every, 0),
+                };
+                if over(&format!("the {name} window")) {
                     break;
                 }
-                bench.wait_settled(0, "before the flap window")?;
-                let record = bench.window("flap", Some(args.flap_every), |pool| {
-                    if pool.up(2) {
-                        pool.crash(2);
-                        Ok(())
-                    } else {
-                        pool.revive(2)
-                    }
-                })?;
-                bench.pool.revive(2)?;
-                out.emit(&record);
-                windows.push(record);
-            }
-            Phase::Failovers => {
-                if over("the failovers window") {
-                    break;
-                }
-                bench.wait_settled(0, "before the failovers window")?;
-                let record = bench.window("failovers", Some(args.failover_every), |pool| {
-                    if pool.up(0) {
-                        pool.crash(0);
-                        Ok(())
-                    } else {
-                        pool.revive(0)
-                    }
-                })?;
-                bench.pool.revive(0)?;
+                let record = bench.crash_revive_window(name, every, member)?;
                 out.emit(&record);
                 windows.push(record);
             }

@@ -1227,8 +1227,8 @@ impl Soak<'_> {
             "bench": "soak", "type": "fault", "i": p.index, "kind": p.kind, "at_s": (at_s * 10.0).round() / 10.0,
             "primary": primary,
         });
-        let kind = p.kind.to_string();
         if p.kind.is_operator() {
+            let kind = p.kind.to_string();
             let action = match p.kind {
                 FaultKind::Switchover if primary != preferred && p.pick.is_multiple_of(2) => {
                     Action::Failback {
@@ -1239,10 +1239,7 @@ impl Soak<'_> {
                     let Some(node) = (!secondaries.is_empty())
                         .then(|| secondaries[(p.pick % secondaries.len() as u64) as usize].clone())
                     else {
-                        *done.skipped.entry(kind).or_default() += 1;
-                        record["result"] = json!("skipped: no secondary");
-                        self.out.emit(&record);
-                        return Ok(Started::Skipped);
+                        return Ok(self.skip(p, record, "no secondary", done));
                     };
                     Action::Promote {
                         service: Some(SERVICE.into()),
@@ -1287,11 +1284,12 @@ impl Soak<'_> {
             }
         };
         let Some(host) = target else {
-            *done.skipped.entry(kind).or_default() += 1;
-            record["result"] =
-                json!("skipped: its target is impaired already (or two members are)");
-            self.out.emit(&record);
-            return Ok(Started::Skipped);
+            return Ok(self.skip(
+                p,
+                record,
+                "its target is impaired already (or two members are)",
+                done,
+            ));
         };
         let lab = self.lab;
         let applied = match p.kind {
@@ -1309,22 +1307,43 @@ impl Soak<'_> {
             _ => bail!("{} is not a member fault", p.kind),
         };
         applied.map_err(|e| anyhow::anyhow!("{} of {}: {}", p.kind, host.name, lab_report(&e)))?;
-        *done.started.entry(kind).or_default() += 1;
         record["host"] = json!(host.name);
-        record["hold_s"] = json!(p.hold.as_secs_f64());
         if matches!(p.kind, FaultKind::Slow | FaultKind::Lossy) {
             record["delay_ms"] = json!(p.delay.as_millis() as u64);
             record["loss"] = json!((p.loss * 1000.0).round() / 1000.0);
         }
+        Ok(self.hold(p, host, None, record, done))
+    }
+
+    /// Records fault `p` as skipped, saying why.
+    fn skip(&mut self, p: &Planned, mut record: Value, why: &str, done: &mut Injected) -> Started {
+        *done.skipped.entry(p.kind.to_string()).or_default() += 1;
+        record["result"] = json!(format!("skipped: {why}"));
+        self.out.emit(&record);
+        Started::Skipped
+    }
+
+    /// Records fault `p` as applied (on `host`, or terminal server `ts`) and holds it for
+    /// its planned time.
+    fn hold(
+        &mut self,
+        p: &Planned,
+        host: Host,
+        ts: Option<usize>,
+        mut record: Value,
+        done: &mut Injected,
+    ) -> Started {
+        *done.started.entry(p.kind.to_string()).or_default() += 1;
+        record["hold_s"] = json!(p.hold.as_secs_f64());
         record["result"] = json!("applied");
         self.out.emit(&record);
-        Ok(Started::Held(Active {
+        Started::Held(Active {
             index: p.index,
             kind: p.kind,
             host,
-            ts: None,
+            ts,
             until: Instant::now() + p.hold,
-        }))
+        })
     }
 
     /// Starts a fault on a terminal server (cluster mode): even picks hit the leader,
@@ -1336,7 +1355,6 @@ impl Soak<'_> {
         mut record: Value,
         done: &mut Injected,
     ) -> anyhow::Result<Started> {
-        let kind = p.kind.to_string();
         let busy: BTreeSet<usize> = active.iter().filter_map(|a| a.ts).collect();
         let free: Vec<usize> = (0..self.servers.len())
             .filter(|i| !busy.contains(i) && self.servers[*i].dnsd.is_some())
@@ -1352,13 +1370,10 @@ impl Soak<'_> {
             free.get((p.pick / 2 % free.len() as u64) as usize).copied()
         };
         let (Some(i), Some((_, etcd_host))) = (target, &self.etcd) else {
-            *done.skipped.entry(kind).or_default() += 1;
-            record["result"] = json!("skipped: a terminal server is impaired already");
-            self.out.emit(&record);
-            return Ok(Started::Skipped);
+            return Ok(self.skip(p, record, "a terminal server is impaired already", done));
         };
         let etcd_host = etcd_host.clone();
-        let ts = &mut self.servers[i];
+        let ts = &self.servers[i];
         let Some(host) = ts.host.clone() else {
             bail!("{} has no lab host", ts.name);
         };
@@ -1386,17 +1401,7 @@ impl Soak<'_> {
             }
             _ => bail!("{} is not a terminal-server fault", p.kind),
         }
-        *done.started.entry(kind).or_default() += 1;
-        record["hold_s"] = json!(p.hold.as_secs_f64());
-        record["result"] = json!("applied");
-        self.out.emit(&record);
-        Ok(Started::Held(Active {
-            index: p.index,
-            kind: p.kind,
-            host,
-            ts: Some(i),
-            until: Instant::now() + p.hold,
-        }))
+        Ok(self.hold(p, host, Some(i), record, done))
     }
 
     /// Undoes a held fault: revive after a crash, start a killed terminal server again,

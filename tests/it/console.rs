@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dnsd_api::{Health, Status};
 use integration::harness::{
-    Dnsd, EchoPool, binary, dig_short, have, loopback_addr, require_tools, runtime, wait_for,
+    Dnsd, EchoPool, binary, dig_short, loopback_addr, require_tools, runtime, wait_for,
 };
 use integration::lab::{Lab, LabOptions};
 
@@ -536,12 +536,7 @@ fn pids_in(run: &Path) -> Vec<(PathBuf, u32)> {
 #[test]
 fn headless_demo_fails_over_mirrors_and_stops_cleanly() {
     let test = "headless_demo_fails_over_mirrors_and_stops_cleanly";
-    if !require_tools(test, &["dig", "rsync", "ssh", "ssh-keygen"]) {
-        return;
-    }
-    if !have("sshd") && !Path::new("/usr/sbin/sshd").is_file() {
-        assert!(!integration::lab::in_ci(), "{test}: sshd is missing");
-        eprintln!("SKIPPED {test}: sshd missing (CI=true makes this a failure)");
+    if !require_tools(test, &["dig", "rsync", "ssh", "ssh-keygen", "sshd"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -668,12 +663,7 @@ struct Ts {
 #[test]
 fn headless_cluster_demo_hands_over_when_the_leader_dies_and_stops_everything() {
     let test = "headless_cluster_demo_hands_over_when_the_leader_dies_and_stops_everything";
-    if !require_tools(test, &["dig", "rsync", "ssh", "ssh-keygen", "etcd"]) {
-        return;
-    }
-    if !have("sshd") && !Path::new("/usr/sbin/sshd").is_file() {
-        assert!(!integration::lab::in_ci(), "{test}: sshd is missing");
-        eprintln!("SKIPPED {test}: sshd missing (CI=true makes this a failure)");
+    if !require_tools(test, &["dig", "rsync", "ssh", "ssh-keygen", "etcd", "sshd"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -370,11 +370,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-/// Whether a program is on PATH.
+/// Whether a program is on PATH or in the usual system folders (`sshd` lives in
+/// `/usr/sbin`, which is not on every PATH).
 pub fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    crate::lab::find_tool(program).is_some()
 }
 
 /// Skips (outside CI, with one loud line) or fails (in CI) when `programs` are missing.

@@ -58,6 +58,8 @@ mod relay;
 mod sweep;
 mod sys;
 
+pub(crate) use sys::find_tool;
+
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};

@@ -532,8 +532,9 @@ fn every_failed_switchover_step_rolls_back_to_the_old_primary() {
     assert!(c.transition(ServiceId(0)).is_none());
 }
 
-#[test]
-fn automatic_failback_after_failback_after_and_not_before() {
+/// `failback = "auto"` after 3 s: app1 fails at 100 (app2 takes over), returns at 1 000,
+/// and its resync completes at 1 100; eligible from the tick at 1 200.
+fn failed_over_and_resynced() -> Controller {
     let policy = Policy {
         failback: Failback::Auto { after: 3_000 },
         ..mirrored()
@@ -548,6 +549,12 @@ fn automatic_failback_after_failback_after_and_not_before() {
         .unwrap();
     c.sync_finished(o.id, ok(), 1_100);
     c.tick(1_200); // eligible since here
+    c
+}
+
+#[test]
+fn automatic_failback_after_failback_after_and_not_before() {
+    let mut c = failed_over_and_resynced();
     let mut t = 1_200;
     while t < 1_200 + 3_000 {
         let fx = c.tick(t);
@@ -584,18 +591,7 @@ fn automatic_failback_after_failback_after_and_not_before() {
 
 #[test]
 fn a_failed_automatic_failback_waits_failback_after_again() {
-    let policy = Policy {
-        failback: Failback::Auto { after: 3_000 },
-        ..mirrored()
-    };
-    let mut c = synced(3, policy, 0);
-    c.health_changed(NodeId(0), Health::Down, 100);
-    let o = passes(&c.health_changed(NodeId(0), Health::Up, 1_000))
-        .into_iter()
-        .find(|o| o.to == NodeId(0))
-        .unwrap();
-    c.sync_finished(o.id, ok(), 1_100);
-    c.tick(1_200);
+    let mut c = failed_over_and_resynced();
     let fx = c.tick(4_200);
     event_of(&fx, EventKind::SwitchoverStarted);
     let f = passes(&fx)

@@ -112,12 +112,13 @@ fn freshest_breaks_ties_in_round_robin_order() {
     assert_eq!(c.primary(S), APP2);
 }
 
-/// The terminal server restarts with app1 dead; app3 holds a later copy than app2 and
-/// its health is reported last. Returns the restarted controller, app2 reported up and
-/// app1 down, with what that did, and the two passes (app2's, app3's).
-fn restarted_with_app3_unheard(
+/// The terminal server restarts with app1 dead; app3 holds a later copy than app2. Only
+/// `heard` is reported (up, before app1 down): the other is still unheard. Returns the
+/// restarted controller, what the two reports did, and the two passes (app2's, app3's).
+fn restarted_hearing(
     election: Election,
     on_no_candidate: NoCandidate,
+    heard: NodeId,
 ) -> (Controller, Fx, u64, u64) {
     let policy = Policy {
         on_no_candidate,
@@ -129,7 +130,7 @@ fn restarted_with_app3_unheard(
     let (p2, p3) = (pass(&c, APP2), pass(&c, APP3));
     assert!(p3 > p2);
     let (mut r, _) = Controller::new(&three(policy), Some(&c.persisted()), 2_000);
-    let mut fx = r.health_changed(APP2, Health::Up, 2_000);
+    let mut fx = r.health_changed(heard, Health::Up, 2_000);
     fx.extend(r.health_changed(APP1, Health::Down, 2_000));
     (r, fx, p2, p3)
 }
@@ -137,8 +138,7 @@ fn restarted_with_app3_unheard(
 #[test]
 fn after_a_restart_freshest_waits_for_the_verdict_on_a_member_holding_a_later_copy() {
     for verdict in [Health::Up, Health::Down] {
-        let (mut c, fx, p2, p3) =
-            restarted_with_app3_unheard(Election::Freshest, NoCandidate::Wait);
+        let (mut c, fx, p2, p3) = restarted_hearing(Election::Freshest, NoCandidate::Wait, APP2);
         assert_eq!(
             c.primary(S),
             APP1,
@@ -189,19 +189,11 @@ fn after_a_restart_freshest_waits_for_the_verdict_on_a_member_holding_a_later_co
 #[test]
 fn round_robin_and_a_member_with_an_older_copy_do_not_wait() {
     // Round-robin does not look at copies: app2 at once.
-    let (c, fx, _, _) = restarted_with_app3_unheard(Election::RoundRobin, NoCandidate::Wait);
+    let (c, fx, _, _) = restarted_hearing(Election::RoundRobin, NoCandidate::Wait, APP2);
     assert_eq!(c.primary(S), APP2);
     event(&fx, EventKind::Failover);
     // Under freshest, an unheard member holding an older copy is not waited for.
-    let mut c = synced(policy(Election::Freshest));
-    round(&mut c, 10 + INTERVAL, false);
-    let (mut r, _) = Controller::new(
-        &three(policy(Election::Freshest)),
-        Some(&c.persisted()),
-        2_000,
-    );
-    r.health_changed(APP1, Health::Down, 2_000);
-    r.health_changed(APP3, Health::Up, 2_000);
+    let (r, _, _, _) = restarted_hearing(Election::Freshest, NoCandidate::Wait, APP3);
     assert_eq!(r.primary(S), APP3, "app2, unheard, holds an older copy");
 }
 
@@ -209,7 +201,7 @@ fn round_robin_and_a_member_with_an_older_copy_do_not_wait() {
 fn the_freshest_fallback_waits_too_for_a_member_holding_a_later_copy() {
     // Both copies lag beyond max_lag: only on_no_candidate = "freshest" promotes, and it
     // waits for app3's verdict too.
-    let (mut c, _, _, _) = restarted_with_app3_unheard(Election::Freshest, NoCandidate::Freshest);
+    let (mut c, _, _, _) = restarted_hearing(Election::Freshest, NoCandidate::Freshest, APP2);
     let late = 10 + INTERVAL + MAX_LAG + 1;
     let fx = c.tick(late);
     assert_eq!(c.primary(S), APP1, "{fx:#?}");
